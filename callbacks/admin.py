@@ -1,0 +1,62 @@
+"""Admin for the inbox: the raw body as received, processing state, errors, and replay."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest
+from django.utils.html import format_html
+
+from payments.admin import ReadOnlyAdminMixin
+
+from .models import CallbackState, InboundCallback
+from .services import callback_replay
+
+
+@admin.register(InboundCallback)
+class InboundCallbackAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    list_display = ["id", "received_at", "kind", "state", "checkout_request_id", "source_ip", "attempts", "payment"]
+    list_filter = ["state", "kind", "received_at"]
+    date_hierarchy = "received_at"
+    search_fields = ["=checkout_request_id", "=id", "=dedupe_key"]
+    exclude = ["body", "token_hash"]
+    readonly_fields = [
+        "kind",
+        "received_at",
+        "raw_body",
+        "content_type",
+        "headers",
+        "source_ip",
+        "payment",
+        "dedupe_key",
+        "checkout_request_id",
+        "state",
+        "attempts",
+        "last_error_text",
+        "next_attempt_at",
+        "processed_at",
+    ]
+    actions = ["replay"]
+
+    @admin.display(description="Body as received")
+    def raw_body(self, obj: InboundCallback) -> str:
+        return format_html("<pre style='white-space:pre-wrap'>{}</pre>", obj.body_text or "(empty)")
+
+    @admin.display(description="Last error")
+    def last_error_text(self, obj: InboundCallback) -> str:
+        return format_html("<pre style='white-space:pre-wrap'>{}</pre>", obj.last_error or "—")
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        # Needed for the replay action; every field is read-only.
+        return request.user.is_staff and request.user.is_active
+
+    @admin.action(description="Replay selected failed/orphan callbacks")
+    def replay(self, request: HttpRequest, queryset: QuerySet[InboundCallback]) -> None:
+        replayable = queryset.filter(state__in=[CallbackState.FAILED, CallbackState.ORPHAN])
+        count = 0
+        for callback in replayable:
+            callback_replay(callback_id=callback.pk)
+            count += 1
+        self.message_user(request, f"Queued {count} callback(s) for processing.", messages.SUCCESS)

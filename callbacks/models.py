@@ -1,0 +1,77 @@
+"""InboundCallback: every request that reached a callback URL, exactly as received.
+
+A row is written before anything else happens, even for an empty, non-JSON or wrongly shaped
+body, so nothing Daraja sent can be lost. Processing state lives on the row.
+"""
+
+from __future__ import annotations
+
+from django.db import models
+
+
+class CallbackKind(models.TextChoices):
+    STK = "stk", "STK Push result"
+
+
+class CallbackState(models.TextChoices):
+    RECEIVED = "received", "Received, not processed yet"
+    PROCESSED = "processed", "Processed: changed the payment"
+    DUPLICATE = "duplicate", "Duplicate: the payment already had this outcome"
+    IGNORED = "ignored", "Ignored: arrived after a final outcome"
+    REVIEW = "review", "Kept for review (amount or receipt problem)"
+    ORPHAN = "orphan", "Orphan: no payment matches"
+    INVALID = "invalid", "Invalid payload"
+    REJECTED = "rejected", "Rejected: failed authentication"
+    FAILED = "failed", "Processing failed after retries"
+
+
+FINAL_STATES = frozenset(
+    {
+        CallbackState.PROCESSED,
+        CallbackState.DUPLICATE,
+        CallbackState.IGNORED,
+        CallbackState.REVIEW,
+        CallbackState.ORPHAN,
+        CallbackState.INVALID,
+        CallbackState.REJECTED,
+        CallbackState.FAILED,
+    }
+)
+
+
+class InboundCallback(models.Model):
+    kind = models.CharField(max_length=10, choices=CallbackKind.choices, default=CallbackKind.STK)
+    received_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    body = models.BinaryField()
+    content_type = models.CharField(max_length=200, blank=True, default="")
+    headers = models.JSONField(default=dict, blank=True)
+    source_ip = models.GenericIPAddressField(null=True, blank=True)
+    token_hash = models.CharField(max_length=64, blank=True, default="", db_index=True)
+    payment = models.ForeignKey(
+        "payments.Payment",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="callbacks",
+        help_text="The payment the path token belongs to (not proof that the body does).",
+    )
+    dedupe_key = models.CharField(max_length=64, db_index=True, help_text="SHA-256 of the body.")
+    checkout_request_id = models.CharField(max_length=128, blank=True, default="", db_index=True)
+    state = models.CharField(
+        max_length=10, choices=CallbackState.choices, default=CallbackState.RECEIVED
+    )
+    attempts = models.PositiveIntegerField(default=0)
+    last_error = models.TextField(blank=True, default="")
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    processed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-received_at"]
+        indexes = [models.Index(fields=["state", "received_at"], name="callback_state_received")]
+
+    def __str__(self) -> str:
+        return f"callback {self.pk} ({self.state})"
+
+    @property
+    def body_text(self) -> str:
+        return bytes(self.body).decode("utf-8", errors="replace")

@@ -1,0 +1,1 @@
+"""Shared building blocks: money, phone numbers, API-key auth, error shape, idempotency, logs."""

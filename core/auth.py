@@ -1,0 +1,62 @@
+"""`Authorization: Bearer <api key>` authentication for the merchant API."""
+
+from __future__ import annotations
+
+import hmac
+from typing import Any
+
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
+from rest_framework import exceptions
+from rest_framework.authentication import BaseAuthentication, get_authorization_header
+from rest_framework.permissions import BasePermission
+from rest_framework.request import Request
+
+from .models import ApiClient, hash_secret
+from .services import API_KEY_PREFIX, api_client_touch
+
+
+class ApiKeyAuthentication(BaseAuthentication):
+    keyword = b"bearer"
+
+    def authenticate(self, request: Request) -> tuple[ApiClient, str] | None:
+        header = get_authorization_header(request).split()
+        if not header:
+            return None
+        if header[0].lower() != self.keyword:
+            raise exceptions.AuthenticationFailed(
+                "Use the header 'Authorization: Bearer <api key>'.", code="invalid_auth_scheme"
+            )
+        if len(header) != 2:
+            raise exceptions.AuthenticationFailed(
+                "The Authorization header must be 'Bearer <api key>'.", code="invalid_auth_header"
+            )
+        try:
+            key = header[1].decode("ascii")
+        except UnicodeDecodeError:
+            raise exceptions.AuthenticationFailed("Invalid API key.", code="invalid_api_key") from None
+        parts = key.split("_")
+        if len(parts) < 3 or parts[0] != API_KEY_PREFIX:
+            raise exceptions.AuthenticationFailed("Invalid API key.", code="invalid_api_key")
+        client = ApiClient.objects.filter(key_prefix=parts[1]).first()
+        if client is None or not hmac.compare_digest(client.key_hash, hash_secret(key)):
+            raise exceptions.AuthenticationFailed("Invalid API key.", code="invalid_api_key")
+        if client.revoked_at is not None:
+            raise exceptions.AuthenticationFailed("This API key was revoked.", code="revoked_api_key")
+        api_client_touch(client=client)
+        return client, key
+
+    def authenticate_header(self, request: Request) -> str:
+        return 'Bearer realm="api"'
+
+
+class HasApiClient(BasePermission):
+    def has_permission(self, request: Request, view: Any) -> bool:
+        return isinstance(request.user, ApiClient)
+
+
+class ApiKeyAuthenticationScheme(OpenApiAuthenticationExtension):
+    target_class = "core.auth.ApiKeyAuthentication"
+    name = "ApiKey"
+
+    def get_security_definition(self, auto_schema: Any) -> dict[str, str]:
+        return {"type": "http", "scheme": "bearer", "description": "An API key from create_api_key"}

@@ -1,0 +1,67 @@
+"""API clients (hashed keys) and idempotency keys."""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+
+from django.db import models
+
+
+def hash_secret(value: str) -> str:
+    """SHA-256 hex of a high-entropy secret (API key, callback token). Unsalted on purpose:
+    the secrets are random 256-bit strings, and a deterministic hash allows an indexed lookup."""
+    return hashlib.sha256(value.encode()).hexdigest()
+
+
+class ApiClient(models.Model):
+    """A merchant system calling the API. Only the key's hash is stored; the key is shown once."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    name = models.CharField(max_length=100)
+    key_prefix = models.CharField(max_length=16, unique=True, help_text="Identifies the key.")
+    key_hash = models.CharField(max_length=64, unique=True, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name = "API client"
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.key_prefix}…)"
+
+    @property
+    def is_active(self) -> bool:
+        return self.revoked_at is None
+
+    # DRF's IsAuthenticated-style checks look for this attribute on request.user/auth.
+    is_authenticated = True
+
+
+class IdempotencyKey(models.Model):
+    """Stripe's semantics: one key per client; same body replays, different body is refused."""
+
+    class State(models.TextChoices):
+        IN_PROGRESS = "in_progress", "In progress"
+        COMPLETED = "completed", "Completed"
+
+    client = models.ForeignKey(ApiClient, on_delete=models.CASCADE, related_name="+")
+    key = models.CharField(max_length=255)
+    endpoint = models.CharField(max_length=100)
+    fingerprint = models.CharField(max_length=64, help_text="SHA-256 of the canonical request.")
+    state = models.CharField(max_length=20, choices=State.choices, default=State.IN_PROGRESS)
+    response_status = models.PositiveSmallIntegerField(null=True, blank=True)
+    response_body = models.JSONField(null=True, blank=True)
+    payment_id = models.UUIDField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    completed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["client", "key"], name="idempotency_key_unique_per_client")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.key} ({self.state})"

@@ -1,0 +1,112 @@
+"""Writes for API clients and idempotency keys."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from .models import ApiClient, IdempotencyKey, hash_secret
+
+API_KEY_PREFIX = "mpk"
+
+
+@dataclass(frozen=True)
+class NewApiKey:
+    client: ApiClient
+    key: str  # shown once, never stored
+
+
+def api_client_create(*, name: str) -> NewApiKey:
+    prefix = secrets.token_hex(4)
+    key = f"{API_KEY_PREFIX}_{prefix}_{secrets.token_urlsafe(32)}"
+    client = ApiClient.objects.create(name=name, key_prefix=prefix, key_hash=hash_secret(key))
+    return NewApiKey(client=client, key=key)
+
+
+def api_client_revoke(*, client: ApiClient) -> ApiClient:
+    if client.revoked_at is None:
+        client.revoked_at = timezone.now()
+        client.save(update_fields=["revoked_at"])
+    return client
+
+
+def api_client_touch(*, client: ApiClient) -> None:
+    """Record use, at most once a minute per key (not a write per request)."""
+    now = timezone.now()
+    if client.last_used_at is None or now - client.last_used_at > timedelta(minutes=1):
+        ApiClient.objects.filter(pk=client.pk).update(last_used_at=now)
+        client.last_used_at = now
+
+
+def request_fingerprint(*, endpoint: str, body: dict[str, Any]) -> str:
+    canonical = json.dumps({"endpoint": endpoint, "body": body}, sort_keys=True, default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class IdempotencyClaim:
+    """Outcome of claiming a key: either ours to run, or an earlier outcome to replay."""
+
+    record: IdempotencyKey
+    created: bool
+
+
+class IdempotencyConflict(Exception):
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def idempotency_claim(
+    *, client: ApiClient, key: str, endpoint: str, fingerprint: str
+) -> IdempotencyClaim:
+    """Insert the key (committed at once) or return the existing one.
+
+    The unique constraint makes a concurrent duplicate lose the insert, so two requests with
+    the same key can never both go on to call Daraja.
+    """
+    try:
+        with transaction.atomic():
+            record = IdempotencyKey.objects.create(
+                client=client, key=key, endpoint=endpoint, fingerprint=fingerprint
+            )
+        return IdempotencyClaim(record=record, created=True)
+    except IntegrityError:
+        record = IdempotencyKey.objects.get(client=client, key=key)
+    if record.endpoint != endpoint or record.fingerprint != fingerprint:
+        raise IdempotencyConflict(
+            "idempotency_key_reused",
+            "This Idempotency-Key was already used with a different request body or endpoint.",
+        )
+    if record.state != IdempotencyKey.State.COMPLETED:
+        raise IdempotencyConflict(
+            "idempotency_key_in_progress",
+            "A request with this Idempotency-Key is still being processed; retry shortly.",
+        )
+    return IdempotencyClaim(record=record, created=False)
+
+
+def idempotency_complete(
+    *, record: IdempotencyKey, status: int, body: dict[str, Any], payment_id: Any = None
+) -> None:
+    record.state = IdempotencyKey.State.COMPLETED
+    record.response_status = status
+    record.response_body = body
+    record.payment_id = payment_id
+    record.completed_at = timezone.now()
+    record.save(
+        update_fields=["state", "response_status", "response_body", "payment_id", "completed_at"]
+    )
+
+
+def idempotency_release(*, record: IdempotencyKey) -> None:
+    """Forget a key whose request failed before doing anything (so the client may retry)."""
+    IdempotencyKey.objects.filter(pk=record.pk, state=IdempotencyKey.State.IN_PROGRESS).delete()

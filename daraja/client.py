@@ -1,0 +1,304 @@
+"""HTTP client for Daraja: OAuth (shared cached token), STK Push, STK Query.
+
+The token lives in the shared cache (Redis in production) so every web and worker process
+uses one token; it is refreshed before expiry by one process at a time (a cache lock), and
+invalidated and retried once when Daraja answers ``404.001.03``. Every call has a timeout.
+Nothing here logs secrets: the passkey, consumer secret, password and tokens stay out of logs.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+import httpx
+from django.conf import settings
+from django.core.cache import BaseCache, cache
+
+from core.logging import ctx
+from core.phones import mask_phone
+
+from .errors import (
+    DarajaConfigurationError,
+    DarajaError,
+    DarajaInvalidTokenError,
+    DarajaProtocolError,
+    DarajaServerError,
+    DarajaTransportError,
+    error_from_envelope,
+)
+from .parsing import NAIROBI, PayloadError, StkQueryResult, loads, parse_stk_query_response
+
+logger = logging.getLogger(__name__)
+
+PAYBILL = "CustomerPayBillOnline"
+TILL = "CustomerBuyGoodsOnline"
+
+
+def daraja_timestamp(now: datetime | None = None) -> str:
+    """``YYYYMMDDHHmmss`` in Africa/Nairobi time, whatever the server's time zone."""
+    moment = now.astimezone(NAIROBI) if now else datetime.now(NAIROBI)
+    return moment.strftime("%Y%m%d%H%M%S")
+
+
+def stk_password(shortcode: str, passkey: str, timestamp: str) -> str:
+    """Base64 of shortcode + passkey + timestamp: plain concatenation, not a hash."""
+    return base64.b64encode(f"{shortcode}{passkey}{timestamp}".encode()).decode()
+
+
+@dataclass(frozen=True)
+class StkPushAccepted:
+    merchant_request_id: str
+    checkout_request_id: str
+    response_description: str
+    customer_message: str
+
+
+@dataclass(frozen=True)
+class DarajaConfig:
+    base_url: str
+    consumer_key: str
+    consumer_secret: str
+    shortcode: str
+    passkey: str
+    transaction_type: str  # PAYBILL or TILL
+    party_b: str
+    connect_timeout: float
+    read_timeout: float
+    token_refresh_margin: int
+
+    @classmethod
+    def from_settings(cls) -> DarajaConfig:
+        till = settings.MPESA_TRANSACTION_TYPE == "till"
+        return cls(
+            base_url=settings.MPESA_BASE_URL,
+            consumer_key=settings.MPESA_CONSUMER_KEY,
+            consumer_secret=settings.MPESA_CONSUMER_SECRET,
+            shortcode=settings.MPESA_SHORTCODE,
+            passkey=settings.MPESA_PASSKEY,
+            transaction_type=TILL if till else PAYBILL,
+            party_b=settings.MPESA_TILL_NUMBER if till else settings.MPESA_SHORTCODE,
+            connect_timeout=settings.MPESA_CONNECT_TIMEOUT,
+            read_timeout=settings.MPESA_READ_TIMEOUT,
+            token_refresh_margin=settings.MPESA_TOKEN_REFRESH_MARGIN,
+        )
+
+
+class DarajaClient:
+    def __init__(
+        self,
+        config: DarajaConfig,
+        *,
+        token_cache: BaseCache | None = None,
+        http: httpx.Client | None = None,
+    ) -> None:
+        self.config = config
+        self.cache = token_cache or cache
+        self.http = http or httpx.Client(
+            base_url=config.base_url,
+            timeout=httpx.Timeout(config.read_timeout, connect=config.connect_timeout),
+            headers={"User-Agent": "mpesa-payments/0.1"},
+        )
+        scope = hashlib.sha256(f"{config.base_url}|{config.consumer_key}".encode()).hexdigest()[:16]
+        self._token_key = f"daraja:token:{scope}"
+        self._lock_key = f"daraja:token-lock:{scope}"
+
+    # --- OAuth ------------------------------------------------------------------------
+    def access_token(self) -> str:
+        """A valid token from the shared cache, fetching a new one if needed (one fetcher)."""
+        cached = self.cache.get(self._token_key)
+        if cached:
+            return str(cached)
+        deadline = time.monotonic() + self.config.connect_timeout + self.config.read_timeout
+        while True:
+            if self.cache.add(self._lock_key, "1", timeout=30):
+                try:
+                    cached = self.cache.get(self._token_key)
+                    if cached:
+                        return str(cached)
+                    return self._fetch_token()
+                finally:
+                    self.cache.delete(self._lock_key)
+            # Another process is fetching: wait for its token rather than invalidating it.
+            time.sleep(0.05)
+            cached = self.cache.get(self._token_key)
+            if cached:
+                return str(cached)
+            if time.monotonic() > deadline:
+                raise DarajaTransportError("timed out waiting for another process's OAuth token")
+
+    def _fetch_token(self) -> str:
+        basic = base64.b64encode(
+            f"{self.config.consumer_key}:{self.config.consumer_secret}".encode()
+        ).decode()
+        response = self._send(
+            "GET",
+            "/oauth/v1/generate",
+            params={"grant_type": "client_credentials"},
+            headers={"Authorization": f"Basic {basic}"},
+        )
+        if response.status_code != 200:
+            if not response.content.strip():
+                # Production answers wrong or sandbox credentials with HTTP 400 and no body.
+                raise DarajaConfigurationError(
+                    "OAuth refused the consumer key/secret (empty answer); check "
+                    "MPESA_CONSUMER_KEY, MPESA_CONSUMER_SECRET and MPESA_ENV",
+                    http_status=response.status_code,
+                )
+            raise self._error(response)
+        data = self._json(response)
+        token = data.get("access_token") if isinstance(data, dict) else None
+        if not isinstance(token, str) or not token:
+            raise DarajaProtocolError("OAuth answer has no access_token", http_status=200)
+        try:
+            # expires_in arrives as "3599" (string) or 3599 (number): read both.
+            expires_in = int(str(data.get("expires_in", "3599")).strip())
+        except ValueError:
+            raise DarajaProtocolError("OAuth expires_in is not a number", http_status=200) from None
+        lifetime = max(expires_in - self.config.token_refresh_margin, 1)
+        self.cache.set(self._token_key, token, timeout=lifetime)
+        logger.info("daraja token refreshed", extra=ctx(expires_in=expires_in))
+        return token
+
+    def invalidate_token(self, token: str) -> None:
+        """Drop the cached token if it is still the one that failed (not a newer one)."""
+        if self.cache.get(self._token_key) == token:
+            self.cache.delete(self._token_key)
+
+    # --- Business APIs ----------------------------------------------------------------
+    def stk_push(
+        self,
+        *,
+        phone_number: str,
+        amount: Decimal,
+        account_reference: str,
+        description: str,
+        callback_url: str,
+    ) -> StkPushAccepted:
+        timestamp = daraja_timestamp()
+        payload = {
+            "BusinessShortCode": self.config.shortcode,
+            "Password": stk_password(self.config.shortcode, self.config.passkey, timestamp),
+            "Timestamp": timestamp,
+            "TransactionType": self.config.transaction_type,
+            "Amount": int(amount),
+            "PartyA": phone_number,
+            "PartyB": self.config.party_b,
+            "PhoneNumber": phone_number,
+            "CallBackURL": callback_url,
+            "AccountReference": account_reference,
+            "TransactionDesc": description,
+        }
+        logger.info(
+            "daraja stk push",
+            extra=ctx(phone=mask_phone(phone_number), amount=str(amount)),
+        )
+        data = self._post_json("/mpesa/stkpush/v1/processrequest", payload)
+        if not isinstance(data, dict):
+            raise DarajaProtocolError("STK Push answer is not a JSON object")
+        response_code = str(data.get("ResponseCode", "")).strip()
+        checkout_request_id = data.get("CheckoutRequestID")
+        if response_code and set(response_code) == {"0"} and isinstance(checkout_request_id, str):
+            return StkPushAccepted(
+                merchant_request_id=str(data.get("MerchantRequestID", "")),
+                checkout_request_id=checkout_request_id,
+                response_description=str(data.get("ResponseDescription", "")),
+                customer_message=str(data.get("CustomerMessage", "")),
+            )
+        raise DarajaProtocolError(
+            f"STK Push not accepted: ResponseCode {response_code or 'missing'} "
+            f"{data.get('ResponseDescription', '')}".strip()
+        )
+
+    def stk_query(self, *, checkout_request_id: str) -> StkQueryResult:
+        """Ask for an STK Push's outcome. Raises DarajaPendingError for the HTTP-500 pending
+        answer; returns ``pending=True`` for the HTTP-200 ``4999`` answer."""
+        timestamp = daraja_timestamp()
+        payload = {
+            "BusinessShortCode": self.config.shortcode,
+            "Password": stk_password(self.config.shortcode, self.config.passkey, timestamp),
+            "Timestamp": timestamp,
+            "CheckoutRequestID": checkout_request_id,
+        }
+        data = self._post_json("/mpesa/stkpushquery/v1/query", payload)
+        try:
+            return parse_stk_query_response(data)
+        except PayloadError as exc:
+            raise DarajaProtocolError(f"STK Query answer: {exc}") from None
+
+    # --- plumbing ---------------------------------------------------------------------
+    def _post_json(self, path: str, payload: dict[str, Any]) -> Any:
+        for attempt in (1, 2):
+            token = self.access_token()
+            response = self._send(
+                "POST", path, json=payload, headers={"Authorization": f"Bearer {token}"}
+            )
+            if response.status_code == 200:
+                return self._json(response)
+            error = self._error(response)
+            if isinstance(error, DarajaInvalidTokenError) and attempt == 1:
+                logger.warning("daraja token rejected; refreshing once", extra=ctx(path=path))
+                self.invalidate_token(token)
+                continue
+            raise error
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        try:
+            return self.http.request(method, path, **kwargs)
+        except httpx.TimeoutException as exc:
+            raise DarajaTransportError(f"Daraja did not answer in time ({type(exc).__name__})") from None
+        except httpx.HTTPError as exc:
+            raise DarajaTransportError(f"could not reach Daraja ({type(exc).__name__})") from None
+
+    @staticmethod
+    def _json(response: httpx.Response) -> Any:
+        try:
+            return loads(response.content)
+        except PayloadError:
+            raise DarajaProtocolError(
+                "Daraja answered with a body that is not JSON", http_status=response.status_code
+            ) from None
+
+    def _error(self, response: httpx.Response) -> DarajaError:
+        try:
+            data = loads(response.content)
+        except PayloadError:
+            data = None
+        if isinstance(data, dict) and "errorCode" in data:
+            return error_from_envelope(
+                http_status=response.status_code,
+                error_code=str(data.get("errorCode", "")),
+                message=str(data.get("errorMessage", "")),
+                request_id=str(data.get("requestId", "")),
+            )
+        if response.status_code >= 500:
+            return DarajaServerError(
+                "Daraja failed without an error body", http_status=response.status_code
+            )
+        return DarajaProtocolError(
+            "Daraja answered an error without an error envelope", http_status=response.status_code
+        )
+
+
+_client_lock = threading.Lock()
+_client: DarajaClient | None = None
+_client_config: DarajaConfig | None = None
+
+
+def get_client() -> DarajaClient:
+    """The process's client (one HTTP connection pool), rebuilt if settings changed."""
+    global _client, _client_config
+    config = DarajaConfig.from_settings()
+    with _client_lock:
+        if _client is None or _client_config != config:
+            _client = DarajaClient(config)
+            _client_config = config
+        return _client

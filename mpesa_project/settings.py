@@ -1,0 +1,315 @@
+"""Settings, all read from the environment (and an optional `.env` file) through `env.py`.
+
+The defaults are the embedded ones `make run` uses: SQLite, a filesystem Celery broker that needs
+no server, the database as the shared cache, and the local Daraja simulator. Production sets
+DATABASE_URL (PostgreSQL), CELERY_BROKER_URL and CACHE_URL (Redis) and real Daraja credentials.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+from dotenv import load_dotenv
+
+from .env import (
+    env_bool,
+    env_choice,
+    env_decimal,
+    env_float,
+    env_int,
+    env_list,
+    env_str,
+)
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+# A .env file beside manage.py is read if present; real environment variables win over it.
+load_dotenv(BASE_DIR / ".env", override=False)
+
+VAR_DIR = Path(env_str("VAR_DIR", str(BASE_DIR / "var")))
+VAR_DIR.mkdir(parents=True, exist_ok=True)
+
+DEBUG = env_bool("DJANGO_DEBUG", False)
+SECRET_KEY = env_str("DJANGO_SECRET_KEY")
+if not SECRET_KEY:
+    if not DEBUG:
+        raise ImproperlyConfigured(
+            "DJANGO_SECRET_KEY is not set. Set it (any long random string), "
+            "or set DJANGO_DEBUG=true for local development."
+        )
+    SECRET_KEY = "insecure-development-key-set-DJANGO_SECRET_KEY-in-production"  # noqa: S105
+
+ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]", "testserver"])
+CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS", [])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "django_filters",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "core",
+    "payments",
+    "callbacks",
+]
+
+MIDDLEWARE = [
+    "core.middleware.RequestIdMiddleware",
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "mpesa_project.urls"
+WSGI_APPLICATION = "mpesa_project.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# --- Database -----------------------------------------------------------------------------
+DATABASE_URL = env_str("DATABASE_URL", f"sqlite:///{VAR_DIR / 'db.sqlite3'}")
+try:
+    _default_db = dj_database_url.parse(DATABASE_URL, conn_max_age=env_int("DB_CONN_MAX_AGE", 0))
+except ValueError as exc:
+    raise ImproperlyConfigured(f"DATABASE_URL cannot be read: {exc}") from None
+if _default_db["ENGINE"] == "django.db.backends.sqlite3":
+    # Web, worker and beat share one SQLite file: WAL lets readers run beside the writer, and
+    # IMMEDIATE transactions take the write lock up front instead of failing half-way.
+    _default_db["OPTIONS"] = {
+        "timeout": 30,
+        "transaction_mode": "IMMEDIATE",
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+    }
+elif _default_db["ENGINE"] == "django.db.backends.postgresql":
+    _default_db.setdefault("OPTIONS", {})
+    _default_db["OPTIONS"].setdefault("connect_timeout", 5)
+DATABASES = {"default": _default_db}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- Cache (shared by every process: Daraja token, locks) --------------------------------
+CACHE_URL = env_str("CACHE_URL", "db://")
+if CACHE_URL.startswith(("redis://", "rediss://")):
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": CACHE_URL,
+            "OPTIONS": {"socket_timeout": 2, "socket_connect_timeout": 2},
+        }
+    }
+elif CACHE_URL == "db://":
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.db.DatabaseCache",
+            "LOCATION": "cache_table",
+        }
+    }
+elif CACHE_URL == "locmem://":
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+else:
+    raise ImproperlyConfigured(
+        f"CACHE_URL={CACHE_URL!r} is not supported: use redis://host:port/db, db:// or locmem://"
+    )
+
+# --- Auth, i18n, static --------------------------------------------------------------------
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "Africa/Nairobi"  # what the admin shows; storage is UTC (USE_TZ)
+USE_I18N = True
+USE_TZ = True
+STATIC_URL = "static/"
+STATIC_ROOT = VAR_DIR / "static"
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+}
+WHITENOISE_USE_FINDERS = True
+DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("DJANGO_MAX_BODY_BYTES", 1024 * 1024, minimum=1024)
+
+# --- REST framework ------------------------------------------------------------------------
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": ["core.auth.ApiKeyAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["core.auth.HasApiClient"],
+    "DEFAULT_PARSER_CLASSES": ["core.api.DecimalJSONParser"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
+    "DEFAULT_PAGINATION_CLASS": "core.api.Pagination",
+    "PAGE_SIZE": 50,
+    "EXCEPTION_HANDLER": "core.api.exception_handler",
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "COERCE_DECIMAL_TO_STRING": True,
+    "UNAUTHENTICATED_USER": None,
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "M-Pesa Payments & Reconciliation API",
+    "DESCRIPTION": "STK Push payments with a callback inbox, audited state changes and "
+    "idempotent requests.",
+    "VERSION": "0.1.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "COMPONENT_SPLIT_REQUEST": True,
+    "ENUM_NAME_OVERRIDES": {"PaymentStatusEnum": "payments.models.PaymentStatus"},
+}
+
+# --- Celery --------------------------------------------------------------------------------
+CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", "filesystem://")
+if CELERY_BROKER_URL.startswith("filesystem://"):
+    # The embedded broker: messages are files under var/broker, shared by web, worker, beat.
+    _broker_dir = VAR_DIR / "broker"
+    (_broker_dir / "queue").mkdir(parents=True, exist_ok=True)
+    (_broker_dir / "processed").mkdir(parents=True, exist_ok=True)
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "data_folder_in": str(_broker_dir / "queue"),
+        "data_folder_out": str(_broker_dir / "queue"),
+        "processed_folder": str(_broker_dir / "processed"),
+        "store_processed": False,
+    }
+else:
+    # Short socket timeouts: when Redis is down, the callback view must still answer quickly
+    # (the row is already stored; the re-drive sweeper enqueues it later).
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "socket_timeout": 2,
+        "socket_connect_timeout": 2,
+        "visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 3600, minimum=60),
+    }
+CELERY_TASK_PUBLISH_RETRY = True
+CELERY_TASK_PUBLISH_RETRY_POLICY = {
+    "max_retries": 1,
+    "interval_start": 0,
+    "interval_step": 0.2,
+    "interval_max": 0.2,
+}
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_RESULT_BACKEND = None
+CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
+CELERY_TASK_EAGER_PROPAGATES = True
+CELERY_TIMEZONE = "UTC"
+CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
+CALLBACK_REDRIVE_INTERVAL = env_float("CALLBACK_REDRIVE_INTERVAL", 60.0, minimum=1.0)
+CELERY_BEAT_SCHEDULE = {
+    "callbacks-redrive": {
+        "task": "callbacks.tasks.redrive_callbacks",
+        "schedule": CALLBACK_REDRIVE_INTERVAL,
+    },
+}
+
+# --- M-Pesa / Daraja -----------------------------------------------------------------------
+MPESA_ENV = env_choice("MPESA_ENV", "simulator", ("simulator", "sandbox", "production"))
+_DARAJA_BASE_URLS = {
+    "simulator": "http://127.0.0.1:8001",
+    "sandbox": "https://sandbox.safaricom.co.ke",
+    "production": "https://api.safaricom.co.ke",
+}
+MPESA_BASE_URL = env_str("MPESA_BASE_URL", _DARAJA_BASE_URLS[MPESA_ENV]).rstrip("/")
+_SIMULATOR_DEFAULTS = {
+    "MPESA_CONSUMER_KEY": "simulator-consumer-key",
+    "MPESA_CONSUMER_SECRET": "simulator-consumer-secret",
+    "MPESA_SHORTCODE": "174379",
+    # Safaricom's public sandbox passkey for shortcode 174379; the simulator uses it too.
+    "MPESA_PASSKEY": "bfb279f9aa9bdbcf158e97dd71a467cd2e0c893059b10f78e6b72ada1ed2c919",
+}
+
+
+def _mpesa_value(name: str) -> str:
+    value = env_str(name)
+    if value:
+        return value
+    if MPESA_ENV == "simulator":
+        return _SIMULATOR_DEFAULTS[name]
+    raise ImproperlyConfigured(f"{name} is required when MPESA_ENV={MPESA_ENV}")
+
+
+MPESA_CONSUMER_KEY = _mpesa_value("MPESA_CONSUMER_KEY")
+MPESA_CONSUMER_SECRET = _mpesa_value("MPESA_CONSUMER_SECRET")
+MPESA_SHORTCODE = _mpesa_value("MPESA_SHORTCODE")
+MPESA_PASSKEY = _mpesa_value("MPESA_PASSKEY")
+if not MPESA_SHORTCODE.isdigit():
+    raise ImproperlyConfigured(f"MPESA_SHORTCODE={MPESA_SHORTCODE!r} must be digits only")
+MPESA_TRANSACTION_TYPE = env_choice("MPESA_TRANSACTION_TYPE", "paybill", ("paybill", "till"))
+MPESA_TILL_NUMBER = env_str("MPESA_TILL_NUMBER")
+if MPESA_TRANSACTION_TYPE == "till" and not MPESA_TILL_NUMBER.isdigit():
+    raise ImproperlyConfigured("MPESA_TILL_NUMBER (digits) is required when MPESA_TRANSACTION_TYPE=till")
+MPESA_CALLBACK_URL = env_str("MPESA_CALLBACK_URL", "http://127.0.0.1:8000/payments/callback/")
+if not MPESA_CALLBACK_URL.startswith(("http://", "https://")):
+    raise ImproperlyConfigured(f"MPESA_CALLBACK_URL={MPESA_CALLBACK_URL!r} must be an http(s) URL")
+if MPESA_ENV == "production" and not MPESA_CALLBACK_URL.startswith("https://"):
+    raise ImproperlyConfigured("MPESA_CALLBACK_URL must use https:// when MPESA_ENV=production")
+MPESA_CONNECT_TIMEOUT = env_float("MPESA_CONNECT_TIMEOUT", 5.0, minimum=0.1)
+MPESA_READ_TIMEOUT = env_float("MPESA_READ_TIMEOUT", 30.0, minimum=0.1)
+# Refresh the OAuth token this many seconds before Daraja says it expires.
+MPESA_TOKEN_REFRESH_MARGIN = env_int("MPESA_TOKEN_REFRESH_MARGIN", 60, minimum=0)
+
+# --- Payments and callbacks ----------------------------------------------------------------
+PAYMENTS_MIN_AMOUNT = env_decimal("PAYMENTS_MIN_AMOUNT", "1")
+PAYMENTS_MAX_AMOUNT = env_decimal("PAYMENTS_MAX_AMOUNT", "250000")
+if not (0 < PAYMENTS_MIN_AMOUNT <= PAYMENTS_MAX_AMOUNT):
+    raise ImproperlyConfigured("PAYMENTS_MIN_AMOUNT must be > 0 and <= PAYMENTS_MAX_AMOUNT")
+# A callback whose payment is not known yet (the initiating request has not committed) is
+# retried this many times, this many seconds apart, then kept as an orphan.
+CALLBACK_ORPHAN_RETRIES = env_int("CALLBACK_ORPHAN_RETRIES", 5, minimum=0)
+CALLBACK_ORPHAN_RETRY_DELAY = env_float("CALLBACK_ORPHAN_RETRY_DELAY", 2.0, minimum=0.0)
+# Transient processing errors (database restarted, lock timeout) are retried with backoff.
+CALLBACK_MAX_ATTEMPTS = env_int("CALLBACK_MAX_ATTEMPTS", 10, minimum=1)
+# Stored callbacks not processed after this many seconds are re-enqueued by the beat sweeper.
+CALLBACK_REDRIVE_AFTER = env_float("CALLBACK_REDRIVE_AFTER", 60.0, minimum=1.0)
+CALLBACK_MAX_BODY_BYTES = env_int("CALLBACK_MAX_BODY_BYTES", 64 * 1024, minimum=1024)
+
+# --- Logging -------------------------------------------------------------------------------
+LOG_LEVEL = env_choice("LOG_LEVEL", "info", ("debug", "info", "warning", "error")).upper()
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "filters": {
+        "mask": {"()": "core.logging.MaskingFilter"},
+        "context": {"()": "core.logging.ContextFilter"},
+    },
+    "formatters": {
+        "kv": {"()": "core.logging.KeyValueFormatter"},
+    },
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": "kv",
+            "filters": ["context", "mask"],
+        },
+    },
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    "loggers": {
+        "django.db.backends": {"level": "WARNING"},
+        "httpx": {"level": "WARNING"},
+        "httpcore": {"level": "WARNING"},
+    },
+}

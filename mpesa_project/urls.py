@@ -1,0 +1,41 @@
+"""URL map: merchant API under /payments/, Daraja callbacks, admin, API docs, health."""
+
+from django.contrib import admin
+from django.db import connection
+from django.http import HttpRequest, JsonResponse
+from django.urls import include, path
+from django.views.generic import RedirectView
+from rest_framework.permissions import AllowAny
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+
+def health(request: HttpRequest) -> JsonResponse:
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+    except Exception as exc:
+        return JsonResponse({"status": "error", "database": type(exc).__name__}, status=503)
+    return JsonResponse({"status": "ok"})
+
+
+admin.site.site_header = "M-Pesa Payments"
+admin.site.site_title = "M-Pesa Payments"
+
+urlpatterns = [
+    path("payments/", include("payments.urls")),
+    path("admin/", admin.site.urls),
+    path(
+        "api/schema/",
+        SpectacularAPIView.as_view(authentication_classes=[], permission_classes=[AllowAny]),
+        name="schema",
+    ),
+    path(
+        "api/docs/",
+        SpectacularSwaggerView.as_view(
+            url_name="schema", authentication_classes=[], permission_classes=[AllowAny]
+        ),
+        name="swagger-ui",
+    ),
+    path("health/", health, name="health"),
+    path("", RedirectView.as_view(url="/api/docs/", permanent=False)),
+]

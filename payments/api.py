@@ -1,0 +1,262 @@
+"""Merchant API for payments: STK Push (idempotent), read one, list with filters, events."""
+
+from __future__ import annotations
+
+import re
+from decimal import Decimal
+from typing import Any
+
+import django_filters
+from django.core.validators import RegexValidator
+from django.conf import settings
+from django.db.models import QuerySet
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    OpenApiResponse,
+    extend_schema,
+    extend_schema_field,
+)
+from rest_framework import serializers, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from core.api import ApiError
+from core.money import InvalidAmount, whole_shillings
+from core.phones import InvalidPhoneNumber, normalize_phone
+from core.services import (
+    IdempotencyConflict,
+    idempotency_claim,
+    idempotency_complete,
+    idempotency_release,
+    request_fingerprint,
+)
+
+from .models import Payment, PaymentEvent, PaymentStatus
+from .selectors import payment_events, payment_list
+from .services import payment_initiate
+
+# Daraja shows these in the customer's prompt; keep them to plain printable characters.
+_TEXT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 .,_#/:&'()-]*$")
+MAX_IDEMPOTENCY_KEY = 255
+
+
+@extend_schema_field({"type": "string", "pattern": "^[0-9]+(\\.00)?$", "example": "100"})
+class AmountField(serializers.Field):
+    default_error_messages = {"invalid": "{message}"}
+
+    def to_internal_value(self, data: Any) -> Decimal:
+        try:
+            amount = whole_shillings(data)
+        except InvalidAmount as exc:
+            self.fail("invalid", message=str(exc))
+        low, high = settings.PAYMENTS_MIN_AMOUNT, settings.PAYMENTS_MAX_AMOUNT
+        if not low <= amount <= high:
+            self.fail("invalid", message=f"amount must be between {low:,} and {high:,} KES")
+        return amount
+
+    def to_representation(self, value: Any) -> str:
+        return f"{value:.2f}"
+
+
+@extend_schema_field({"type": "string", "example": "0712345678"})
+class PhoneField(serializers.Field):
+    default_error_messages = {"invalid": "{message}"}
+
+    def to_internal_value(self, data: Any) -> str:
+        try:
+            return normalize_phone(data)
+        except InvalidPhoneNumber as exc:
+            self.fail("invalid", message=str(exc))
+
+    def to_representation(self, value: Any) -> str:
+        return str(value)
+
+
+def _text_field(max_length: int, what: str) -> serializers.CharField:
+    return serializers.CharField(
+        max_length=max_length,
+        trim_whitespace=True,
+        validators=[
+            RegexValidator(
+                _TEXT, message=f"{what} may contain letters, digits, spaces and . , _ # / : & ' ( ) -"
+            )
+        ],
+        help_text=f"At most {max_length} characters (a Daraja limit).",
+    )
+
+
+class StkPushRequestSerializer(serializers.Serializer):
+    phone_number = PhoneField(help_text="Any Kenyan form: 07…, 01…, +2547…, 2547…")
+    amount = AmountField(help_text="Whole shillings, e.g. 100 or \"100\".")
+    account_reference = _text_field(12, "account_reference")
+    description = _text_field(13, "description")
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        unknown = set(self.initial_data) - set(self.fields) if isinstance(self.initial_data, dict) else set()
+        if unknown:
+            raise serializers.ValidationError(
+                {name: "Unknown field." for name in sorted(unknown)}
+            )
+        return attrs
+
+
+class PaymentSerializer(serializers.ModelSerializer):
+    amount = AmountField(read_only=True)
+    paid_amount = serializers.DecimalField(max_digits=12, decimal_places=2, read_only=True)
+
+    class Meta:
+        model = Payment
+        fields = [
+            "id",
+            "status",
+            "amount",
+            "currency",
+            "phone_number",
+            "account_reference",
+            "description",
+            "transaction_type",
+            "merchant_request_id",
+            "checkout_request_id",
+            "mpesa_receipt_number",
+            "result_code",
+            "result_desc",
+            "transaction_date",
+            "paid_amount",
+            "needs_review",
+            "created_at",
+            "updated_at",
+            "completed_at",
+        ]
+        read_only_fields = fields
+
+
+class PaymentEventSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = PaymentEvent
+        fields = [
+            "id",
+            "kind",
+            "from_status",
+            "to_status",
+            "source",
+            "actor",
+            "reason",
+            "evidence",
+            "callback",
+            "created_at",
+        ]
+        read_only_fields = fields
+
+
+class StkPushView(APIView):
+    @extend_schema(
+        operation_id="payments_stk_push",
+        request=StkPushRequestSerializer,
+        parameters=[
+            OpenApiParameter(
+                "Idempotency-Key",
+                OpenApiTypes.STR,
+                OpenApiParameter.HEADER,
+                description="Same key + same body replays the first response; same key + "
+                "different body is refused with 422.",
+            )
+        ],
+        responses={
+            201: PaymentSerializer,
+            202: OpenApiResponse(PaymentSerializer, description="Daraja's answer was lost "
+                                 "(timeout): the payment stays INITIATED and is resolved later."),
+            400: OpenApiResponse(description="Validation error naming each field"),
+            409: OpenApiResponse(description="Same Idempotency-Key still in progress"),
+            422: OpenApiResponse(description="Idempotency-Key reused with a different body"),
+        },
+        summary="Start an STK Push (M-Pesa Express) payment",
+    )
+    def post(self, request: Request) -> Response:
+        serializer = StkPushRequestSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        client = request.user
+
+        key = request.headers.get("Idempotency-Key")
+        record = None
+        if key is not None:
+            if not key or len(key) > MAX_IDEMPOTENCY_KEY or not key.isprintable():
+                raise ApiError(
+                    code="invalid_idempotency_key",
+                    message=f"Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY} printable characters.",
+                    http_status=400,
+                )
+            canonical = {name: str(value) for name, value in data.items()}
+            try:
+                claim = idempotency_claim(
+                    client=client,  # type: ignore[arg-type]
+                    key=key,
+                    endpoint="stk_push",
+                    fingerprint=request_fingerprint(endpoint="stk_push", body=canonical),
+                )
+            except IdempotencyConflict as exc:
+                http_status = 409 if exc.code == "idempotency_key_in_progress" else 422
+                raise ApiError(code=exc.code, message=exc.message, http_status=http_status) from None
+            if not claim.created:
+                replay = Response(claim.record.response_body, status=claim.record.response_status)
+                replay["Idempotent-Replayed"] = "true"
+                return replay
+            record = claim.record
+
+        try:
+            payment = payment_initiate(
+                client=client,  # type: ignore[arg-type]
+                phone_number=data["phone_number"],
+                amount=data["amount"],
+                account_reference=data["account_reference"],
+                description=data["description"],
+            )
+        except Exception:
+            if record is not None:
+                idempotency_release(record=record)
+            raise
+        body = PaymentSerializer(payment).data
+        http_status = status.HTTP_202_ACCEPTED if payment.status == PaymentStatus.INITIATED else 201
+        if record is not None:
+            idempotency_complete(
+                record=record, status=http_status, body=dict(body), payment_id=payment.pk
+            )
+        return Response(body, status=http_status)
+
+
+class PaymentFilter(django_filters.FilterSet):
+    status = django_filters.MultipleChoiceFilter(choices=PaymentStatus.choices)
+    phone = django_filters.CharFilter(method="filter_phone", label="Phone number (any form)")
+    created_after = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
+    created_before = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
+    needs_review = django_filters.BooleanFilter()
+
+    class Meta:
+        model = Payment
+        fields = ["status", "phone", "created_after", "created_before", "needs_review"]
+
+    def filter_phone(self, queryset: QuerySet[Payment], name: str, value: str) -> QuerySet[Payment]:
+        try:
+            phone = normalize_phone(value)
+        except InvalidPhoneNumber as exc:
+            raise serializers.ValidationError({"phone": str(exc)}) from None
+        return queryset.filter(phone_number=phone)
+
+
+class PaymentViewSet(viewsets.ReadOnlyModelViewSet):
+    serializer_class = PaymentSerializer
+    filterset_class = PaymentFilter
+    lookup_value_converter = "uuid"
+
+    def get_queryset(self) -> QuerySet[Payment]:
+        return payment_list(client=self.request.user)  # type: ignore[arg-type]
+
+    @extend_schema(responses=PaymentEventSerializer(many=True), summary="The payment's audit trail")
+    @action(detail=True, methods=["get"], pagination_class=None, filterset_class=None)
+    def events(self, request: Request, pk: str | None = None) -> Response:
+        payment = self.get_object()
+        events = payment_events(payment=payment)
+        return Response(PaymentEventSerializer(events, many=True).data)

@@ -1,0 +1,135 @@
+"""Payment and its append-only audit trail, PaymentEvent.
+
+``status`` is written only by :func:`payments.services.payment_transition`. Database
+constraints back the invariants: positive amount, one CheckoutRequestID per payment, one
+receipt number per payment (a receipt credits one payment only).
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from django.db import models
+from django.db.models import Q
+
+
+class PaymentStatus(models.TextChoices):
+    INITIATED = "INITIATED", "Initiated"
+    PENDING = "PENDING", "Pending"
+    SUCCESS = "SUCCESS", "Success"
+    FAILED = "FAILED", "Failed"
+
+
+class EventSource(models.TextChoices):
+    API = "api", "API"
+    DARAJA = "daraja", "Daraja (synchronous answer)"
+    CALLBACK = "callback", "Callback"
+    QUERY = "query", "STK Query"
+    RECONCILIATION = "reconciliation", "Reconciliation"
+    ADMIN = "admin", "Admin"
+    SYSTEM = "system", "System"
+
+
+class EventKind(models.TextChoices):
+    CREATED = "created", "Created"
+    TRANSITION = "transition", "Status change"
+    FLAGGED = "flagged", "Flagged for review"
+    NOTE = "note", "Note"
+
+
+class Payment(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    client = models.ForeignKey(
+        "core.ApiClient", on_delete=models.PROTECT, related_name="payments", null=True, blank=True
+    )
+    amount = models.DecimalField(max_digits=12, decimal_places=2)
+    currency = models.CharField(max_length=3, default="KES", editable=False)
+    phone_number = models.CharField(max_length=12, db_index=True)
+    account_reference = models.CharField(max_length=12)
+    description = models.CharField(max_length=13)
+    transaction_type = models.CharField(max_length=32)
+    status = models.CharField(
+        max_length=10, choices=PaymentStatus.choices, default=PaymentStatus.INITIATED
+    )
+    merchant_request_id = models.CharField(max_length=128, blank=True, default="")
+    checkout_request_id = models.CharField(max_length=128, null=True, blank=True, unique=True)
+    mpesa_receipt_number = models.CharField(max_length=32, null=True, blank=True, unique=True)
+    result_code = models.CharField(max_length=32, blank=True, default="")
+    result_desc = models.CharField(max_length=500, blank=True, default="")
+    transaction_date = models.DateTimeField(null=True, blank=True)
+    paid_amount = models.DecimalField(max_digits=12, decimal_places=2, null=True, blank=True)
+    payer_phone = models.CharField(max_length=64, blank=True, default="")
+    needs_review = models.BooleanField(default=False)
+    callback_token_hash = models.CharField(max_length=64, unique=True, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    completed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["status", "created_at"], name="payment_status_created")]
+        constraints = [
+            models.CheckConstraint(condition=Q(amount__gt=0), name="payment_amount_positive"),
+            models.CheckConstraint(
+                condition=Q(status__in=PaymentStatus.values), name="payment_status_valid"
+            ),
+            models.CheckConstraint(
+                condition=~Q(status=PaymentStatus.SUCCESS) | Q(mpesa_receipt_number__isnull=False),
+                name="payment_success_has_receipt",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.id} {self.amount} {self.status}"
+
+    @property
+    def is_final(self) -> bool:
+        return self.status in (PaymentStatus.SUCCESS, PaymentStatus.FAILED)
+
+
+class PaymentEventQuerySet(models.QuerySet["PaymentEvent"]):
+    def update(self, **kwargs: Any) -> int:
+        raise TypeError("payment events are append-only")
+
+    def delete(self) -> tuple[int, dict[str, int]]:
+        raise TypeError("payment events are append-only")
+
+
+class PaymentEvent(models.Model):
+    """One row per change (or noteworthy fact) about a payment. Never updated or deleted."""
+
+    payment = models.ForeignKey(Payment, on_delete=models.PROTECT, related_name="events")
+    kind = models.CharField(max_length=20, choices=EventKind.choices)
+    from_status = models.CharField(max_length=10, choices=PaymentStatus.choices, blank=True)
+    to_status = models.CharField(max_length=10, choices=PaymentStatus.choices, blank=True)
+    source = models.CharField(max_length=20, choices=EventSource.choices)
+    actor = models.CharField(max_length=150, blank=True, default="")
+    reason = models.CharField(max_length=500, blank=True, default="")
+    evidence = models.JSONField(default=dict, blank=True)
+    callback = models.ForeignKey(
+        "callbacks.InboundCallback",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="payment_events",
+    )
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    objects = PaymentEventQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["created_at", "id"]
+
+    def __str__(self) -> str:
+        if self.kind == EventKind.TRANSITION:
+            return f"{self.from_status} → {self.to_status} ({self.source})"
+        return f"{self.kind} ({self.source})"
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        if self.pk is not None:
+            raise TypeError("payment events are append-only")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args: Any, **kwargs: Any) -> tuple[int, dict[str, int]]:
+        raise TypeError("payment events are append-only")
