@@ -21,6 +21,8 @@ def normalize_phone(value: object) -> str:
     if isinstance(value, bool) or not isinstance(value, (str, int)):
         raise InvalidPhoneNumber("phone number must be a string")
     text = _SEPARATORS.sub("", str(value))
+    if not text:
+        raise InvalidPhoneNumber("phone number is required")
     if text.startswith("+"):
         text = text[1:]
         if not text.startswith("254"):

@@ -14,9 +14,10 @@ from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from core.db import in_transaction
 from core.logging import ctx
 from core.models import ApiClient, hash_secret
 from daraja.client import PAYBILL, TILL, get_client
@@ -199,7 +200,7 @@ def payment_initiate(
 ) -> Payment:
     """The STK flow: commit INITIATED, call Daraja outside any transaction, then record
     PENDING (accepted), FAILED (refused) or leave INITIATED when the outcome is unknown."""
-    if transaction.get_connection().in_atomic_block:
+    if in_transaction():
         raise RuntimeError("payment_initiate must not run inside a transaction")
     payment, token = payment_create(
         client=client,
@@ -236,20 +237,32 @@ def payment_initiate(
             evidence=_error_evidence(exc),
             fields={"result_code": exc.error_code or "error", "result_desc": exc.message[:500]},
         ).payment
-    return payment_transition(
-        payment=payment,
-        to_status=S.PENDING,
-        source=EventSource.DARAJA,
-        reason=accepted.response_description,
-        evidence={
-            "merchant_request_id": accepted.merchant_request_id,
-            "checkout_request_id": accepted.checkout_request_id,
-        },
-        fields={
-            "merchant_request_id": accepted.merchant_request_id,
-            "checkout_request_id": accepted.checkout_request_id,
-        },
-    ).payment
+    ids = {
+        "merchant_request_id": accepted.merchant_request_id,
+        "checkout_request_id": accepted.checkout_request_id,
+    }
+    try:
+        return payment_transition(
+            payment=payment,
+            to_status=S.PENDING,
+            source=EventSource.DARAJA,
+            reason=accepted.response_description,
+            evidence=ids,
+            fields=ids,
+        ).payment
+    except IntegrityError:
+        # Daraja handed out a CheckoutRequestID another payment already holds. Never merge two
+        # payments: keep this one INITIATED, on record, for a person to look at.
+        payment_record_event(
+            payment=payment,
+            kind=EventKind.FLAGGED,
+            source=EventSource.DARAJA,
+            reason="Daraja returned a CheckoutRequestID that belongs to another payment",
+            evidence=ids,
+            flag=True,
+        )
+        payment.refresh_from_db()
+        return payment
 
 
 def _error_evidence(exc: DarajaError) -> dict[str, Any]:

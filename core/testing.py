@@ -1,0 +1,176 @@
+"""Test helpers shared by every app's tests: payload builders and real worker processes.
+
+Not imported by production code.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from django.db import connection
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def stk_success_body(
+    *,
+    checkout_request_id: str,
+    amount: str | int = 10,
+    receipt: str = "UKR1ABCDEF",
+    merchant_request_id: str = "f0ab-49c2-ab1d-1f9d840b305512458",
+    phone: int | str = 254712345678,
+    transaction_date: int | str = 20261127103045,
+    balance: str = "no_value",
+    envelope: bool = True,
+) -> bytes:
+    """A success callback in the real shape. ``amount`` as a string is written raw, so
+    ``"1.00"`` becomes the JSON number 1.00, as Daraja sends it."""
+    items = [
+        '{"Name": "Amount", "Value": %s}' % amount,
+        '{"Name": "MpesaReceiptNumber", "Value": %s}' % json.dumps(receipt),
+    ]
+    if balance == "no_value":
+        items.append('{"Name": "Balance"}')
+    elif balance == "zero":
+        items.append('{"Name": "Balance", "Value": 0}')
+    items.append('{"Name": "TransactionDate", "Value": %s}' % json.dumps(transaction_date))
+    items.append('{"Name": "PhoneNumber", "Value": %s}' % json.dumps(phone))
+    inner = (
+        '{"MerchantRequestID": %s, "CheckoutRequestID": %s, "ResultCode": 0, '
+        '"ResultDesc": "The service request is processed successfully.", '
+        '"CallbackMetadata": {"Item": [%s]}}'
+        % (json.dumps(merchant_request_id), json.dumps(checkout_request_id), ", ".join(items))
+    )
+    text = '{"Body": {"stkCallback": %s}}' % inner if envelope else inner
+    return text.encode()
+
+
+def stk_accepted(checkout_request_id: str = "ws_CO_27112026103000123712345678") -> dict[str, str]:
+    """Daraja's answer to an accepted STK Push."""
+    return {
+        "MerchantRequestID": "b18f-4a07-9aff-d6e1fb096b51174446",
+        "CheckoutRequestID": checkout_request_id,
+        "ResponseCode": "0",
+        "ResponseDescription": "Success. Request accepted for processing",
+        "CustomerMessage": "Success. Request accepted for processing",
+    }
+
+
+def stk_failure_body(
+    *,
+    checkout_request_id: str,
+    result_code: int | str = 1032,
+    result_desc: str = "Request Cancelled by user.",
+    merchant_request_id: str = "f0ab-49c2-ab1d-1f9d840b305512889",
+) -> bytes:
+    return json.dumps(
+        {
+            "Body": {
+                "stkCallback": {
+                    "MerchantRequestID": merchant_request_id,
+                    "CheckoutRequestID": checkout_request_id,
+                    "ResultCode": result_code,
+                    "ResultDesc": result_desc,
+                }
+            }
+        }
+    ).encode()
+
+
+def database_url_for_subprocess() -> str:
+    """A DATABASE_URL pointing other processes at the database this test process uses."""
+    db = connection.settings_dict
+    if db["ENGINE"].endswith("sqlite3"):
+        return f"sqlite:///{db['NAME']}"
+    user = db.get("USER") or ""
+    password = f":{db['PASSWORD']}" if db.get("PASSWORD") else ""
+    auth = f"{user}{password}@" if user else ""
+    port = f":{db['PORT']}" if db.get("PORT") else ""
+    return f"postgres://{auth}{db.get('HOST') or '127.0.0.1'}{port}/{db['NAME']}"
+
+
+def subprocess_env(**extra: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env["DATABASE_URL"] = database_url_for_subprocess()
+    env.setdefault("DJANGO_SECRET_KEY", settings.SECRET_KEY)
+    env["VAR_DIR"] = str(settings.VAR_DIR)
+    env["PYTHONUNBUFFERED"] = "1"
+    env.update(extra)
+    return env
+
+
+@contextmanager
+def celery_worker(
+    *, concurrency: int = 2, log_path: Path | None = None, **env: str
+) -> Iterator[subprocess.Popen[bytes]]:
+    """A real `celery worker` process against the test database and the configured broker."""
+    log_path = log_path or Path(settings.VAR_DIR) / "test-worker.log"
+    purge = subprocess.run(
+        [sys.executable, "-m", "celery", "-A", "mpesa_project", "purge", "-f"],
+        env=subprocess_env(**env),
+        cwd=REPO_ROOT,
+        capture_output=True,
+        timeout=60,
+    )
+    if purge.returncode != 0:
+        raise RuntimeError(f"celery purge failed: {purge.stderr.decode()[-2000:]}")
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "mpesa_project",
+                "worker",
+                "--loglevel=INFO",
+                f"--concurrency={concurrency}",
+                "--without-gossip",
+                "--without-mingle",
+                "--without-heartbeat",
+            ],
+            env=subprocess_env(**env),
+            cwd=REPO_ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        try:
+            yield process
+        finally:
+            stop_process(process)
+
+
+def stop_process(process: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> None:
+    if process.poll() is None:
+        try:
+            os.killpg(process.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=10)
+
+
+def wait_for(condition: Callable[[], Any], *, timeout: float = 30.0, interval: float = 0.1) -> Any:
+    """Poll until ``condition()`` is truthy; fail with the last value after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    value = condition()
+    while not value:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s (last value {value!r})")
+        time.sleep(interval)
+        value = condition()
+    return value
