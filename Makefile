@@ -34,7 +34,8 @@ run: install
 		$(BIN)/honcho -f Procfile.dev start
 
 ## make test: lint, types, migrations check and the whole pytest suite.
-TEST_ENV := DJANGO_SECRET_KEY=$${DJANGO_SECRET_KEY:-test-only-secret-key-do-not-use-in-production}
+TEST_ENV := DJANGO_SECRET_KEY=$${DJANGO_SECRET_KEY:-test-only-secret-key-do-not-use-in-production} \
+            VAR_DIR=$${VAR_DIR:-$(CURDIR)/var/test}
 
 test: install-dev lint typecheck migrations-check pytest
 

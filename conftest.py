@@ -27,7 +27,9 @@ REQUIRE_SERVICES = os.environ.get("REQUIRE_SERVICES") == "1"
 def _reachable(url: str, default_port: int) -> bool:
     parsed = urlparse(url)
     try:
-        with socket.create_connection((parsed.hostname or "127.0.0.1", parsed.port or default_port), 2):
+        with socket.create_connection(
+            (parsed.hostname or "127.0.0.1", parsed.port or default_port), 2
+        ):
             return True
     except OSError:
         return False
@@ -53,9 +55,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "services" in item.keywords:
             if REQUIRE_SERVICES:
-                item.add_marker(
-                    pytest.mark.usefixtures("_fail_missing_services")
-                )
+                item.add_marker(pytest.mark.usefixtures("_fail_missing_services"))
             else:
                 item.add_marker(pytest.mark.skip(reason=f"needs PostgreSQL and Redis: {problem}"))
 

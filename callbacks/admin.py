@@ -17,7 +17,16 @@ from .services import callback_replay
 
 @admin.register(InboundCallback)
 class InboundCallbackAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
-    list_display = ["id", "received_at", "kind", "state", "checkout_request_id", "source_ip", "attempts", "payment"]
+    list_display = [
+        "id",
+        "received_at",
+        "kind",
+        "state",
+        "checkout_request_id",
+        "source_ip",
+        "attempts",
+        "payment",
+    ]
     list_filter = ["state", "kind", "received_at"]
     date_hierarchy = "received_at"
     search_fields = ["=checkout_request_id", "=id", "=dedupe_key"]

@@ -71,7 +71,10 @@ def callback_enqueue(*, callback_id: int, countdown: float | None = None) -> boo
     from .tasks import process_callback
 
     try:
-        process_callback.apply_async((callback_id,), countdown=countdown)
+        if countdown is None:
+            process_callback.apply_async((callback_id,))
+        else:
+            process_callback.apply_async((callback_id,), countdown=countdown)
         return True
     except Exception as exc:
         logger.warning(

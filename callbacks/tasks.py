@@ -32,7 +32,7 @@ TRANSIENT_ERRORS = (OperationalError, InterfaceError)
     max_retries=None,
     ignore_result=True,
 )
-def process_callback(self, callback_id: int) -> str:  # type: ignore[no-untyped-def]
+def process_callback(self, callback_id: int) -> str:
     try:
         return callback_process(callback_id=callback_id).state
     except RetryLater as exc:
@@ -65,7 +65,9 @@ def _park(callback_id: int, exc: BaseException) -> None:
     try:
         callback_mark_failed(callback_id=callback_id, error=exc)
     except TRANSIENT_ERRORS:
-        logger.warning("could not record failure; re-drive will retry", extra=ctx(callback_id=callback_id))
+        logger.warning(
+            "could not record failure; re-drive will retry", extra=ctx(callback_id=callback_id)
+        )
 
 
 def _note(callback_id: int, exc: BaseException) -> None:

@@ -104,6 +104,7 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     else:
         code = next((c for cls, c in _CODES.items() if isinstance(exc, cls)), "error")
         detail = getattr(exc, "detail", str(exc))
-        code = getattr(detail, "code", None) if code == "authentication_failed" else code
-        response.data = error_body(code or "authentication_failed", str(detail))
+        if code == "authentication_failed":
+            code = str(getattr(detail, "code", None) or code)
+        response.data = error_body(code, str(detail))
     return response

@@ -10,7 +10,7 @@ def _create_cache_table(sender: AppConfig, **kwargs: Any) -> None:
     from django.conf import settings
     from django.core.management import call_command
 
-    if any(c["BACKEND"].endswith("DatabaseCache") for c in settings.CACHES.values()):
+    if any(str(c["BACKEND"]).endswith("DatabaseCache") for c in settings.CACHES.values()):
         call_command("createcachetable", database=kwargs.get("using", "default"), verbosity=0)
 
 

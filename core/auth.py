@@ -33,7 +33,9 @@ class ApiKeyAuthentication(BaseAuthentication):
         try:
             key = header[1].decode("ascii")
         except UnicodeDecodeError:
-            raise exceptions.AuthenticationFailed("Invalid API key.", code="invalid_api_key") from None
+            raise exceptions.AuthenticationFailed(
+                "Invalid API key.", code="invalid_api_key"
+            ) from None
         parts = key.split("_")
         if len(parts) < 3 or parts[0] != API_KEY_PREFIX:
             raise exceptions.AuthenticationFailed("Invalid API key.", code="invalid_api_key")
@@ -41,7 +43,9 @@ class ApiKeyAuthentication(BaseAuthentication):
         if client is None or not hmac.compare_digest(client.key_hash, hash_secret(key)):
             raise exceptions.AuthenticationFailed("Invalid API key.", code="invalid_api_key")
         if client.revoked_at is not None:
-            raise exceptions.AuthenticationFailed("This API key was revoked.", code="revoked_api_key")
+            raise exceptions.AuthenticationFailed(
+                "This API key was revoked.", code="revoked_api_key"
+            )
         api_client_touch(client=client)
         return client, key
 

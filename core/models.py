@@ -60,7 +60,9 @@ class IdempotencyKey(models.Model):
 
     class Meta:
         constraints = [
-            models.UniqueConstraint(fields=["client", "key"], name="idempotency_key_unique_per_client")
+            models.UniqueConstraint(
+                fields=["client", "key"], name="idempotency_key_unique_per_client"
+            )
         ]
 
     def __str__(self) -> str:

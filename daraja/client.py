@@ -254,7 +254,9 @@ class DarajaClient:
         try:
             return self.http.request(method, path, **kwargs)
         except httpx.TimeoutException as exc:
-            raise DarajaTransportError(f"Daraja did not answer in time ({type(exc).__name__})") from None
+            raise DarajaTransportError(
+                f"Daraja did not answer in time ({type(exc).__name__})"
+            ) from None
         except httpx.HTTPError as exc:
             raise DarajaTransportError(f"could not reach Daraja ({type(exc).__name__})") from None
 

@@ -167,22 +167,25 @@ def error_from_envelope(
     *, http_status: int, error_code: str, message: str, request_id: str
 ) -> DarajaError:
     """Map Daraja's ``{requestId, errorCode, errorMessage}`` to the typed error."""
-    kwargs = {"error_code": error_code, "http_status": http_status, "request_id": request_id}
     lowered = message.lower()
+
+    def make(kind: type[DarajaError]) -> DarajaError:
+        return kind(message, error_code=error_code, http_status=http_status, request_id=request_id)
+
     if error_code in ("404.001.03", "400.003.01"):
-        return DarajaInvalidTokenError(message, **kwargs)
+        return make(DarajaInvalidTokenError)
     if error_code in ("400.002.02", "400.002.05", "500.002.1001"):
-        return DarajaValidationError(message, **kwargs)
+        return make(DarajaValidationError)
     if error_code == "500.001.1001":
         if "being processed" in lowered or "under processing" in lowered:
-            return DarajaPendingError(message, **kwargs)
+            return make(DarajaPendingError)
         if "unable to lock subscriber" in lowered:
-            return DarajaSubscriberLockedError(message, **kwargs)
-        return DarajaRejectedError(message, **kwargs)
+            return make(DarajaSubscriberLockedError)
+        return make(DarajaRejectedError)
     if error_code in ("500.003.02", "500.003.03"):
-        return DarajaThrottledError(message, **kwargs)
+        return make(DarajaThrottledError)
     if error_code.startswith(("400.008", "401", "404", "405")):
-        return DarajaConfigurationError(message, **kwargs)
+        return make(DarajaConfigurationError)
     if error_code.startswith("400"):
-        return DarajaValidationError(message, **kwargs)
-    return DarajaServerError(message, **kwargs)
+        return make(DarajaValidationError)
+    return make(DarajaServerError)

@@ -25,7 +25,17 @@ class PaymentEventInline(ReadOnlyAdminMixin, admin.TabularInline):
     model = PaymentEvent
     extra = 0
     can_delete = False
-    fields = ["created_at", "kind", "from_status", "to_status", "source", "actor", "reason", "evidence", "callback"]
+    fields = (
+        "created_at",
+        "kind",
+        "from_status",
+        "to_status",
+        "source",
+        "actor",
+        "reason",
+        "evidence",
+        "callback",
+    )
     readonly_fields = fields
     ordering = ["created_at", "id"]
 
@@ -51,7 +61,9 @@ class PaymentAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         "=checkout_request_id",
         "account_reference",
     ]
-    readonly_fields = [field.name for field in Payment._meta.fields if field.name != "callback_token_hash"]
+    readonly_fields = [
+        field.name for field in Payment._meta.fields if field.name != "callback_token_hash"
+    ]
     exclude = ["callback_token_hash"]
     inlines = [PaymentEventInline]
     list_select_related = ["client"]

@@ -7,8 +7,8 @@ from decimal import Decimal
 from typing import Any
 
 import django_filters
-from django.core.validators import RegexValidator
 from django.conf import settings
+from django.core.validators import RegexValidator
 from django.db.models import QuerySet
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
@@ -81,7 +81,8 @@ def _text_field(max_length: int, what: str) -> serializers.CharField:
         trim_whitespace=True,
         validators=[
             RegexValidator(
-                _TEXT, message=f"{what} may contain letters, digits, spaces and . , _ # / : & ' ( ) -"
+                _TEXT,
+                message=f"{what} may contain letters, digits, spaces and . , _ # / : & ' ( ) -",
             )
         ],
         help_text=f"At most {max_length} characters (a Daraja limit).",
@@ -90,16 +91,18 @@ def _text_field(max_length: int, what: str) -> serializers.CharField:
 
 class StkPushRequestSerializer(serializers.Serializer):
     phone_number = PhoneField(help_text="Any Kenyan form: 07…, 01…, +2547…, 2547…")
-    amount = AmountField(help_text="Whole shillings, e.g. 100 or \"100\".")
+    amount = AmountField(help_text='Whole shillings, e.g. 100 or "100".')
     account_reference = _text_field(12, "account_reference")
     description = _text_field(13, "description")
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
-        unknown = set(self.initial_data) - set(self.fields) if isinstance(self.initial_data, dict) else set()
+        unknown = (
+            set(self.initial_data) - set(self.fields)
+            if isinstance(self.initial_data, dict)
+            else set()
+        )
         if unknown:
-            raise serializers.ValidationError(
-                {name: "Unknown field." for name in sorted(unknown)}
-            )
+            raise serializers.ValidationError({name: "Unknown field." for name in sorted(unknown)})
         return attrs
 
 
@@ -166,8 +169,11 @@ class StkPushView(APIView):
         ],
         responses={
             201: PaymentSerializer,
-            202: OpenApiResponse(PaymentSerializer, description="Daraja's answer was lost "
-                                 "(timeout): the payment stays INITIATED and is resolved later."),
+            202: OpenApiResponse(
+                PaymentSerializer,
+                description="Daraja's answer was lost "
+                "(timeout): the payment stays INITIATED and is resolved later.",
+            ),
             400: OpenApiResponse(description="Validation error naming each field"),
             409: OpenApiResponse(description="Same Idempotency-Key still in progress"),
             422: OpenApiResponse(description="Idempotency-Key reused with a different body"),
@@ -186,7 +192,8 @@ class StkPushView(APIView):
             if not key or len(key) > MAX_IDEMPOTENCY_KEY or not key.isprintable():
                 raise ApiError(
                     code="invalid_idempotency_key",
-                    message=f"Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY} printable characters.",
+                    message=f"Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY} printable "
+                    "characters.",
                     http_status=400,
                 )
             canonical = {name: str(value) for name, value in data.items()}
@@ -199,7 +206,9 @@ class StkPushView(APIView):
                 )
             except IdempotencyConflict as exc:
                 http_status = 409 if exc.code == "idempotency_key_in_progress" else 422
-                raise ApiError(code=exc.code, message=exc.message, http_status=http_status) from None
+                raise ApiError(
+                    code=exc.code, message=exc.message, http_status=http_status
+                ) from None
             if not claim.created:
                 replay = Response(claim.record.response_body, status=claim.record.response_status)
                 replay["Idempotent-Replayed"] = "true"

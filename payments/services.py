@@ -121,7 +121,9 @@ def payment_transition(
         )
     logger.info(
         "payment status changed",
-        extra=ctx(payment_id=locked.pk, from_status=from_status, to_status=to_status, source=source),
+        extra=ctx(
+            payment_id=locked.pk, from_status=from_status, to_status=to_status, source=source
+        ),
     )
     return TransitionResult(payment=locked, changed=True, event=event)
 
@@ -140,7 +142,9 @@ def payment_record_event(
     """An event that does not change the status (a flag for review, a note)."""
     with transaction.atomic():
         if flag:
-            Payment.objects.filter(pk=payment.pk).update(needs_review=True, updated_at=timezone.now())
+            Payment.objects.filter(pk=payment.pk).update(
+                needs_review=True, updated_at=timezone.now()
+            )
             payment.needs_review = True
         return PaymentEvent.objects.create(
             payment=payment,

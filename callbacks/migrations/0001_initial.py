@@ -4,34 +4,70 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
-    dependencies = [
-    ]
+    dependencies = []
 
     operations = [
         migrations.CreateModel(
-            name='InboundCallback',
+            name="InboundCallback",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('kind', models.CharField(choices=[('stk', 'STK Push result')], default='stk', max_length=10)),
-                ('received_at', models.DateTimeField(auto_now_add=True, db_index=True)),
-                ('body', models.BinaryField()),
-                ('content_type', models.CharField(blank=True, default='', max_length=200)),
-                ('headers', models.JSONField(blank=True, default=dict)),
-                ('source_ip', models.GenericIPAddressField(blank=True, null=True)),
-                ('token_hash', models.CharField(blank=True, db_index=True, default='', max_length=64)),
-                ('dedupe_key', models.CharField(db_index=True, help_text='SHA-256 of the body.', max_length=64)),
-                ('checkout_request_id', models.CharField(blank=True, db_index=True, default='', max_length=128)),
-                ('state', models.CharField(choices=[('received', 'Received, not processed yet'), ('processed', 'Processed: changed the payment'), ('duplicate', 'Duplicate: the payment already had this outcome'), ('ignored', 'Ignored: arrived after a final outcome'), ('review', 'Kept for review (amount or receipt problem)'), ('orphan', 'Orphan: no payment matches'), ('invalid', 'Invalid payload'), ('rejected', 'Rejected: failed authentication'), ('failed', 'Processing failed after retries')], default='received', max_length=10)),
-                ('attempts', models.PositiveIntegerField(default=0)),
-                ('last_error', models.TextField(blank=True, default='')),
-                ('next_attempt_at', models.DateTimeField(blank=True, null=True)),
-                ('processed_at', models.DateTimeField(blank=True, null=True)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "kind",
+                    models.CharField(
+                        choices=[("stk", "STK Push result")], default="stk", max_length=10
+                    ),
+                ),
+                ("received_at", models.DateTimeField(auto_now_add=True, db_index=True)),
+                ("body", models.BinaryField()),
+                ("content_type", models.CharField(blank=True, default="", max_length=200)),
+                ("headers", models.JSONField(blank=True, default=dict)),
+                ("source_ip", models.GenericIPAddressField(blank=True, null=True)),
+                (
+                    "token_hash",
+                    models.CharField(blank=True, db_index=True, default="", max_length=64),
+                ),
+                (
+                    "dedupe_key",
+                    models.CharField(
+                        db_index=True, help_text="SHA-256 of the body.", max_length=64
+                    ),
+                ),
+                (
+                    "checkout_request_id",
+                    models.CharField(blank=True, db_index=True, default="", max_length=128),
+                ),
+                (
+                    "state",
+                    models.CharField(
+                        choices=[
+                            ("received", "Received, not processed yet"),
+                            ("processed", "Processed: changed the payment"),
+                            ("duplicate", "Duplicate: the payment already had this outcome"),
+                            ("ignored", "Ignored: arrived after a final outcome"),
+                            ("review", "Kept for review (amount or receipt problem)"),
+                            ("orphan", "Orphan: no payment matches"),
+                            ("invalid", "Invalid payload"),
+                            ("rejected", "Rejected: failed authentication"),
+                            ("failed", "Processing failed after retries"),
+                        ],
+                        default="received",
+                        max_length=10,
+                    ),
+                ),
+                ("attempts", models.PositiveIntegerField(default=0)),
+                ("last_error", models.TextField(blank=True, default="")),
+                ("next_attempt_at", models.DateTimeField(blank=True, null=True)),
+                ("processed_at", models.DateTimeField(blank=True, null=True)),
             ],
             options={
-                'ordering': ['-received_at'],
+                "ordering": ["-received_at"],
             },
         ),
     ]

@@ -5,22 +5,28 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
-        ('callbacks', '0001_initial'),
-        ('payments', '0001_initial'),
+        ("callbacks", "0001_initial"),
+        ("payments", "0001_initial"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='inboundcallback',
-            name='payment',
-            field=models.ForeignKey(blank=True, help_text='The payment the path token belongs to (not proof that the body does).', null=True, on_delete=django.db.models.deletion.PROTECT, related_name='callbacks', to='payments.payment'),
+            model_name="inboundcallback",
+            name="payment",
+            field=models.ForeignKey(
+                blank=True,
+                help_text="The payment the path token belongs to (not proof that the body does).",
+                null=True,
+                on_delete=django.db.models.deletion.PROTECT,
+                related_name="callbacks",
+                to="payments.payment",
+            ),
         ),
         migrations.AddIndex(
-            model_name='inboundcallback',
-            index=models.Index(fields=['state', 'received_at'], name='callback_state_received'),
+            model_name="inboundcallback",
+            index=models.Index(fields=["state", "received_at"], name="callback_state_received"),
         ),
     ]

@@ -29,14 +29,19 @@ def test_anything_posted_is_stored_raw_and_acknowledged(client, body, content_ty
 
 
 def test_the_token_is_stored_only_as_a_hash(client):
-    client.post("/payments/callback/secret-token-value/", data=b"{}", content_type="application/json")
+    client.post(
+        "/payments/callback/secret-token-value/", data=b"{}", content_type="application/json"
+    )
     stored = InboundCallback.objects.get()
     assert "secret-token-value" not in str(stored.headers) and stored.token_hash
     assert len(stored.token_hash) == 64
 
 
 def test_callback_without_token_is_stored_too(client):
-    assert client.post("/payments/callback/", data=b"{}", content_type="application/json").status_code == 200
+    assert (
+        client.post("/payments/callback/", data=b"{}", content_type="application/json").status_code
+        == 200
+    )
     assert InboundCallback.objects.get().token_hash == ""
 
 
@@ -44,7 +49,12 @@ def test_callbacks_need_no_csrf_token(db):
     from django.test import Client
 
     strict = Client(enforce_csrf_checks=True)
-    assert strict.post("/payments/callback/t/", data=b"{}", content_type="application/json").status_code == 200
+    assert (
+        strict.post(
+            "/payments/callback/t/", data=b"{}", content_type="application/json"
+        ).status_code
+        == 200
+    )
 
 
 def test_get_is_405(client):
@@ -56,7 +66,9 @@ def test_get_is_405(client):
 
 def test_oversized_body_is_refused_and_recorded(client, settings):
     settings.CALLBACK_MAX_BODY_BYTES = 1024
-    response = client.post("/payments/callback/t/", data=b"x" * 5000, content_type="application/json")
+    response = client.post(
+        "/payments/callback/t/", data=b"x" * 5000, content_type="application/json"
+    )
     assert response.status_code == 413
     stored = InboundCallback.objects.get()
     assert stored.state == CallbackState.REJECTED and len(bytes(stored.body)) == 1024

@@ -17,10 +17,17 @@ S = PaymentStatus
 
 def pending_payment(amount="10.00", checkout="ws_CO_27112026103000123712345678"):
     payment, token = payment_create(
-        client=None, phone_number="254712345678", amount=Decimal(amount), account_reference="A", description="B"
+        client=None,
+        phone_number="254712345678",
+        amount=Decimal(amount),
+        account_reference="A",
+        description="B",
     )
     payment = payment_transition(
-        payment=payment, to_status=S.PENDING, source=EventSource.DARAJA, fields={"checkout_request_id": checkout}
+        payment=payment,
+        to_status=S.PENDING,
+        source=EventSource.DARAJA,
+        fields={"checkout_request_id": checkout},
     ).payment
     return payment, token
 
@@ -31,7 +38,9 @@ def deliver(client, django_capture_on_commit_callbacks):
 
     def _deliver(token, body):
         with django_capture_on_commit_callbacks(execute=True):
-            response = client.post(f"/payments/callback/{token}/", data=body, content_type="application/json")
+            response = client.post(
+                f"/payments/callback/{token}/", data=body, content_type="application/json"
+            )
         assert response.status_code == 200
         return InboundCallback.objects.order_by("-id").first()
 
@@ -40,7 +49,12 @@ def deliver(client, django_capture_on_commit_callbacks):
 
 def test_success_callback_moves_pending_to_success_with_receipt(deliver):
     payment, token = pending_payment()
-    callback = deliver(token, stk_success_body(checkout_request_id=payment.checkout_request_id, amount="10.00", receipt="UKR1ABCDEF"))
+    callback = deliver(
+        token,
+        stk_success_body(
+            checkout_request_id=payment.checkout_request_id, amount="10.00", receipt="UKR1ABCDEF"
+        ),
+    )
     payment.refresh_from_db()
     assert payment.status == S.SUCCESS
     assert payment.mpesa_receipt_number == "UKR1ABCDEF"
@@ -55,7 +69,12 @@ def test_success_callback_moves_pending_to_success_with_receipt(deliver):
 @pytest.mark.parametrize("code", [1032, 1037, 1, 2001, 17, "SFC_IC0003"])
 def test_failure_callback_moves_pending_to_failed_with_code(deliver, code):
     payment, token = pending_payment()
-    deliver(token, stk_failure_body(checkout_request_id=payment.checkout_request_id, result_code=code, result_desc="desc"))
+    deliver(
+        token,
+        stk_failure_body(
+            checkout_request_id=payment.checkout_request_id, result_code=code, result_desc="desc"
+        ),
+    )
     payment.refresh_from_db()
     assert payment.status == S.FAILED
     assert payment.result_code == str(code) and payment.result_desc == "desc"
@@ -81,7 +100,9 @@ def test_failure_after_success_is_recorded_and_ignored(deliver):
 
 def test_amount_mismatch_is_not_credited_but_flagged(deliver):
     payment, token = pending_payment(amount="100.00")
-    callback = deliver(token, stk_success_body(checkout_request_id=payment.checkout_request_id, amount=1))
+    callback = deliver(
+        token, stk_success_body(checkout_request_id=payment.checkout_request_id, amount=1)
+    )
     payment.refresh_from_db()
     assert payment.status == S.PENDING and payment.needs_review
     assert callback.state == CallbackState.REVIEW
@@ -90,10 +111,12 @@ def test_amount_mismatch_is_not_credited_but_flagged(deliver):
 
 
 def test_a_receipt_already_credited_to_another_payment_is_refused(deliver):
-    first, first_token = pending_payment(checkout="ws_CO_A")
+    _, first_token = pending_payment(checkout="ws_CO_A")
     second, second_token = pending_payment(checkout="ws_CO_B")
     deliver(first_token, stk_success_body(checkout_request_id="ws_CO_A", receipt="UKR1SAMEEE"))
-    callback = deliver(second_token, stk_success_body(checkout_request_id="ws_CO_B", receipt="UKR1SAMEEE"))
+    callback = deliver(
+        second_token, stk_success_body(checkout_request_id="ws_CO_B", receipt="UKR1SAMEEE")
+    )
     second.refresh_from_db()
     assert second.status == S.PENDING and second.needs_review
     assert callback.state == CallbackState.REVIEW and "already credited" in callback.last_error
@@ -101,7 +124,9 @@ def test_a_receipt_already_credited_to_another_payment_is_refused(deliver):
 
 def test_unknown_token_is_rejected_and_changes_nothing(deliver):
     payment, _ = pending_payment()
-    callback = deliver("forged-token", stk_success_body(checkout_request_id=payment.checkout_request_id))
+    callback = deliver(
+        "forged-token", stk_success_body(checkout_request_id=payment.checkout_request_id)
+    )
     payment.refresh_from_db()
     assert payment.status == S.PENDING
     assert callback.state == CallbackState.REJECTED
@@ -114,24 +139,38 @@ def test_a_valid_token_used_for_another_payment_is_rejected(deliver):
     callback = deliver(attacker_token, stk_success_body(checkout_request_id="ws_CO_VICTIM"))
     victim.refresh_from_db()
     assert victim.status == S.PENDING
-    assert callback.state == CallbackState.REJECTED and "different CheckoutRequestID" in callback.last_error
+    assert (
+        callback.state == CallbackState.REJECTED
+        and "different CheckoutRequestID" in callback.last_error
+    )
 
 
 def test_unparseable_callback_is_kept_as_invalid(deliver):
     payment, token = pending_payment()
     callback = deliver(token, b'{"Body": {"stkCallback": {"CheckoutRequestID": "x"}}}')
-    assert callback.state == CallbackState.INVALID and "ResultCode is missing" in callback.last_error
+    assert (
+        callback.state == CallbackState.INVALID and "ResultCode is missing" in callback.last_error
+    )
     payment.refresh_from_db()
     assert payment.status == S.PENDING
 
 
-def test_callback_before_the_payment_is_pending_is_retried_then_processed(settings, client, monkeypatch):
+def test_callback_before_the_payment_is_pending_is_retried_then_processed(
+    settings, client, monkeypatch
+):
     settings.CALLBACK_ORPHAN_RETRIES = 2
     settings.CALLBACK_ORPHAN_RETRY_DELAY = 0.5
     retries = []
-    monkeypatch.setattr("callbacks.tasks.callback_enqueue", lambda callback_id, countdown=None: retries.append(countdown))
+    monkeypatch.setattr(
+        "callbacks.tasks.callback_enqueue",
+        lambda callback_id, countdown=None: retries.append(countdown),
+    )
     payment, token = payment_create(
-        client=None, phone_number="254712345678", amount=Decimal("10"), account_reference="A", description="B"
+        client=None,
+        phone_number="254712345678",
+        amount=Decimal("10"),
+        account_reference="A",
+        description="B",
     )
     body = stk_success_body(checkout_request_id="ws_CO_EARLY")
     client.post(f"/payments/callback/{token}/", data=body, content_type="application/json")
@@ -142,7 +181,12 @@ def test_callback_before_the_payment_is_pending_is_retried_then_processed(settin
     assert "still initiating" in callback.last_error
     assert retries == [0.5] and callback.next_attempt_at is not None
     # The payment becomes PENDING in the meantime: the retry succeeds.
-    payment_transition(payment=payment, to_status=S.PENDING, source="daraja", fields={"checkout_request_id": "ws_CO_EARLY"})
+    payment_transition(
+        payment=payment,
+        to_status=S.PENDING,
+        source="daraja",
+        fields={"checkout_request_id": "ws_CO_EARLY"},
+    )
     process_callback.apply(args=(callback.pk,))
     callback.refresh_from_db()
     payment.refresh_from_db()
@@ -152,9 +196,21 @@ def test_callback_before_the_payment_is_pending_is_retried_then_processed(settin
 def test_callback_whose_payment_never_becomes_pending_ends_orphan(settings, client, monkeypatch):
     settings.CALLBACK_ORPHAN_RETRIES = 1
     settings.CALLBACK_ORPHAN_RETRY_DELAY = 0
-    monkeypatch.setattr("callbacks.tasks.callback_enqueue", lambda callback_id, countdown=None: True)
-    _, token = payment_create(client=None, phone_number="254712345678", amount=Decimal("10"), account_reference="A", description="B")
-    client.post(f"/payments/callback/{token}/", data=stk_success_body(checkout_request_id="ws_CO_X"), content_type="application/json")
+    monkeypatch.setattr(
+        "callbacks.tasks.callback_enqueue", lambda callback_id, countdown=None: True
+    )
+    _, token = payment_create(
+        client=None,
+        phone_number="254712345678",
+        amount=Decimal("10"),
+        account_reference="A",
+        description="B",
+    )
+    client.post(
+        f"/payments/callback/{token}/",
+        data=stk_success_body(checkout_request_id="ws_CO_X"),
+        content_type="application/json",
+    )
     callback = InboundCallback.objects.get()
     process_callback.apply(args=(callback.pk,))
     process_callback.apply(args=(callback.pk,))
@@ -171,7 +227,11 @@ def test_processing_twice_is_safe(deliver):
 
 def test_unexpected_errors_park_the_callback_with_its_traceback(client, monkeypatch):
     payment, token = pending_payment()
-    client.post(f"/payments/callback/{token}/", data=stk_success_body(checkout_request_id=payment.checkout_request_id), content_type="application/json")
+    client.post(
+        f"/payments/callback/{token}/",
+        data=stk_success_body(checkout_request_id=payment.checkout_request_id),
+        content_type="application/json",
+    )
     callback = InboundCallback.objects.get()
 
     def boom(callback):
@@ -180,7 +240,10 @@ def test_unexpected_errors_park_the_callback_with_its_traceback(client, monkeypa
     monkeypatch.setattr("callbacks.services._decide", boom)
     assert process_callback.apply(args=(callback.pk,)).get() == "failed"
     callback.refresh_from_db()
-    assert callback.state == CallbackState.FAILED and "RuntimeError: bug in processing" in callback.last_error
+    assert (
+        callback.state == CallbackState.FAILED
+        and "RuntimeError: bug in processing" in callback.last_error
+    )
     monkeypatch.undo()
     callback_replay(callback_id=callback.pk)
     callback.refresh_from_db()
@@ -192,15 +255,24 @@ def test_unexpected_errors_park_the_callback_with_its_traceback(client, monkeypa
 
 def test_redrive_requeues_only_stale_unprocessed_callbacks(client, monkeypatch):
     payment, token = pending_payment()
-    client.post(f"/payments/callback/{token}/", data=stk_success_body(checkout_request_id=payment.checkout_request_id), content_type="application/json")
+    client.post(
+        f"/payments/callback/{token}/",
+        data=stk_success_body(checkout_request_id=payment.checkout_request_id),
+        content_type="application/json",
+    )
     enqueued = []
-    monkeypatch.setattr("callbacks.services.callback_enqueue", lambda callback_id, countdown=None: enqueued.append(callback_id) or True)
+    monkeypatch.setattr(
+        "callbacks.services.callback_enqueue",
+        lambda callback_id, countdown=None: enqueued.append(callback_id) or True,
+    )
     assert callbacks_redrive(older_than=3600) == 0
     assert callbacks_redrive(older_than=0) == 1
     assert enqueued == [InboundCallback.objects.get().pk]
 
 
-def test_a_broker_outage_does_not_fail_the_callback_endpoint(client, monkeypatch, django_capture_on_commit_callbacks):
+def test_a_broker_outage_does_not_fail_the_callback_endpoint(
+    client, monkeypatch, django_capture_on_commit_callbacks
+):
     def broker_down(*args, **kwargs):
         raise ConnectionError("broker down")
 

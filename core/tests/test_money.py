@@ -7,14 +7,21 @@ from core.money import InvalidAmount, quantize, to_decimal, whole_shillings
 
 @pytest.mark.parametrize(
     ("value", "expected"),
-    [(10, "10.00"), ("10", "10.00"), ("10.00", "10.00"), (Decimal("250000"), "250000.00"), (" 7 ", "7.00")],
+    [
+        (10, "10.00"),
+        ("10", "10.00"),
+        ("10.00", "10.00"),
+        (Decimal("250000"), "250000.00"),
+        (" 7 ", "7.00"),
+    ],
 )
 def test_whole_shillings_accepts_whole_numbers_in_any_json_form(value, expected):
     assert whole_shillings(value) == Decimal(expected)
 
 
 @pytest.mark.parametrize(
-    "value", ["10.5", Decimal("0.01"), "1e-2", "abc", "", None, True, 10.0, "NaN", "Infinity", [], {}]
+    "value",
+    ["10.5", Decimal("0.01"), "1e-2", "abc", "", None, True, 10.0, "NaN", "Infinity", [], {}],
 )
 def test_malformed_or_fractional_amounts_are_refused_not_coerced(value):
     with pytest.raises(InvalidAmount):

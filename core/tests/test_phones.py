@@ -30,7 +30,19 @@ def test_01_numbers_normalise_to_2541(raw):
 
 @pytest.mark.parametrize(
     "raw",
-    ["", "0812345678", "+255712345678", "07123", "071234567890", "abc", "0712a45678", None, True, 7.12e8, "2547123456789"],
+    [
+        "",
+        "0812345678",
+        "+255712345678",
+        "07123",
+        "071234567890",
+        "abc",
+        "0712a45678",
+        None,
+        True,
+        7.12e8,
+        "2547123456789",
+    ],
 )
 def test_non_kenyan_mobile_numbers_are_refused_with_a_message(raw):
     with pytest.raises(InvalidPhoneNumber) as error:

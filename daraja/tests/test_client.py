@@ -65,7 +65,9 @@ def push(client):
 @pytest.fixture
 def router():
     with respx.mock(base_url=BASE, assert_all_called=False) as mock:
-        mock.get("/oauth/v1/generate").respond(200, json={"access_token": "T1", "expires_in": "3599"})
+        mock.get("/oauth/v1/generate").respond(
+            200, json={"access_token": "T1", "expires_in": "3599"}
+        )
         yield mock
 
 
@@ -95,7 +97,10 @@ def test_stk_push_sends_the_documented_request_and_reads_acceptance(router):
     assert body["PartyA"] == body["PhoneNumber"] == "254712345678"
     assert body["Password"] == stk_password("174379", PASSKEY, body["Timestamp"])
     now_nairobi = datetime.now(NAIROBI).strftime("%Y%m%d%H%M")
-    assert body["Timestamp"][:12] in {now_nairobi, (datetime.now(NAIROBI) - timedelta(minutes=1)).strftime("%Y%m%d%H%M")}
+    assert body["Timestamp"][:12] in {
+        now_nairobi,
+        (datetime.now(NAIROBI) - timedelta(minutes=1)).strftime("%Y%m%d%H%M"),
+    }
 
 
 def test_till_pushes_use_buy_goods_and_the_till_as_party_b(router):
@@ -120,8 +125,16 @@ def test_numeric_expires_in_is_accepted(router):
 
 def test_invalid_token_is_refreshed_and_the_call_retried_once(router):
     tokens = iter(["OLD", "NEW"])
-    router.routes[0].mock(side_effect=lambda request: httpx.Response(200, json={"access_token": next(tokens), "expires_in": "3599"}))
-    invalid = {"requestId": "10219-2484793-1", "errorCode": "404.001.03", "errorMessage": "Invalid Access Token"}
+    router.routes[0].mock(
+        side_effect=lambda request: httpx.Response(
+            200, json={"access_token": next(tokens), "expires_in": "3599"}
+        )
+    )
+    invalid = {
+        "requestId": "10219-2484793-1",
+        "errorCode": "404.001.03",
+        "errorMessage": "Invalid Access Token",
+    }
 
     def answer(request):
         if request.headers["Authorization"] == "Bearer OLD":
@@ -135,7 +148,8 @@ def test_invalid_token_is_refreshed_and_the_call_retried_once(router):
 
 def test_invalid_token_twice_raises_instead_of_looping(router):
     router.post("/mpesa/stkpush/v1/processrequest").respond(
-        404, json={"requestId": "1", "errorCode": "404.001.03", "errorMessage": "Invalid Access Token"}
+        404,
+        json={"requestId": "1", "errorCode": "404.001.03", "errorMessage": "Invalid Access Token"},
     )
     with pytest.raises(DarajaInvalidTokenError):
         push(make_client())
@@ -150,7 +164,10 @@ def test_only_one_process_fetches_the_token_at_a_time(router):
     router.routes[0].mock(side_effect=slow_token)
     cache = LocMemCache("lock-test", {})
     results = []
-    threads = [threading.Thread(target=lambda: results.append(make_client(cache=cache).access_token())) for _ in range(8)]
+    threads = [
+        threading.Thread(target=lambda: results.append(make_client(cache=cache).access_token()))
+        for _ in range(8)
+    ]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -162,18 +179,76 @@ def test_only_one_process_fetches_the_token_at_a_time(router):
 @pytest.mark.parametrize(
     ("status", "body", "error_type", "code"),
     [
-        (400, {"requestId": "9458-79414631-1", "errorCode": "400.002.02", "errorMessage": "Bad Request - Invalid PhoneNumber"}, DarajaValidationError, "400.002.02"),
-        (400, {"errorCode": "400.002.02", "errorMessage": "Bad Request - Invalid CallBackURL"}, DarajaValidationError, "400.002.02"),
-        (500, {"requestId": "1", "errorCode": "500.001.1001", "errorMessage": "Unable to lock subscriber, a transaction is already in process for the current subscriber"}, DarajaSubscriberLockedError, "500.001.1001"),
-        (500, {"requestId": "1", "errorCode": "500.001.1001", "errorMessage": "Wrong credentials"}, DarajaRejectedError, "500.001.1001"),
-        (500, {"requestId": "1", "errorCode": "500.003.02", "errorMessage": "System is busy"}, DarajaThrottledError, "500.003.02"),
-        (500, {"requestId": "1", "errorCode": "500.003.03", "errorMessage": "Quota Violation"}, DarajaThrottledError, "500.003.03"),
-        (500, {"requestId": "1", "errorCode": "500.003.1001", "errorMessage": "Internal Server Error"}, DarajaServerError, "500.003.1001"),
-        (404, {"requestId": "1", "errorCode": "404.001.04", "errorMessage": "Invalid Authentication Header"}, DarajaConfigurationError, "404.001.04"),
+        (
+            400,
+            {
+                "requestId": "9458-79414631-1",
+                "errorCode": "400.002.02",
+                "errorMessage": "Bad Request - Invalid PhoneNumber",
+            },
+            DarajaValidationError,
+            "400.002.02",
+        ),
+        (
+            400,
+            {"errorCode": "400.002.02", "errorMessage": "Bad Request - Invalid CallBackURL"},
+            DarajaValidationError,
+            "400.002.02",
+        ),
+        (
+            500,
+            {
+                "requestId": "1",
+                "errorCode": "500.001.1001",
+                "errorMessage": "Unable to lock subscriber, a transaction is already in process for the current subscriber",
+            },
+            DarajaSubscriberLockedError,
+            "500.001.1001",
+        ),
+        (
+            500,
+            {"requestId": "1", "errorCode": "500.001.1001", "errorMessage": "Wrong credentials"},
+            DarajaRejectedError,
+            "500.001.1001",
+        ),
+        (
+            500,
+            {"requestId": "1", "errorCode": "500.003.02", "errorMessage": "System is busy"},
+            DarajaThrottledError,
+            "500.003.02",
+        ),
+        (
+            500,
+            {"requestId": "1", "errorCode": "500.003.03", "errorMessage": "Quota Violation"},
+            DarajaThrottledError,
+            "500.003.03",
+        ),
+        (
+            500,
+            {
+                "requestId": "1",
+                "errorCode": "500.003.1001",
+                "errorMessage": "Internal Server Error",
+            },
+            DarajaServerError,
+            "500.003.1001",
+        ),
+        (
+            404,
+            {
+                "requestId": "1",
+                "errorCode": "404.001.04",
+                "errorMessage": "Invalid Authentication Header",
+            },
+            DarajaConfigurationError,
+            "404.001.04",
+        ),
         (502, "<html>bad gateway</html>", DarajaServerError, ""),
     ],
 )
-def test_every_daraja_error_becomes_a_typed_error_with_its_code(router, status, body, error_type, code):
+def test_every_daraja_error_becomes_a_typed_error_with_its_code(
+    router, status, body, error_type, code
+):
     kwargs = {"json": body} if isinstance(body, dict) else {"text": body}
     router.post("/mpesa/stkpush/v1/processrequest").respond(status, **kwargs)
     with pytest.raises(error_type) as error:
@@ -206,11 +281,28 @@ def test_oauth_refusal_with_empty_body_names_the_credentials(router):
 def test_stk_query_pending_in_both_generations_and_final(router):
     route = router.post("/mpesa/stkpushquery/v1/query")
     client = make_client()
-    route.respond(500, json={"requestId": "ws_CO_1", "errorCode": "500.001.1001", "errorMessage": "The transaction is being processed"})
+    route.respond(
+        500,
+        json={
+            "requestId": "ws_CO_1",
+            "errorCode": "500.001.1001",
+            "errorMessage": "The transaction is being processed",
+        },
+    )
     with pytest.raises(DarajaPendingError):
         client.stk_query(checkout_request_id="ws_CO_1")
-    route.respond(200, json={"ResultCode": "4999", "ResultDesc": "The transaction is still under processing"})
+    route.respond(
+        200, json={"ResultCode": "4999", "ResultDesc": "The transaction is still under processing"}
+    )
     assert client.stk_query(checkout_request_id="ws_CO_1").pending
-    route.respond(200, json={"ResponseCode": "0", "ResultCode": "1032", "ResultDesc": "Request cancelled by user", "CheckoutRequestID": "ws_CO_1"})
+    route.respond(
+        200,
+        json={
+            "ResponseCode": "0",
+            "ResultCode": "1032",
+            "ResultDesc": "Request cancelled by user",
+            "CheckoutRequestID": "ws_CO_1",
+        },
+    )
     final = client.stk_query(checkout_request_id="ws_CO_1")
     assert not final.pending and final.result_code == "1032"

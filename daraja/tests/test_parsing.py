@@ -16,7 +16,9 @@ from daraja.parsing import (
 CHECKOUT = "ws_CO_27112026103000123712345678"
 
 
-@pytest.mark.parametrize(("raw", "expected"), [("10", "10"), ("1.00", "1.00"), ("1.0", "1.0"), ('"450"', "450")])
+@pytest.mark.parametrize(
+    ("raw", "expected"), [("10", "10"), ("1.00", "1.00"), ("1.0", "1.0"), ('"450"', "450")]
+)
 def test_success_amount_in_every_observed_form_is_read_exactly(raw, expected):
     parsed = parse_stk_callback(stk_success_body(checkout_request_id=CHECKOUT, amount=raw))
     assert parsed.is_success
@@ -79,7 +81,9 @@ def test_items_in_any_order_and_phone_as_string():
     ],
 )
 def test_failures_keep_their_code_as_a_string(code, desc):
-    parsed = parse_stk_callback(stk_failure_body(checkout_request_id=CHECKOUT, result_code=code, result_desc=desc))
+    parsed = parse_stk_callback(
+        stk_failure_body(checkout_request_id=CHECKOUT, result_code=code, result_desc=desc)
+    )
     assert not parsed.is_success
     assert parsed.result_code == str(code)
     assert parsed.result_desc == desc
@@ -95,13 +99,34 @@ def test_failures_keep_their_code_as_a_string(code, desc):
         (b'{"Body": {}}', "Body.stkCallback"),
         (b'{"Body": {"stkCallback": {"ResultCode": 0}}}', "CheckoutRequestID is missing"),
         (b'{"Body": {"stkCallback": {"CheckoutRequestID": "x"}}}', "ResultCode is missing"),
-        (b'{"Body": {"stkCallback": {"CheckoutRequestID": "x", "ResultCode": true}}}', "ResultCode"),
-        (b'{"Body": {"stkCallback": {"CheckoutRequestID": "x", "ResultCode": 0}}}', "without CallbackMetadata Amount"),
-        (b'{"Body":{"stkCallback":{"CheckoutRequestID":"x","ResultCode":0,"CallbackMetadata":{"Item":[{"Name":"Amount","Value":"ten"},{"Name":"MpesaReceiptNumber","Value":"A"}]}}}}', "Amount"),
-        (b'{"Body":{"stkCallback":{"CheckoutRequestID":"x","ResultCode":0,"CallbackMetadata":{"Item":[{"Name":"Amount","Value":-5},{"Name":"MpesaReceiptNumber","Value":"A"}]}}}}', "positive"),
-        (b'{"Body":{"stkCallback":{"CheckoutRequestID":"x","ResultCode":0,"CallbackMetadata":{"Item":[{"Name":"Amount","Value":1e400},{"Name":"MpesaReceiptNumber","Value":"A"}]}}}}', "Amount"),
-        (b'{"Body":{"stkCallback":{"CheckoutRequestID":"x","ResultCode":0,"CallbackMetadata":{"Item":[{"Name":"Amount","Value":10}]}}}}', "MpesaReceiptNumber"),
-        (b'{"Body":{"stkCallback":{"CheckoutRequestID":"x","ResultCode":0,"CallbackMetadata":{"Item":[{"Name":"Amount","Value":10},{"Name":"Amount","Value":20},{"Name":"MpesaReceiptNumber","Value":"A"}]}}}}', "more than once"),
+        (
+            b'{"Body": {"stkCallback": {"CheckoutRequestID": "x", "ResultCode": true}}}',
+            "ResultCode",
+        ),
+        (
+            b'{"Body": {"stkCallback": {"CheckoutRequestID": "x", "ResultCode": 0}}}',
+            "without CallbackMetadata Amount",
+        ),
+        (
+            b'{"Body":{"stkCallback":{"CheckoutRequestID":"x","ResultCode":0,"CallbackMetadata":{"Item":[{"Name":"Amount","Value":"ten"},{"Name":"MpesaReceiptNumber","Value":"A"}]}}}}',
+            "Amount",
+        ),
+        (
+            b'{"Body":{"stkCallback":{"CheckoutRequestID":"x","ResultCode":0,"CallbackMetadata":{"Item":[{"Name":"Amount","Value":-5},{"Name":"MpesaReceiptNumber","Value":"A"}]}}}}',
+            "positive",
+        ),
+        (
+            b'{"Body":{"stkCallback":{"CheckoutRequestID":"x","ResultCode":0,"CallbackMetadata":{"Item":[{"Name":"Amount","Value":1e400},{"Name":"MpesaReceiptNumber","Value":"A"}]}}}}',
+            "Amount",
+        ),
+        (
+            b'{"Body":{"stkCallback":{"CheckoutRequestID":"x","ResultCode":0,"CallbackMetadata":{"Item":[{"Name":"Amount","Value":10}]}}}}',
+            "MpesaReceiptNumber",
+        ),
+        (
+            b'{"Body":{"stkCallback":{"CheckoutRequestID":"x","ResultCode":0,"CallbackMetadata":{"Item":[{"Name":"Amount","Value":10},{"Name":"Amount","Value":20},{"Name":"MpesaReceiptNumber","Value":"A"}]}}}}',
+            "more than once",
+        ),
         (b'{"a":' * 5000 + b"1" + b"}" * 5000, "nested too deeply"),
     ],
 )
@@ -118,17 +143,26 @@ def test_amount_is_never_read_as_zero_when_malformed():
 
 
 def test_query_answers_pending_4999_and_final_string_code():
-    pending = parse_stk_query_response({"ResultCode": "4999", "ResultDesc": "The transaction is still under processing"})
+    pending = parse_stk_query_response(
+        {"ResultCode": "4999", "ResultDesc": "The transaction is still under processing"}
+    )
     assert pending.pending and pending.result_code is None
     final = parse_stk_query_response(
-        {"ResponseCode": "0", "ResultCode": "1037", "ResultDesc": "No response from user.", "CheckoutRequestID": CHECKOUT}
+        {
+            "ResponseCode": "0",
+            "ResultCode": "1037",
+            "ResultDesc": "No response from user.",
+            "CheckoutRequestID": CHECKOUT,
+        }
     )
     assert not final.pending and final.result_code == "1037" and not final.is_success
     assert parse_stk_query_response({"ResultCode": "0", "ResultDesc": "ok"}).is_success
 
 
 # --- The real captured payloads (kept outside the repository, in the project's shared folder).
-PAYLOADS = Path(os.environ.get("DARAJA_PAYLOADS_DIR", REPO_ROOT.parent / "shared" / "daraja" / "payloads"))
+PAYLOADS = Path(
+    os.environ.get("DARAJA_PAYLOADS_DIR", REPO_ROOT.parent / "shared" / "daraja" / "payloads")
+)
 REAL_CALLBACKS = sorted(PAYLOADS.glob("stk_callback_*.json")) if PAYLOADS.is_dir() else []
 
 

@@ -14,7 +14,12 @@ from payments.models import Payment, PaymentEvent, PaymentStatus
 
 pytestmark = pytest.mark.django_db
 
-VALID = {"phone_number": "0712345678", "amount": 100, "account_reference": "ORDER1", "description": "Test"}
+VALID = {
+    "phone_number": "0712345678",
+    "amount": 100,
+    "account_reference": "ORDER1",
+    "description": "Test",
+}
 
 
 def stk_route(daraja, checkout=None):
@@ -22,7 +27,9 @@ def stk_route(daraja, checkout=None):
     counter = iter(range(1, 10_000))
 
     def answer(request):
-        return httpx.Response(200, json=stk_accepted(checkout or f"ws_CO_2711202610300012{next(counter):04d}"))
+        return httpx.Response(
+            200, json=stk_accepted(checkout or f"ws_CO_2711202610300012{next(counter):04d}")
+        )
 
     return daraja.post("/mpesa/stkpush/v1/processrequest").mock(side_effect=answer)
 
@@ -40,7 +47,10 @@ def test_stk_push_creates_a_pending_payment_with_daraja_ids(api, daraja):
     assert sent["CallBackURL"].startswith("http") and sent["CallBackURL"].endswith("/")
     payment = Payment.objects.get(pk=body["id"])
     events = list(payment.events.values_list("kind", "from_status", "to_status", "source"))
-    assert events == [("created", "", "INITIATED", "api"), ("transition", "INITIATED", "PENDING", "daraja")]
+    assert events == [
+        ("created", "", "INITIATED", "api"),
+        ("transition", "INITIATED", "PENDING", "daraja"),
+    ]
 
 
 def test_a_checkout_id_daraja_already_gave_another_payment_is_not_a_500(api, daraja):
@@ -68,7 +78,11 @@ def test_payment_is_committed_initiated_before_daraja_is_called(api, daraja):
 def test_refused_push_fails_the_payment_with_daraja_error(api, daraja):
     daraja.post("/mpesa/stkpush/v1/processrequest").respond(
         500,
-        json={"requestId": "1", "errorCode": "500.001.1001", "errorMessage": "Unable to lock subscriber, a transaction is already in process for the current subscriber"},
+        json={
+            "requestId": "1",
+            "errorCode": "500.001.1001",
+            "errorMessage": "Unable to lock subscriber, a transaction is already in process for the current subscriber",
+        },
     )
     response = api.post("/payments/stk-push/", VALID, format="json")
     assert response.status_code == 201
@@ -128,7 +142,11 @@ def test_fractional_json_number_amount_is_refused_not_rounded(api, daraja):
 def test_missing_fields_and_unknown_fields_are_named(api, daraja):
     response = api.post("/payments/stk-push/", {"amount": 10, "colour": "red"}, format="json")
     assert response.status_code == 400
-    assert set(response.json()["error"]["fields"]) == {"phone_number", "account_reference", "description"}
+    assert set(response.json()["error"]["fields"]) == {
+        "phone_number",
+        "account_reference",
+        "description",
+    }
     response = api.post("/payments/stk-push/", {**VALID, "colour": "red"}, format="json")
     assert response.json()["error"]["fields"] == {"colour": "Unknown field."}
 
@@ -147,7 +165,12 @@ def test_wrong_content_type_is_415(api):
 
 @pytest.mark.parametrize(
     ("header", "code"),
-    [(None, "not_authenticated"), ("Bearer nope", "invalid_api_key"), ("Token abc", "invalid_auth_scheme"), ("Bearer mpk_ffffffff_x", "invalid_api_key")],
+    [
+        (None, "not_authenticated"),
+        ("Bearer nope", "invalid_api_key"),
+        ("Token abc", "invalid_auth_scheme"),
+        ("Bearer mpk_ffffffff_x", "invalid_api_key"),
+    ],
 )
 def test_requests_without_a_valid_key_are_401(header, code, db):
     client = APIClient()
@@ -182,7 +205,12 @@ def test_same_key_and_body_replays_the_first_response_without_a_second_push(api,
 def test_same_key_different_body_is_refused(api, daraja):
     stk_route(daraja)
     api.post("/payments/stk-push/", VALID, format="json", HTTP_IDEMPOTENCY_KEY="order-2")
-    response = api.post("/payments/stk-push/", {**VALID, "amount": 101}, format="json", HTTP_IDEMPOTENCY_KEY="order-2")
+    response = api.post(
+        "/payments/stk-push/",
+        {**VALID, "amount": 101},
+        format="json",
+        HTTP_IDEMPOTENCY_KEY="order-2",
+    )
     assert response.status_code == 422
     assert response.json()["error"]["code"] == "idempotency_key_reused"
 
@@ -191,7 +219,10 @@ def test_equivalent_bodies_share_a_key(api, daraja):
     route = stk_route(daraja)
     api.post("/payments/stk-push/", VALID, format="json", HTTP_IDEMPOTENCY_KEY="k")
     same = {**VALID, "phone_number": "+254 712 345 678", "amount": "100"}
-    assert api.post("/payments/stk-push/", same, format="json", HTTP_IDEMPOTENCY_KEY="k").status_code == 201
+    assert (
+        api.post("/payments/stk-push/", same, format="json", HTTP_IDEMPOTENCY_KEY="k").status_code
+        == 201
+    )
     assert route.call_count == 1
 
 
@@ -206,7 +237,9 @@ def test_keys_are_per_client(api, daraja):
 
 def test_validation_errors_do_not_burn_the_key(api, daraja):
     stk_route(daraja)
-    bad = api.post("/payments/stk-push/", {**VALID, "amount": "x"}, format="json", HTTP_IDEMPOTENCY_KEY="k2")
+    bad = api.post(
+        "/payments/stk-push/", {**VALID, "amount": "x"}, format="json", HTTP_IDEMPOTENCY_KEY="k2"
+    )
     assert bad.status_code == 400
     good = api.post("/payments/stk-push/", VALID, format="json", HTTP_IDEMPOTENCY_KEY="k2")
     assert good.status_code == 201
@@ -234,7 +267,11 @@ def test_concurrent_duplicates_never_send_two_pushes(api_key, daraja):
         client = APIClient()
         client.credentials(HTTP_AUTHORIZATION=f"Bearer {api_key.key}")
         try:
-            statuses.append(client.post("/payments/stk-push/", VALID, format="json", HTTP_IDEMPOTENCY_KEY="race").status_code)
+            statuses.append(
+                client.post(
+                    "/payments/stk-push/", VALID, format="json", HTTP_IDEMPOTENCY_KEY="race"
+                ).status_code
+            )
         finally:
             connection.close()
 

@@ -16,11 +16,18 @@ S = PaymentStatus
 
 def new_payment(status=S.INITIATED):
     payment, _ = payment_create(
-        client=None, phone_number="254712345678", amount=Decimal("10.00"), account_reference="A", description="B"
+        client=None,
+        phone_number="254712345678",
+        amount=Decimal("10.00"),
+        account_reference="A",
+        description="B",
     )
     if status == S.PENDING:
         payment = payment_transition(
-            payment=payment, to_status=S.PENDING, source=EventSource.DARAJA, fields={"checkout_request_id": f"ws_CO_{payment.pk.hex}"}
+            payment=payment,
+            to_status=S.PENDING,
+            source=EventSource.DARAJA,
+            fields={"checkout_request_id": f"ws_CO_{payment.pk.hex}"},
         ).payment
     return payment
 
@@ -36,17 +43,33 @@ def test_the_transition_table_is_the_seed_lifecycle_plus_late_success():
 
 @pytest.mark.parametrize(
     ("start", "target"),
-    [(S.INITIATED, S.SUCCESS), (S.PENDING, S.INITIATED), (S.SUCCESS, S.FAILED), (S.SUCCESS, S.PENDING), (S.FAILED, S.PENDING)],
+    [
+        (S.INITIATED, S.SUCCESS),
+        (S.PENDING, S.INITIATED),
+        (S.SUCCESS, S.FAILED),
+        (S.SUCCESS, S.PENDING),
+        (S.FAILED, S.PENDING),
+    ],
 )
 def test_forbidden_transitions_raise_and_change_nothing(start, target):
     payment = new_payment(S.PENDING if start != S.INITIATED else S.INITIATED)
     if start == S.SUCCESS:
-        payment = payment_transition(payment=payment, to_status=S.SUCCESS, source="callback", fields={"mpesa_receipt_number": "UKR1AAAAAA"}).payment
+        payment = payment_transition(
+            payment=payment,
+            to_status=S.SUCCESS,
+            source="callback",
+            fields={"mpesa_receipt_number": "UKR1AAAAAA"},
+        ).payment
     elif start == S.FAILED:
         payment = payment_transition(payment=payment, to_status=S.FAILED, source="callback").payment
     events_before = payment.events.count()
     with pytest.raises(InvalidTransition):
-        payment_transition(payment=payment, to_status=target, source="system", fields={"mpesa_receipt_number": "UKR1BBBBBB"})
+        payment_transition(
+            payment=payment,
+            to_status=target,
+            source="system",
+            fields={"mpesa_receipt_number": "UKR1BBBBBB"},
+        )
     payment.refresh_from_db()
     assert payment.status == start
     assert payment.events.count() == events_before
@@ -67,7 +90,11 @@ def test_a_transition_writes_exactly_one_event_with_evidence():
     assert stored.status == S.SUCCESS and stored.completed_at is not None
     assert stored.mpesa_receipt_number == "UKR1AAAAAA"
     event = stored.events.get(to_status=S.SUCCESS)
-    assert (event.from_status, event.source, event.evidence) == (S.PENDING, "callback", {"receipt": "UKR1AAAAAA"})
+    assert (event.from_status, event.source, event.evidence) == (
+        S.PENDING,
+        "callback",
+        {"receipt": "UKR1AAAAAA"},
+    )
 
 
 def test_repeating_a_transition_is_a_no_op():
@@ -81,7 +108,9 @@ def test_repeating_a_transition_is_a_no_op():
 def test_transition_cannot_set_arbitrary_fields():
     payment = new_payment(S.PENDING)
     with pytest.raises(ValueError):
-        payment_transition(payment=payment, to_status=S.FAILED, source="x", fields={"amount": Decimal("1")})
+        payment_transition(
+            payment=payment, to_status=S.FAILED, source="x", fields={"amount": Decimal("1")}
+        )
 
 
 def test_success_requires_a_receipt_at_the_database_level():

@@ -12,7 +12,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from core.services import api_client_create
 
 DEMO_USER = "admin"
-DEMO_PASSWORD = "admin"  # noqa: S105 - demo only, refused in production
+DEMO_PASSWORD = "admin"
 
 
 class Command(BaseCommand):
@@ -43,8 +43,8 @@ class Command(BaseCommand):
             "Try it:",
             f"  curl -s -X POST {base}/payments/stk-push/ \\",
             f"    -H 'Authorization: Bearer {new.key}' -H 'Content-Type: application/json' \\",
-            "    -d '{\"phone_number\": \"0712345678\", \"amount\": 10, "
-            "\"account_reference\": \"ORDER1\", \"description\": \"Demo\"}'",
+            '    -d \'{"phone_number": "0712345678", "amount": 10, '
+            '"account_reference": "ORDER1", "description": "Demo"}\'',
             "",
         ]
         self.stdout.write("\n".join(lines))

@@ -15,6 +15,8 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, name: str, **options: Any) -> None:
         new = api_client_create(name=name)
-        self.stdout.write(f"API client: {new.client.name} (id {new.client.id}, prefix {new.client.key_prefix})")
+        self.stdout.write(
+            f"API client: {new.client.name} (id {new.client.id}, prefix {new.client.key_prefix})"
+        )
         self.stdout.write("API key (shown once, store it now):")
         self.stdout.write(new.key)
