@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import socket
 from collections.abc import Iterator
+from typing import Any
 from urllib.parse import urlparse
 
 import pytest
@@ -73,6 +74,13 @@ def _celery_mode(request: pytest.FixtureRequest) -> Iterator[None]:
     celery_app.conf.task_always_eager = not real
     yield
     celery_app.conf.task_always_eager = previous
+
+
+@pytest.fixture(autouse=True)
+def _wake_every_time(settings: Any) -> None:
+    """Each test's callbacks wake the drain at once (the production rate limit would let one
+    test's wake-up swallow the next test's)."""
+    settings.CALLBACK_WAKEUP_INTERVAL = 0
 
 
 @pytest.fixture(autouse=True)

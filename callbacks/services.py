@@ -1,4 +1,5 @@
-"""Callback inbox writes: receive (store raw, fast), process (apply to the payment), re-drive.
+"""Callback inbox writes: receive (store raw, fast), process (apply to the payment), drain in
+batches, re-drive, replay.
 
 Processing is idempotent: the callback row and the payment row are locked, the outcome is
 decided from what is stored, and a second run of the same callback (a retried task, a
@@ -9,24 +10,36 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import threading
+import time
 import traceback
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import transaction
+from django.db import IntegrityError, InterfaceError, OperationalError, transaction
+from django.db.models import F, Q, Value
+from django.db.models.functions import Concat
 from django.utils import timezone
 
 from core.logging import ctx
 from core.models import hash_secret
 from daraja.parsing import PayloadError, StkCallback, parse_stk_callback
 from payments.models import EventKind, EventSource, Payment, PaymentStatus
-from payments.services import payment_record_event, payment_transition
+from payments.services import (
+    InvalidTransition,
+    payment_attach_receipt,
+    payment_record_event,
+    payment_transition,
+)
 
 from .models import FINAL_STATES, CallbackKind, CallbackState, InboundCallback
 
 logger = logging.getLogger(__name__)
+
+TRANSIENT_ERRORS = (OperationalError, InterfaceError)
 
 # Headers worth keeping for forensics; cookies and authorization are never stored.
 _KEPT_HEADERS = (
@@ -40,16 +53,21 @@ _KEPT_HEADERS = (
 )
 
 
+# --- Receive --------------------------------------------------------------------------------
+
+
 def callback_receive(
     *,
     body: bytes,
     content_type: str,
-    headers: dict[str, str],
+    headers: Mapping[str, str],
     source_ip: str | None,
     token: str,
     kind: str = CallbackKind.STK,
+    state: str = CallbackState.RECEIVED,
+    error: str = "",
 ) -> InboundCallback:
-    """Store the request as received, then (after commit) enqueue its processing by id."""
+    """Store the request as received, then (after commit) wake up its processing."""
     kept = {name: headers[name][:500] for name in _KEPT_HEADERS if name in headers}
     with transaction.atomic():
         callback = InboundCallback.objects.create(
@@ -60,32 +78,68 @@ def callback_receive(
             source_ip=source_ip,
             token_hash=hash_secret(token) if token else "",
             dedupe_key=hashlib.sha256(body).hexdigest(),
+            state=state,
+            last_error=error,
+            processed_at=timezone.now() if state != CallbackState.RECEIVED else None,
         )
-        transaction.on_commit(lambda: callback_enqueue(callback_id=callback.pk))
+        if state == CallbackState.RECEIVED:
+            transaction.on_commit(lambda: callback_wake(callback_id=callback.pk))
     return callback
 
 
-def callback_enqueue(*, callback_id: int, countdown: float | None = None) -> bool:
-    """Publish "process callback N". A broker outage is logged, not raised: the row is stored
-    and the re-drive sweeper will enqueue it again."""
-    from .tasks import process_callback
+_last_wakeup = 0.0
+_wakeup_lock = threading.Lock()
 
+
+def callback_wake(*, callback_id: int) -> bool:
+    """After a callback is stored: in ``task`` mode publish its own task; in ``batch`` mode
+    publish a drain wake-up at most every CALLBACK_WAKEUP_INTERVAL seconds per process (the
+    drain takes every stored callback, so one wake-up serves many)."""
+    if settings.CALLBACK_PROCESSING == "task":
+        return callback_enqueue(callback_id=callback_id)
+    global _last_wakeup
+    now = time.monotonic()
+    with _wakeup_lock:
+        if now - _last_wakeup < settings.CALLBACK_WAKEUP_INTERVAL:
+            return True
+        _last_wakeup = now
+    return drain_enqueue()
+
+
+def _publish(task: Any, args: tuple[Any, ...], countdown: float | None, what: str) -> bool:
+    """Publish, never raise: a broker outage is logged; the row is stored and the re-drive
+    sweeper enqueues it later."""
     try:
         if countdown is None:
-            process_callback.apply_async((callback_id,))
+            task.apply_async(args)
         else:
-            process_callback.apply_async((callback_id,), countdown=countdown)
+            task.apply_async(args, countdown=countdown)
         return True
     except Exception as exc:
         logger.warning(
-            "could not enqueue callback; the re-drive sweeper will",
-            extra=ctx(callback_id=callback_id, error=type(exc).__name__),
+            "could not publish; the re-drive sweeper will retry",
+            extra=ctx(what=what, error=type(exc).__name__),
         )
         return False
 
 
+def callback_enqueue(*, callback_id: int, countdown: float | None = None) -> bool:
+    from .tasks import process_callback
+
+    return _publish(process_callback, (callback_id,), countdown, f"callback {callback_id}")
+
+
+def drain_enqueue(*, countdown: float | None = None) -> bool:
+    from .tasks import drain_callbacks
+
+    return _publish(drain_callbacks, (), countdown, "drain")
+
+
+# --- Process ----------------------------------------------------------------------------------
+
+
 class RetryLater(Exception):
-    """The callback cannot be decided yet (its payment is not PENDING yet): try again."""
+    """The callback cannot be decided yet (its payment is still initiating): try again."""
 
     def __init__(self, reason: str, countdown: float) -> None:
         super().__init__(reason)
@@ -98,56 +152,122 @@ class ProcessOutcome:
     detail: str = ""
 
 
+PaymentLookup = Mapping[str, Payment]
+
+
 def callback_process(*, callback_id: int) -> ProcessOutcome:
     """Apply one stored callback to its payment. Raises RetryLater when it is too early."""
-    retry: RetryLater | None = None
     with transaction.atomic():
         callback = InboundCallback.objects.select_for_update().get(pk=callback_id)
         if callback.state in FINAL_STATES:
             return ProcessOutcome(callback.state, "already processed")
-        callback.attempts += 1
-        outcome = _decide(callback)
-        if outcome.state == CallbackState.RECEIVED:
-            retries = settings.CALLBACK_ORPHAN_RETRIES
-            if callback.attempts > retries:
-                outcome = ProcessOutcome(
-                    CallbackState.ORPHAN,
-                    f"{outcome.detail}; gave up after {retries} retries, kept for reconciliation",
-                )
-            else:
-                delay = settings.CALLBACK_ORPHAN_RETRY_DELAY * (2 ** (callback.attempts - 1))
-                retry = RetryLater(outcome.detail, delay)
-        if retry is not None:
-            callback.last_error = retry.args[0]
-            callback.next_attempt_at = timezone.now() + timedelta(seconds=retry.countdown)
-        else:
-            callback.state = outcome.state
-            callback.last_error = "" if outcome.state == CallbackState.PROCESSED else outcome.detail
-            callback.processed_at = timezone.now()
-            callback.next_attempt_at = None
-        callback.save(
-            update_fields=[
-                "state",
-                "attempts",
-                "last_error",
-                "processed_at",
-                "next_attempt_at",
-                "checkout_request_id",
-                "payment",
-            ]
-        )
+        outcome, retry = _process_locked(callback, locked_payments=None)
     if retry is not None:
         raise retry
-    logger.info(
-        "callback processed",
-        extra=ctx(callback_id=callback_id, state=outcome.state, payment_id=callback.payment_id),
-    )
     return outcome
 
 
+@dataclass(frozen=True)
+class DrainResult:
+    processed: int
+    retry_in: float | None  # the soonest "try again" among callbacks not decidable yet
+
+
+def callbacks_drain_batch(*, batch_size: int | None = None) -> DrainResult:
+    """Claim up to ``batch_size`` stored callbacks with SELECT ... FOR UPDATE SKIP LOCKED and
+    process them in one transaction (a savepoint each). Several workers can drain at once:
+    each claims rows the others have not locked, so no callback is worked on twice."""
+    size = batch_size or settings.CALLBACK_BATCH_SIZE
+    now = timezone.now()
+    retry_in: float | None = None
+    with transaction.atomic():
+        callbacks = list(
+            InboundCallback.objects.select_for_update(skip_locked=True)
+            .filter(state=CallbackState.RECEIVED)
+            .filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))
+            .order_by("id")[:size]
+        )
+        if not callbacks:
+            return DrainResult(0, None)
+        hashes = sorted({callback.token_hash for callback in callbacks if callback.token_hash})
+        # Lock the batch's payments once, in primary-key order (no deadlocks between drainers).
+        payments = {
+            payment.callback_token_hash: payment
+            for payment in Payment.objects.select_for_update()
+            .filter(callback_token_hash__in=hashes)
+            .order_by("pk")
+        }
+        for callback in callbacks:
+            try:
+                with transaction.atomic():
+                    _, retry = _process_locked(callback, locked_payments=payments)
+            except TRANSIENT_ERRORS:
+                raise
+            except Exception as exc:
+                # A bug or an unexpected shape: park this one, keep draining the others.
+                _park_in_batch(callback, exc)
+                continue
+            if retry is not None:
+                retry_in = retry.countdown if retry_in is None else min(retry_in, retry.countdown)
+    return DrainResult(len(callbacks), retry_in)
+
+
+def _park_in_batch(callback: InboundCallback, exc: BaseException) -> None:
+    logger.exception("callback processing failed", extra=ctx(callback_id=callback.pk))
+    InboundCallback.objects.filter(pk=callback.pk).update(
+        state=CallbackState.FAILED,
+        attempts=F("attempts") + 1,
+        last_error="".join(traceback.format_exception(exc))[-8000:],
+        processed_at=timezone.now(),
+    )
+
+
+def _process_locked(
+    callback: InboundCallback, *, locked_payments: PaymentLookup | None
+) -> tuple[ProcessOutcome, RetryLater | None]:
+    """Decide and record one callback whose row the caller has locked."""
+    callback.attempts += 1
+    outcome = _decide(callback, locked_payments)
+    retry: RetryLater | None = None
+    if outcome.state == CallbackState.RECEIVED:
+        retries = settings.CALLBACK_ORPHAN_RETRIES
+        if callback.attempts > retries:
+            outcome = ProcessOutcome(
+                CallbackState.ORPHAN,
+                f"{outcome.detail}; gave up after {retries} retries, kept for reconciliation",
+            )
+        else:
+            delay = settings.CALLBACK_ORPHAN_RETRY_DELAY * (2 ** (callback.attempts - 1))
+            retry = RetryLater(outcome.detail, delay)
+    if retry is not None:
+        callback.last_error = outcome.detail
+        callback.next_attempt_at = timezone.now() + timedelta(seconds=retry.countdown)
+    else:
+        callback.state = outcome.state
+        callback.last_error = "" if outcome.state == CallbackState.PROCESSED else outcome.detail
+        callback.processed_at = timezone.now()
+        callback.next_attempt_at = None
+    callback.save(
+        update_fields=[
+            "state",
+            "attempts",
+            "last_error",
+            "processed_at",
+            "next_attempt_at",
+            "checkout_request_id",
+            "payment",
+        ]
+    )
+    if retry is None:
+        logger.info(
+            "callback processed",
+            extra=ctx(callback_id=callback.pk, state=outcome.state, payment_id=callback.payment_id),
+        )
+    return outcome, retry
+
+
 def callback_mark_failed(*, callback_id: int, error: BaseException) -> None:
-    """Processing kept failing with errors we could not recover from: park it, with the
-    traceback, for an operator to look at and replay."""
+    """Processing kept failing: park it, with the traceback, for an operator to replay."""
     text = "".join(traceback.format_exception(error))[-8000:]
     InboundCallback.objects.filter(pk=callback_id).exclude(state__in=FINAL_STATES).update(
         state=CallbackState.FAILED, last_error=text, processed_at=timezone.now()
@@ -159,8 +279,16 @@ def callback_record_attempt_error(*, callback_id: int, error: BaseException) -> 
     InboundCallback.objects.filter(pk=callback_id).update(last_error=text)
 
 
-def _decide(callback: InboundCallback) -> ProcessOutcome:
-    """Everything runs under the callback row's lock, inside the caller's transaction."""
+def _initiation_may_be_in_flight(payment: Payment) -> bool:
+    """The web request that made this payment may still be waiting for Daraja's answer."""
+    if payment.initiation_unknown:
+        return False
+    window = settings.MPESA_CONNECT_TIMEOUT + settings.MPESA_READ_TIMEOUT + 5
+    return timezone.now() - payment.created_at < timedelta(seconds=window)
+
+
+def _decide(callback: InboundCallback, locked_payments: PaymentLookup | None) -> ProcessOutcome:
+    """Runs under the callback row's lock, inside the caller's transaction."""
     try:
         parsed = parse_stk_callback(bytes(callback.body))
     except PayloadError as exc:
@@ -168,20 +296,29 @@ def _decide(callback: InboundCallback) -> ProcessOutcome:
     callback.checkout_request_id = parsed.checkout_request_id
 
     if not callback.token_hash:
+        _flag_checkout_target(parsed, callback, "callback without a token")
         return ProcessOutcome(CallbackState.REJECTED, "callback URL has no token")
-    payment = Payment.objects.filter(callback_token_hash=callback.token_hash).first()
+    if locked_payments is not None:
+        payment = locked_payments.get(callback.token_hash)
+    else:
+        payment = (
+            Payment.objects.select_for_update()
+            .filter(callback_token_hash=callback.token_hash)
+            .first()
+        )
     if payment is None:
         _flag_checkout_target(parsed, callback, "callback with an unknown token")
         return ProcessOutcome(CallbackState.REJECTED, "unknown callback token")
     callback.payment = payment
+
     if payment.checkout_request_id is None:
-        if payment.status == PaymentStatus.INITIATED:
+        if payment.status == PaymentStatus.INITIATED and _initiation_may_be_in_flight(payment):
             return ProcessOutcome(
                 CallbackState.RECEIVED, "payment has no CheckoutRequestID yet (still initiating)"
             )
-        return ProcessOutcome(
-            CallbackState.REJECTED, f"payment is {payment.status} and never reached Daraja"
-        )
+        # The push's answer was lost (timeout) or never awaited: the token proves this
+        # callback is for this payment, so adopt Daraja's CheckoutRequestID from it.
+        return _apply(payment, parsed, callback, adopt_checkout=True)
     if payment.checkout_request_id != parsed.checkout_request_id:
         payment_record_event(
             payment=payment,
@@ -194,7 +331,7 @@ def _decide(callback: InboundCallback) -> ProcessOutcome:
         return ProcessOutcome(
             CallbackState.REJECTED, "the token belongs to a different CheckoutRequestID"
         )
-    return _apply(payment, parsed, callback)
+    return _apply(payment, parsed, callback, adopt_checkout=False)
 
 
 def _flag_checkout_target(parsed: StkCallback, callback: InboundCallback, reason: str) -> None:
@@ -210,40 +347,91 @@ def _flag_checkout_target(parsed: StkCallback, callback: InboundCallback, reason
         )
 
 
-def _apply(payment: Payment, parsed: StkCallback, callback: InboundCallback) -> ProcessOutcome:
-    payment = Payment.objects.select_for_update().get(pk=payment.pk)
+def _apply(
+    payment: Payment, parsed: StkCallback, callback: InboundCallback, *, adopt_checkout: bool
+) -> ProcessOutcome:
     evidence: dict[str, Any] = {"callback_id": callback.pk, **parsed.evidence()}
     if parsed.warnings:
         evidence["warnings"] = list(parsed.warnings)
+    ids: dict[str, Any] = {}
+    if adopt_checkout:
+        ids = {
+            "checkout_request_id": parsed.checkout_request_id,
+            "merchant_request_id": parsed.merchant_request_id,
+        }
+        evidence["adopted_checkout_request_id"] = True
 
     if payment.status == PaymentStatus.SUCCESS:
-        if parsed.is_success and parsed.receipt_number == payment.mpesa_receipt_number:
-            return ProcessOutcome(CallbackState.DUPLICATE, "payment already SUCCESS")
         if not parsed.is_success:
             return ProcessOutcome(
                 CallbackState.IGNORED,
                 f"failure {parsed.result_code} after SUCCESS; SUCCESS never moves back",
             )
+        if parsed.receipt_number == payment.mpesa_receipt_number:
+            return ProcessOutcome(CallbackState.DUPLICATE, "payment already SUCCESS")
+        if payment.mpesa_receipt_number is None and parsed.amount == payment.amount:
+            assert parsed.receipt_number is not None
+            try:
+                with transaction.atomic():
+                    payment_attach_receipt(
+                        payment=payment,
+                        receipt_number=parsed.receipt_number,
+                        evidence=evidence,
+                        callback=callback,
+                    )
+            except IntegrityError:
+                return _review(payment, callback, evidence, _receipt_taken(parsed))
+            return ProcessOutcome(CallbackState.PROCESSED, "receipt attached")
         return _review(payment, callback, evidence, "a second, different success callback")
 
     if payment.status == PaymentStatus.FAILED:
         if not parsed.is_success:
             return ProcessOutcome(CallbackState.DUPLICATE, "payment already FAILED")
-        return _review(payment, callback, evidence, "success callback for a FAILED payment")
+        if payment.failure_final:
+            return _review(
+                payment,
+                callback,
+                evidence,
+                f"success callback for a payment FAILED with result {payment.result_code}",
+            )
+        # Late success after we stopped waiting: money M-Pesa took never stays FAILED.
+        return _credit(
+            payment,
+            parsed,
+            callback,
+            evidence,
+            ids,
+            reason=f"late success after FAILED ({payment.result_desc or payment.result_code})",
+        )
 
-    # PENDING: the one state where a callback decides the outcome.
+    # INITIATED or PENDING: the callback decides the outcome.
     if not parsed.is_success:
-        payment_transition(
-            payment=payment,
-            to_status=PaymentStatus.FAILED,
-            source=EventSource.CALLBACK,
+        _transition(
+            payment,
+            PaymentStatus.FAILED,
+            callback,
+            evidence,
             reason=parsed.result_desc or f"result code {parsed.result_code}",
-            evidence=evidence,
-            callback=callback,
-            fields={"result_code": parsed.result_code, "result_desc": parsed.result_desc},
+            fields={
+                **ids,
+                "result_code": parsed.result_code,
+                "result_desc": parsed.result_desc,
+                "failure_final": True,
+            },
         )
         return ProcessOutcome(CallbackState.PROCESSED)
+    return _credit(payment, parsed, callback, evidence, ids, reason=parsed.result_desc)
 
+
+def _credit(
+    payment: Payment,
+    parsed: StkCallback,
+    callback: InboundCallback,
+    evidence: dict[str, Any],
+    ids: dict[str, Any],
+    *,
+    reason: str,
+) -> ProcessOutcome:
     assert parsed.amount is not None and parsed.receipt_number is not None
     if parsed.amount != payment.amount:
         return _review(
@@ -252,35 +440,62 @@ def _apply(payment: Payment, parsed: StkCallback, callback: InboundCallback) -> 
             evidence,
             f"amount mismatch: callback says {parsed.amount}, payment is {payment.amount}",
         )
-    holder = (
-        Payment.objects.filter(mpesa_receipt_number=parsed.receipt_number)
-        .exclude(pk=payment.pk)
-        .first()
-    )
-    if holder is not None:
-        return _review(
-            payment,
-            callback,
-            evidence,
-            f"receipt {parsed.receipt_number} already credited to another payment",
-        )
-    payment_transition(
-        payment=payment,
-        to_status=PaymentStatus.SUCCESS,
-        source=EventSource.CALLBACK,
-        reason=parsed.result_desc,
-        evidence=evidence,
-        callback=callback,
-        fields={
-            "result_code": parsed.result_code,
-            "result_desc": parsed.result_desc,
-            "mpesa_receipt_number": parsed.receipt_number,
-            "transaction_date": parsed.transaction_date,
-            "paid_amount": parsed.amount,
-            "payer_phone": parsed.phone_number or "",
-        },
-    )
+    try:
+        with transaction.atomic():
+            _transition(
+                payment,
+                PaymentStatus.SUCCESS,
+                callback,
+                evidence,
+                reason=reason,
+                fields={
+                    **ids,
+                    "result_code": parsed.result_code,
+                    "result_desc": parsed.result_desc,
+                    "mpesa_receipt_number": parsed.receipt_number,
+                    "transaction_date": parsed.transaction_date,
+                    "paid_amount": parsed.amount,
+                    "payer_phone": parsed.phone_number or "",
+                },
+            )
+    except IntegrityError:
+        # The unique receipt (or adopted CheckoutRequestID) belongs to another payment.
+        return _review(payment, callback, evidence, _receipt_taken(parsed))
     return ProcessOutcome(CallbackState.PROCESSED)
+
+
+def _receipt_taken(parsed: StkCallback) -> str:
+    return (
+        f"receipt {parsed.receipt_number} (or CheckoutRequestID {parsed.checkout_request_id}) "
+        "already credited to another payment"
+    )
+
+
+def _transition(
+    payment: Payment,
+    to_status: str,
+    callback: InboundCallback,
+    evidence: dict[str, Any],
+    *,
+    reason: str,
+    fields: dict[str, Any],
+) -> None:
+    try:
+        payment_transition(
+            payment=payment,
+            to_status=to_status,
+            source=EventSource.CALLBACK,
+            reason=reason,
+            evidence=evidence,
+            callback=callback,
+            fields=fields,
+            locked=True,
+        )
+    except InvalidTransition:
+        # The row changed under us (only possible without a lock, e.g. SQLite): decide again.
+        payment.refresh_from_db()
+        raise
+    payment.status = to_status
 
 
 def _review(
@@ -299,30 +514,47 @@ def _review(
     return ProcessOutcome(CallbackState.REVIEW, reason)
 
 
+# --- Re-drive and replay ---------------------------------------------------------------------
+
+
 def callbacks_redrive(*, older_than: float | None = None, limit: int = 1000) -> int:
-    """Re-enqueue stored callbacks that nobody processed (lost message, dead worker, broker
-    outage). Safe to run any time: processing is idempotent."""
+    """Re-enqueue stored callbacks nobody processed (lost message, dead worker, broker
+    outage). Each re-drive counts as an attempt: a callback that kills its worker every time
+    is parked as failed after CALLBACK_MAX_ATTEMPTS instead of looping forever."""
     age = settings.CALLBACK_REDRIVE_AFTER if older_than is None else older_than
     now = timezone.now()
-    due = (
-        InboundCallback.objects.filter(
-            state=CallbackState.RECEIVED, received_at__lte=now - timedelta(seconds=age)
-        )
-        .exclude(next_attempt_at__gt=now)
-        .order_by("received_at")
-        .values_list("pk", flat=True)[:limit]
+    stale = InboundCallback.objects.filter(
+        state=CallbackState.RECEIVED, received_at__lte=now - timedelta(seconds=age)
+    ).filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))
+    parked = stale.filter(attempts__gte=settings.CALLBACK_MAX_ATTEMPTS).update(
+        state=CallbackState.FAILED,
+        last_error=_gave_up(),
+        processed_at=now,
     )
-    count = 0
-    for callback_id in due:
-        if callback_enqueue(callback_id=callback_id):
-            count += 1
-    if count:
-        logger.info("re-drove stored callbacks", extra=ctx(count=count))
+    due = list(stale.order_by("received_at").values_list("pk", flat=True)[:limit])
+    if not due:
+        if parked:
+            logger.warning("parked callbacks that kept failing", extra=ctx(count=parked))
+        return 0
+    InboundCallback.objects.filter(pk__in=due).update(attempts=F("attempts") + 1)
+    if settings.CALLBACK_PROCESSING == "batch":
+        published = drain_enqueue()
+        count = len(due) if published else 0
+    else:
+        count = sum(1 for callback_id in due if callback_enqueue(callback_id=callback_id))
+    logger.info("re-drove stored callbacks", extra=ctx(count=count, parked=parked))
     return count
 
 
+def _gave_up() -> Concat:
+    return Concat(
+        Value("gave up after repeated attempts (worker lost or processing kept failing); "),
+        F("last_error"),
+    )
+
+
 def callback_replay(*, callback_id: int) -> InboundCallback:
-    """Put a parked (failed/orphan/invalid) callback back in the queue, for an operator."""
+    """Put a parked (failed/orphan) callback back in the queue, for an operator."""
     with transaction.atomic():
         callback = InboundCallback.objects.select_for_update().get(pk=callback_id)
         if callback.state in (CallbackState.FAILED, CallbackState.ORPHAN):
@@ -330,5 +562,5 @@ def callback_replay(*, callback_id: int) -> InboundCallback:
             callback.attempts = 0
             callback.next_attempt_at = None
             callback.save(update_fields=["state", "attempts", "next_attempt_at"])
-            transaction.on_commit(lambda: callback_enqueue(callback_id=callback_id))
+            transaction.on_commit(lambda: callback_wake(callback_id=callback_id))
     return callback

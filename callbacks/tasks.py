@@ -4,34 +4,39 @@ from __future__ import annotations
 
 import logging
 import random
+import time
 
 from celery import shared_task
 from django.conf import settings
-from django.db import InterfaceError, OperationalError
 
 from core.logging import ctx
 
 from .services import (
+    TRANSIENT_ERRORS,
     RetryLater,
     callback_enqueue,
     callback_mark_failed,
     callback_process,
     callback_record_attempt_error,
+    callbacks_drain_batch,
     callbacks_redrive,
+    drain_enqueue,
 )
 
 logger = logging.getLogger(__name__)
 
-TRANSIENT_ERRORS = (OperationalError, InterfaceError)
+# A drain task hands over to a fresh task after this long, so one wake-up cannot hold a
+# worker process forever under a constant stream.
+DRAIN_TIME_BUDGET = 20.0
 
 
-@shared_task(
-    bind=True,
-    acks_late=True,
-    reject_on_worker_lost=True,
-    max_retries=None,
-    ignore_result=True,
-)
+def _backoff(attempt: int) -> float:
+    """Exponential backoff with jitter, capped at 5 minutes."""
+    ceiling = min(300.0, 2.0**attempt)
+    return ceiling / 2 + random.uniform(0, ceiling / 2)
+
+
+@shared_task(bind=True, acks_late=True, reject_on_worker_lost=True, ignore_result=True)
 def process_callback(self, callback_id: int) -> str:
     try:
         return callback_process(callback_id=callback_id).state
@@ -46,19 +51,49 @@ def process_callback(self, callback_id: int) -> str:
             _park(callback_id, exc)
             return "failed"
         _note(callback_id, exc)
-        # Exponential backoff with full jitter, capped at 5 minutes.
-        countdown = min(300.0, 2.0**attempt)
-        countdown = countdown / 2 + (countdown / 2) * random.random()
         logger.warning(
             "transient error processing callback; retrying",
             extra=ctx(callback_id=callback_id, attempt=attempt, error=type(exc).__name__),
         )
-        raise self.retry(exc=exc, countdown=countdown) from None
+        raise self.retry(exc=exc, countdown=_backoff(attempt)) from None
     except Exception as exc:
         # A bug or an unexpected shape: park with the traceback, ready to replay after a fix.
         _park(callback_id, exc)
         logger.exception("callback processing failed", extra=ctx(callback_id=callback_id))
         return "failed"
+
+
+@shared_task(
+    bind=True, acks_late=True, reject_on_worker_lost=True, ignore_result=True, max_retries=None
+)
+def drain_callbacks(self) -> int:
+    """Drain stored callbacks in batches until none is left (or the time budget is spent)."""
+    started = time.monotonic()
+    total = 0
+    retry_in: float | None = None
+    try:
+        while True:
+            result = callbacks_drain_batch()
+            total += result.processed
+            if result.retry_in is not None:
+                retry_in = result.retry_in if retry_in is None else min(retry_in, result.retry_in)
+            if result.processed == 0:
+                break
+            if time.monotonic() - started > DRAIN_TIME_BUDGET:
+                drain_enqueue()  # more may be waiting: hand over to a fresh task
+                break
+    except TRANSIENT_ERRORS as exc:
+        attempt = self.request.retries + 1
+        logger.warning(
+            "transient error draining callbacks; retrying",
+            extra=ctx(attempt=attempt, error=type(exc).__name__),
+        )
+        raise self.retry(exc=exc, countdown=_backoff(min(attempt, 8))) from None
+    if retry_in is not None:
+        drain_enqueue(countdown=retry_in)
+    if total:
+        logger.info("drained callbacks", extra=ctx(count=total))
+    return total
 
 
 def _park(callback_id: int, exc: BaseException) -> None:

@@ -38,7 +38,7 @@ if not SECRET_KEY:
             "DJANGO_SECRET_KEY is not set. Set it (any long random string), "
             "or set DJANGO_DEBUG=true for local development."
         )
-    SECRET_KEY = "insecure-development-key-set-DJANGO_SECRET_KEY-in-production"  # noqa: S105
+    SECRET_KEY = "insecure-development-key-set-DJANGO_SECRET_KEY-in-production"
 
 ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]", "testserver"])
 CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS", [])
@@ -223,10 +223,20 @@ CELERY_TASK_EAGER_PROPAGATES = True
 CELERY_TIMEZONE = "UTC"
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 CALLBACK_REDRIVE_INTERVAL = env_float("CALLBACK_REDRIVE_INTERVAL", 60.0, minimum=1.0)
+PAYMENTS_SWEEP_INTERVAL = env_float("PAYMENTS_SWEEP_INTERVAL", 15.0, minimum=1.0)
+CALLBACK_DRAIN_INTERVAL = env_float("CALLBACK_DRAIN_INTERVAL", 5.0, minimum=0.5)
 CELERY_BEAT_SCHEDULE = {
     "callbacks-redrive": {
         "task": "callbacks.tasks.redrive_callbacks",
         "schedule": CALLBACK_REDRIVE_INTERVAL,
+    },
+    "callbacks-drain": {
+        "task": "callbacks.tasks.drain_callbacks",
+        "schedule": CALLBACK_DRAIN_INTERVAL,
+    },
+    "payments-sweep": {
+        "task": "payments.tasks.sweep_payments",
+        "schedule": PAYMENTS_SWEEP_INTERVAL,
     },
 }
 
@@ -265,7 +275,9 @@ if not MPESA_SHORTCODE.isdigit():
 MPESA_TRANSACTION_TYPE = env_choice("MPESA_TRANSACTION_TYPE", "paybill", ("paybill", "till"))
 MPESA_TILL_NUMBER = env_str("MPESA_TILL_NUMBER")
 if MPESA_TRANSACTION_TYPE == "till" and not MPESA_TILL_NUMBER.isdigit():
-    raise ImproperlyConfigured("MPESA_TILL_NUMBER (digits) is required when MPESA_TRANSACTION_TYPE=till")
+    raise ImproperlyConfigured(
+        "MPESA_TILL_NUMBER (digits) is required when MPESA_TRANSACTION_TYPE=till"
+    )
 MPESA_CALLBACK_URL = env_str("MPESA_CALLBACK_URL", "http://127.0.0.1:8000/payments/callback/")
 if not MPESA_CALLBACK_URL.startswith(("http://", "https://")):
     raise ImproperlyConfigured(f"MPESA_CALLBACK_URL={MPESA_CALLBACK_URL!r} must be an http(s) URL")
@@ -277,6 +289,13 @@ MPESA_READ_TIMEOUT = env_float("MPESA_READ_TIMEOUT", 30.0, minimum=0.1)
 MPESA_TOKEN_REFRESH_MARGIN = env_int("MPESA_TOKEN_REFRESH_MARGIN", 60, minimum=0)
 
 # --- Payments and callbacks ----------------------------------------------------------------
+# PENDING payments with no result after this many seconds are asked about with STK Query,
+# then again with capped exponential backoff (base, cap) and jitter.
+PAYMENTS_QUERY_AFTER = env_float("PAYMENTS_QUERY_AFTER", 60.0, minimum=0.0)
+PAYMENTS_QUERY_BACKOFF_BASE = env_float("PAYMENTS_QUERY_BACKOFF_BASE", 30.0, minimum=0.1)
+PAYMENTS_QUERY_BACKOFF_MAX = env_float("PAYMENTS_QUERY_BACKOFF_MAX", 600.0, minimum=0.1)
+# Past this age, what is still PENDING or INITIATED becomes FAILED ("expired unresolved").
+PAYMENTS_EXPIRE_AFTER = env_float("PAYMENTS_EXPIRE_AFTER", 1800.0, minimum=1.0)
 PAYMENTS_MIN_AMOUNT = env_decimal("PAYMENTS_MIN_AMOUNT", "1")
 PAYMENTS_MAX_AMOUNT = env_decimal("PAYMENTS_MAX_AMOUNT", "250000")
 if not (0 < PAYMENTS_MIN_AMOUNT <= PAYMENTS_MAX_AMOUNT):
@@ -290,6 +309,12 @@ CALLBACK_MAX_ATTEMPTS = env_int("CALLBACK_MAX_ATTEMPTS", 10, minimum=1)
 # Stored callbacks not processed after this many seconds are re-enqueued by the beat sweeper.
 CALLBACK_REDRIVE_AFTER = env_float("CALLBACK_REDRIVE_AFTER", 60.0, minimum=1.0)
 CALLBACK_MAX_BODY_BYTES = env_int("CALLBACK_MAX_BODY_BYTES", 64 * 1024, minimum=1024)
+# "batch": stored callbacks are drained in batches (SELECT ... FOR UPDATE SKIP LOCKED) by
+# workers woken at most every CALLBACK_WAKEUP_INTERVAL seconds per web process; "task": one
+# Celery task per callback.
+CALLBACK_PROCESSING = env_choice("CALLBACK_PROCESSING", "batch", ("batch", "task"))
+CALLBACK_BATCH_SIZE = env_int("CALLBACK_BATCH_SIZE", 200, minimum=1)
+CALLBACK_WAKEUP_INTERVAL = env_float("CALLBACK_WAKEUP_INTERVAL", 0.1, minimum=0.0)
 
 # --- Logging -------------------------------------------------------------------------------
 LOG_LEVEL = env_choice("LOG_LEVEL", "info", ("debug", "info", "warning", "error")).upper()

@@ -61,6 +61,17 @@ class Payment(models.Model):
     paid_amount = models.DecimalField(max_digits=12, decimal_places=2, null=True, blank=True)
     payer_phone = models.CharField(max_length=64, blank=True, default="")
     needs_review = models.BooleanField(default=False)
+    # FAILED for a reason M-Pesa gave (a result code, a refused push) is final; FAILED because
+    # we stopped waiting (expired, initiation outcome unknown) is not: a verified late success
+    # still moves such a payment to SUCCESS.
+    failure_final = models.BooleanField(default=False)
+    # Daraja's answer to the STK Push was lost (timeout, connection reset): it may have sent
+    # the prompt. The callback's token can still resolve the payment.
+    initiation_unknown = models.BooleanField(default=False)
+    query_attempts = models.PositiveIntegerField(default=0)
+    next_query_at = models.DateTimeField(null=True, blank=True)
+    query_claimed_until = models.DateTimeField(null=True, blank=True)
+    last_query_result = models.CharField(max_length=500, blank=True, default="")
     callback_token_hash = models.CharField(max_length=64, unique=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -73,10 +84,6 @@ class Payment(models.Model):
             models.CheckConstraint(condition=Q(amount__gt=0), name="payment_amount_positive"),
             models.CheckConstraint(
                 condition=Q(status__in=PaymentStatus.values), name="payment_status_valid"
-            ),
-            models.CheckConstraint(
-                condition=~Q(status=PaymentStatus.SUCCESS) | Q(mpesa_receipt_number__isnull=False),
-                name="payment_success_has_receipt",
             ),
         ]
 

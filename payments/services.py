@@ -8,13 +8,16 @@ event, all in one transaction. Slow I/O (the Daraja call) happens outside any tr
 from __future__ import annotations
 
 import logging
+import random
 import secrets
 from dataclasses import dataclass
+from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from core.db import in_transaction
@@ -23,6 +26,7 @@ from core.models import ApiClient, hash_secret
 from daraja.client import PAYBILL, TILL, get_client
 from daraja.errors import (
     DarajaError,
+    DarajaPendingError,
     DarajaProtocolError,
     DarajaServerError,
     DarajaTransportError,
@@ -34,7 +38,8 @@ logger = logging.getLogger(__name__)
 
 S = PaymentStatus
 ALLOWED_TRANSITIONS: dict[str, frozenset[str]] = {
-    S.INITIATED: frozenset({S.PENDING, S.FAILED}),
+    # INITIATED -> SUCCESS: a verified callback for a push whose initiation answer was lost.
+    S.INITIATED: frozenset({S.PENDING, S.FAILED, S.SUCCESS}),
     S.PENDING: frozenset({S.SUCCESS, S.FAILED}),
     S.SUCCESS: frozenset(),
     # Money M-Pesa took never ends FAILED in our books: a verified success (late callback,
@@ -53,6 +58,7 @@ _TRANSITION_FIELDS = frozenset(
         "transaction_date",
         "paid_amount",
         "payer_phone",
+        "failure_final",
     }
 )
 
@@ -81,21 +87,28 @@ def payment_transition(
     evidence: dict[str, Any] | None = None,
     callback: Any = None,
     fields: dict[str, Any] | None = None,
+    locked: bool = False,
 ) -> TransitionResult:
     """Move ``payment`` to ``to_status`` with its audit event, atomically.
 
-    Re-reads the row under a lock; a transition to the status it already has is a no-op
-    (``changed=False``) so that retries and duplicates change nothing.
+    Re-reads the row under a lock (``locked=True``: the caller already holds the row lock in
+    this transaction and ``payment`` is current); a transition to the status it already has
+    is a no-op (``changed=False``) so that retries and duplicates change nothing. The update
+    is conditional on the status read, so a concurrent change can never be overwritten.
     """
     fields = dict(fields or {})
     unknown = set(fields) - _TRANSITION_FIELDS
     if unknown:
         raise ValueError(f"payment_transition cannot set {sorted(unknown)}")
-    with transaction.atomic():
-        locked = Payment.objects.select_for_update().get(pk=payment.pk)
-        from_status = locked.status
+    # A caller holding the lock is inside its own transaction (and savepoint if it wants one).
+    with transaction.atomic(savepoint=not locked):
+        if locked:
+            current = payment
+        else:
+            current = Payment.objects.select_for_update().get(pk=payment.pk)
+        from_status = current.status
         if from_status == to_status:
-            return TransitionResult(payment=locked, changed=False, event=None)
+            return TransitionResult(payment=current, changed=False, event=None)
         if to_status not in ALLOWED_TRANSITIONS[from_status]:
             raise InvalidTransition(from_status, to_status)
         now = timezone.now()
@@ -103,13 +116,13 @@ def payment_transition(
         if to_status in (S.SUCCESS, S.FAILED):
             updates["completed_at"] = now
         # Conditional update: acts only if nobody changed the status since we read it.
-        changed = Payment.objects.filter(pk=locked.pk, status=from_status).update(**updates)
+        changed = Payment.objects.filter(pk=current.pk, status=from_status).update(**updates)
         if changed != 1:
             raise InvalidTransition(from_status, to_status)
         for name, value in updates.items():
-            setattr(locked, name, value)
+            setattr(current, name, value)
         event = PaymentEvent.objects.create(
-            payment=locked,
+            payment=current,
             kind=EventKind.TRANSITION,
             from_status=from_status,
             to_status=to_status,
@@ -122,10 +135,10 @@ def payment_transition(
     logger.info(
         "payment status changed",
         extra=ctx(
-            payment_id=locked.pk, from_status=from_status, to_status=to_status, source=source
+            payment_id=current.pk, from_status=from_status, to_status=to_status, source=source
         ),
     )
-    return TransitionResult(payment=locked, changed=True, event=event)
+    return TransitionResult(payment=current, changed=True, event=event)
 
 
 def payment_record_event(
@@ -223,6 +236,8 @@ def payment_initiate(
         )
     except (DarajaTransportError, DarajaServerError, DarajaProtocolError) as exc:
         # Daraja may or may not have sent the prompt: do not report a failure we cannot prove.
+        Payment.objects.filter(pk=payment.pk).update(initiation_unknown=True)
+        payment.initiation_unknown = True
         payment_record_event(
             payment=payment,
             kind=EventKind.NOTE,
@@ -239,7 +254,11 @@ def payment_initiate(
             source=EventSource.DARAJA,
             reason=f"STK Push refused: {exc}",
             evidence=_error_evidence(exc),
-            fields={"result_code": exc.error_code or "error", "result_desc": exc.message[:500]},
+            fields={
+                "result_code": exc.error_code or "error",
+                "result_desc": exc.message[:500],
+                "failure_final": True,
+            },
         ).payment
     ids = {
         "merchant_request_id": accepted.merchant_request_id,
@@ -254,6 +273,11 @@ def payment_initiate(
             evidence=ids,
             fields=ids,
         ).payment
+    except InvalidTransition:
+        # The callback (authenticated by the payment's token) was faster than this request and
+        # already decided the payment: nothing left to do here.
+        payment.refresh_from_db()
+        return payment
     except IntegrityError:
         # Daraja handed out a CheckoutRequestID another payment already holds. Never merge two
         # payments: keep this one INITIATED, on record, for a person to look at.
@@ -277,3 +301,175 @@ def _error_evidence(exc: DarajaError) -> dict[str, Any]:
         "http_status": exc.http_status,
         "request_id": exc.request_id,
     }
+
+
+def payment_attach_receipt(
+    *, payment: Payment, receipt_number: str, evidence: dict[str, Any], callback: Any = None
+) -> None:
+    """A SUCCESS confirmed by STK Query has no receipt; a later callback supplies it."""
+    with transaction.atomic():
+        updated = Payment.objects.filter(
+            pk=payment.pk, status=S.SUCCESS, mpesa_receipt_number__isnull=True
+        ).update(mpesa_receipt_number=receipt_number, updated_at=timezone.now())
+        if updated:
+            PaymentEvent.objects.create(
+                payment=payment,
+                kind=EventKind.NOTE,
+                source=EventSource.CALLBACK,
+                reason=f"receipt {receipt_number} from a callback after SUCCESS by query",
+                evidence=evidence,
+                callback=callback,
+            )
+
+
+# --- Recovery: STK Query for stale PENDING payments, expiry of what never resolves ----------
+
+
+def _query_backoff(attempt: int) -> float:
+    """Capped exponential backoff with full jitter (attempt 1, 2, 3, ...)."""
+    base = settings.PAYMENTS_QUERY_BACKOFF_BASE
+    cap = settings.PAYMENTS_QUERY_BACKOFF_MAX
+    ceiling = min(cap, base * (2 ** max(attempt - 1, 0)))
+    return ceiling / 2 + random.uniform(0, ceiling / 2)
+
+
+@dataclass(frozen=True)
+class QueryOutcome:
+    outcome: str  # "skipped", "pending", "success", "failed", "error"
+    detail: str = ""
+
+
+def payment_query(*, payment_id: Any) -> QueryOutcome:
+    """Ask Daraja about one PENDING payment (STK Query) and act on a final answer.
+
+    A lease (``query_claimed_until``) taken with a conditional update guarantees at most one
+    query in flight per payment, across every worker. Both "pending" answers (HTTP 500
+    ``500.001.1001`` and ``4999``) keep the payment PENDING and schedule the next query.
+    """
+    now = timezone.now()
+    lease = now + timedelta(
+        seconds=settings.MPESA_CONNECT_TIMEOUT + settings.MPESA_READ_TIMEOUT * 2 + 10
+    )
+    claimed = (
+        Payment.objects.filter(pk=payment_id, status=S.PENDING, checkout_request_id__isnull=False)
+        .filter(Q(query_claimed_until__isnull=True) | Q(query_claimed_until__lt=now))
+        .update(query_claimed_until=lease)
+    )
+    if not claimed:
+        return QueryOutcome("skipped", "not PENDING or a query is already in flight")
+    payment = Payment.objects.get(pk=payment_id)
+    attempt = payment.query_attempts + 1
+    assert payment.checkout_request_id is not None
+    try:
+        answer = get_client().stk_query(checkout_request_id=payment.checkout_request_id)
+    except DarajaPendingError as exc:
+        return _query_later(payment, attempt, f"pending: {exc}")
+    except DarajaError as exc:
+        return _query_later(payment, attempt, f"query error: {exc}", outcome="error")
+    if answer.pending:
+        return _query_later(payment, attempt, f"pending: {answer.result_desc}")
+    assert answer.result_code is not None
+    evidence = {
+        "checkout_request_id": payment.checkout_request_id,
+        "merchant_request_id": answer.merchant_request_id,
+        "result_code": answer.result_code,
+        "result_desc": answer.result_desc,
+        "query_attempt": attempt,
+    }
+    _release_query(payment, attempt, f"final: {answer.result_code} {answer.result_desc}")
+    if answer.is_success:
+        result = payment_transition(
+            payment=payment,
+            to_status=S.SUCCESS,
+            source=EventSource.QUERY,
+            reason=f"STK Query: {answer.result_desc or 'paid'}",
+            evidence=evidence,
+            fields={"result_code": answer.result_code, "result_desc": answer.result_desc},
+        )
+        return QueryOutcome("success" if result.changed else "skipped", answer.result_desc)
+    result = payment_transition(
+        payment=payment,
+        to_status=S.FAILED,
+        source=EventSource.QUERY,
+        reason=f"STK Query: {answer.result_desc or answer.result_code}",
+        evidence=evidence,
+        fields={
+            "result_code": answer.result_code,
+            "result_desc": answer.result_desc,
+            "failure_final": True,
+        },
+    )
+    return QueryOutcome("failed" if result.changed else "skipped", answer.result_desc)
+
+
+def _query_later(
+    payment: Payment, attempt: int, detail: str, outcome: str = "pending"
+) -> QueryOutcome:
+    Payment.objects.filter(pk=payment.pk).update(
+        query_attempts=attempt,
+        next_query_at=timezone.now() + timedelta(seconds=_query_backoff(attempt)),
+        query_claimed_until=None,
+        last_query_result=detail[:500],
+    )
+    return QueryOutcome(outcome, detail)
+
+
+def _release_query(payment: Payment, attempt: int, detail: str) -> None:
+    Payment.objects.filter(pk=payment.pk).update(
+        query_attempts=attempt, query_claimed_until=None, last_query_result=detail[:500]
+    )
+
+
+def payments_due_for_query(*, limit: int = 500) -> list[Any]:
+    """PENDING payments older than PAYMENTS_QUERY_AFTER whose next query is due."""
+    now = timezone.now()
+    return list(
+        Payment.objects.filter(
+            status=S.PENDING,
+            checkout_request_id__isnull=False,
+            created_at__lte=now - timedelta(seconds=settings.PAYMENTS_QUERY_AFTER),
+        )
+        .filter(Q(next_query_at__isnull=True) | Q(next_query_at__lte=now))
+        .filter(Q(query_claimed_until__isnull=True) | Q(query_claimed_until__lt=now))
+        .order_by("created_at")
+        .values_list("pk", flat=True)[:limit]
+    )
+
+
+def payments_expire(*, limit: int = 500) -> int:
+    """FAIL what never resolved within PAYMENTS_EXPIRE_AFTER: PENDING with no final callback
+    or query answer, and INITIATED whose push never got an answer. Not final: a verified late
+    success still moves them to SUCCESS."""
+    horizon = timezone.now() - timedelta(seconds=settings.PAYMENTS_EXPIRE_AFTER)
+    stale = list(
+        Payment.objects.filter(status__in=[S.PENDING, S.INITIATED], created_at__lte=horizon)
+        .order_by("created_at")
+        .values_list("pk", "status")[:limit]
+    )
+    expired = 0
+    for payment_id, status in stale:
+        if status == S.PENDING:
+            reason = (
+                f"expired unresolved: no callback and no final STK Query answer within "
+                f"{settings.PAYMENTS_EXPIRE_AFTER:g}s"
+            )
+        else:
+            reason = (
+                f"expired unresolved: the STK Push got no answer from Daraja within "
+                f"{settings.PAYMENTS_EXPIRE_AFTER:g}s"
+            )
+        try:
+            result = payment_transition(
+                payment=Payment(pk=payment_id),
+                to_status=S.FAILED,
+                source=EventSource.SYSTEM,
+                reason=reason,
+                evidence={"expired_after_seconds": settings.PAYMENTS_EXPIRE_AFTER},
+                fields={"result_code": "expired", "result_desc": reason, "failure_final": False},
+            )
+        except InvalidTransition:
+            continue  # decided meanwhile by a callback or a query
+        expired += int(result.changed)
+    if expired:
+        logger.info("expired unresolved payments", extra=ctx(count=expired))
+    return expired

@@ -6,7 +6,7 @@ import pytest
 
 from callbacks.models import CallbackState, InboundCallback
 from callbacks.services import callback_replay, callbacks_redrive
-from callbacks.tasks import process_callback
+from callbacks.tasks import drain_callbacks, process_callback
 from core.testing import stk_failure_body, stk_success_body
 from payments.models import EventKind, EventSource, Payment, PaymentStatus
 from payments.services import payment_create, payment_transition
@@ -234,7 +234,7 @@ def test_unexpected_errors_park_the_callback_with_its_traceback(client, monkeypa
     )
     callback = InboundCallback.objects.get()
 
-    def boom(callback):
+    def boom(*args):
         raise RuntimeError("bug in processing")
 
     monkeypatch.setattr("callbacks.services._decide", boom)
@@ -253,34 +253,116 @@ def test_unexpected_errors_park_the_callback_with_its_traceback(client, monkeypa
     assert payment.status == S.SUCCESS
 
 
-def test_redrive_requeues_only_stale_unprocessed_callbacks(client, monkeypatch):
+@pytest.mark.parametrize("mode", ["batch", "task"])
+def test_redrive_requeues_only_stale_unprocessed_callbacks(client, monkeypatch, settings, mode):
+    settings.CALLBACK_PROCESSING = mode
     payment, token = pending_payment()
     client.post(
         f"/payments/callback/{token}/",
         data=stk_success_body(checkout_request_id=payment.checkout_request_id),
         content_type="application/json",
     )
-    enqueued = []
+    published = []
     monkeypatch.setattr(
         "callbacks.services.callback_enqueue",
-        lambda callback_id, countdown=None: enqueued.append(callback_id) or True,
+        lambda callback_id, countdown=None: published.append(callback_id) or True,
+    )
+    monkeypatch.setattr(
+        "callbacks.services.drain_enqueue", lambda countdown=None: published.append("drain") or True
     )
     assert callbacks_redrive(older_than=3600) == 0
     assert callbacks_redrive(older_than=0) == 1
-    assert enqueued == [InboundCallback.objects.get().pk]
+    callback = InboundCallback.objects.get()
+    assert published == (["drain"] if mode == "batch" else [callback.pk])
+    assert callback.attempts == 1  # each re-drive counts
 
 
-def test_a_broker_outage_does_not_fail_the_callback_endpoint(
-    client, monkeypatch, django_capture_on_commit_callbacks
+def test_a_callback_that_keeps_killing_workers_is_parked_not_redriven_forever(
+    client, monkeypatch, settings
 ):
+    settings.CALLBACK_MAX_ATTEMPTS = 3
+    monkeypatch.setattr("callbacks.services.drain_enqueue", lambda countdown=None: True)
+    client.post("/payments/callback/t/", data=b"{}", content_type="application/json")
+    for _ in range(3):
+        callbacks_redrive(older_than=0)
+    callbacks_redrive(older_than=0)
+    callback = InboundCallback.objects.get()
+    assert callback.state == CallbackState.FAILED and "gave up" in callback.last_error
+
+
+@pytest.mark.parametrize("mode", ["batch", "task"])
+def test_a_broker_outage_does_not_fail_the_callback_endpoint(
+    client, monkeypatch, django_capture_on_commit_callbacks, settings, mode
+):
+    settings.CALLBACK_PROCESSING = mode
+
     def broker_down(*args, **kwargs):
         raise ConnectionError("broker down")
 
     monkeypatch.setattr(process_callback, "apply_async", broker_down)
+    monkeypatch.setattr(drain_callbacks, "apply_async", broker_down)
     with django_capture_on_commit_callbacks(execute=True):
         response = client.post("/payments/callback/t/", data=b"{}", content_type="application/json")
     assert response.status_code == 200
     assert InboundCallback.objects.get().state == CallbackState.RECEIVED
+
+
+def test_wake_ups_are_rate_limited_per_process(monkeypatch, settings):
+    from callbacks import services
+
+    settings.CALLBACK_WAKEUP_INTERVAL = 60
+    published = []
+    monkeypatch.setattr(
+        services, "drain_enqueue", lambda countdown=None: published.append(1) or True
+    )
+    monkeypatch.setattr(services, "_last_wakeup", 0.0)
+    for callback_id in range(50):
+        services.callback_wake(callback_id=callback_id)
+    assert published == [1]
+
+
+def test_batch_drain_processes_everything_stored(client, settings):
+    settings.CALLBACK_BATCH_SIZE = 3
+    payments = [pending_payment(checkout=f"ws_CO_{n}") for n in range(7)]
+    for n, (_, token) in enumerate(payments):
+        client.post(
+            f"/payments/callback/{token}/",
+            data=stk_success_body(checkout_request_id=f"ws_CO_{n}", receipt=f"UKR1BATCH{n}"),
+            content_type="application/json",
+        )
+        client.post(
+            f"/payments/callback/{token}/",
+            data=stk_success_body(checkout_request_id=f"ws_CO_{n}", receipt=f"UKR1BATCH{n}"),
+            content_type="application/json",
+        )
+    assert drain_callbacks.apply().get() == 14
+    assert set(Payment.objects.values_list("status", flat=True)) == {S.SUCCESS}
+    states = sorted(InboundCallback.objects.values_list("state", flat=True))
+    assert states.count(CallbackState.PROCESSED) == 7 and states.count(CallbackState.DUPLICATE) == 7
+
+
+def test_one_bad_callback_does_not_stop_a_batch(client, monkeypatch):
+    good, good_token = pending_payment(checkout="ws_CO_GOOD")
+    client.post("/payments/callback/x/", data=b"{}", content_type="application/json")
+    client.post(
+        f"/payments/callback/{good_token}/",
+        data=stk_success_body(checkout_request_id="ws_CO_GOOD"),
+        content_type="application/json",
+    )
+    from callbacks import services
+
+    real = services._decide
+
+    def flaky(callback, locked):
+        if callback.token_hash != good.callback_token_hash:
+            raise RuntimeError("unexpected")
+        return real(callback, locked)
+
+    monkeypatch.setattr(services, "_decide", flaky)
+    drain_callbacks.apply()
+    good.refresh_from_db()
+    assert good.status == S.SUCCESS
+    assert InboundCallback.objects.filter(state=CallbackState.FAILED).count() == 1
 
 
 def test_invariant_one_receipt_one_payment_in_the_database(deliver):

@@ -1,0 +1,172 @@
+"""The invariants the books must satisfy, checked against the database.
+
+Used by ``python manage.py check_invariants`` and by the fault-injection tests after every
+scenario. Each violation is a sentence naming what is wrong and where.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+from datetime import timedelta
+from itertools import groupby
+
+from django.conf import settings
+from django.db.models import Count, F, Q
+from django.utils import timezone
+
+from callbacks.models import CallbackState, InboundCallback
+
+from .models import EventKind, EventSource, Payment, PaymentEvent, PaymentStatus
+from .services import ALLOWED_TRANSITIONS
+
+# Evidence that can make a payment SUCCESS.
+_SUCCESS_SOURCES = (EventSource.CALLBACK, EventSource.QUERY, EventSource.RECONCILIATION)
+
+
+@dataclass(frozen=True)
+class Violation:
+    kind: str
+    detail: str
+
+    def __str__(self) -> str:
+        return f"{self.kind}: {self.detail}"
+
+
+def find_violations(*, settled: bool = False) -> list[Violation]:
+    """Every broken invariant. ``settled=True`` also treats any callback still waiting
+    (state ``received``) as a violation: use it once the system is known to be quiet."""
+    found: list[Violation] = []
+    found += _receipts_credited_twice()
+    found += _success_without_evidence()
+    found += _amount_differs_from_paid()
+    found += _event_history_problems()
+    found += _callbacks_left_behind(settled=settled)
+    return found
+
+
+def _receipts_credited_twice() -> list[Violation]:
+    rows = (
+        Payment.objects.exclude(mpesa_receipt_number__isnull=True)
+        .values("mpesa_receipt_number")
+        .annotate(n=Count("id"))
+        .filter(n__gt=1)
+    )
+    return [
+        Violation(
+            "receipt_credited_twice",
+            f"receipt {row['mpesa_receipt_number']} on {row['n']} payments",
+        )
+        for row in rows
+    ]
+
+
+def _success_without_evidence() -> list[Violation]:
+    evidenced = PaymentEvent.objects.filter(
+        kind=EventKind.TRANSITION, to_status=PaymentStatus.SUCCESS
+    ).filter(
+        Q(source=EventSource.CALLBACK, callback__isnull=False)
+        | Q(source__in=[EventSource.QUERY, EventSource.RECONCILIATION])
+    )
+    missing = Payment.objects.filter(status=PaymentStatus.SUCCESS).exclude(
+        pk__in=evidenced.values("payment_id")
+    )
+    found = [
+        Violation(
+            "success_without_evidence",
+            f"payment {pk} is SUCCESS with no callback, query or statement evidence",
+        )
+        for pk in missing.values_list("pk", flat=True)
+    ]
+    by_callback = Payment.objects.filter(
+        status=PaymentStatus.SUCCESS,
+        mpesa_receipt_number__isnull=True,
+        events__kind=EventKind.TRANSITION,
+        events__to_status=PaymentStatus.SUCCESS,
+        events__source=EventSource.CALLBACK,
+    )
+    found += [
+        Violation(
+            "success_without_evidence", f"payment {pk} credited by a callback but has no receipt"
+        )
+        for pk in by_callback.values_list("pk", flat=True)
+    ]
+    return found
+
+
+def _amount_differs_from_paid() -> list[Violation]:
+    rows = Payment.objects.filter(status=PaymentStatus.SUCCESS, paid_amount__isnull=False).exclude(
+        paid_amount=F("amount")
+    )
+    return [
+        Violation("amount_mismatch", f"payment {p.pk} asked {p.amount}, credited {p.paid_amount}")
+        for p in rows.only("pk", "amount", "paid_amount")
+    ]
+
+
+def _event_history_problems() -> list[Violation]:
+    found: list[Violation] = []
+    statuses = dict(Payment.objects.values_list("pk", "status"))
+    events = (
+        PaymentEvent.objects.exclude(to_status="")
+        .order_by("payment_id", "created_at", "id")
+        .values_list("payment_id", "kind", "from_status", "to_status")
+    )
+    seen: set[Any] = set()
+    for payment_id, rows in groupby(events.iterator(chunk_size=5000), key=lambda row: row[0]):
+        seen.add(payment_id)
+        current = None
+        for _, kind, from_status, to_status in rows:
+            if kind == EventKind.CREATED:
+                if current is not None:
+                    found.append(
+                        Violation("forbidden_sequence", f"payment {payment_id} created twice")
+                    )
+                current = to_status
+                continue
+            if from_status != current:
+                found.append(
+                    Violation(
+                        "forbidden_sequence",
+                        f"payment {payment_id}: event {from_status}→{to_status} follows {current}",
+                    )
+                )
+            elif to_status not in ALLOWED_TRANSITIONS.get(from_status, frozenset()):
+                found.append(
+                    Violation(
+                        "forbidden_sequence",
+                        f"payment {payment_id}: {from_status}→{to_status} is not allowed",
+                    )
+                )
+            current = to_status
+        if payment_id in statuses and statuses[payment_id] != current:
+            found.append(
+                Violation(
+                    "status_without_event",
+                    f"payment {payment_id} is {statuses[payment_id]} "
+                    f"but its events end at {current}",
+                )
+            )
+    for payment_id in set(statuses) - seen:
+        found.append(Violation("status_without_event", f"payment {payment_id} has no events"))
+    return found
+
+
+def _callbacks_left_behind(*, settled: bool) -> list[Violation]:
+    waiting = InboundCallback.objects.filter(state=CallbackState.RECEIVED)
+    if not settled:
+        # Still legitimately waiting if the re-drive sweeper has not had its chance yet.
+        grace = timedelta(
+            seconds=settings.CALLBACK_REDRIVE_AFTER + 2 * settings.CALLBACK_REDRIVE_INTERVAL
+        )
+        cutoff = timezone.now() - grace
+        waiting = waiting.filter(received_at__lt=cutoff).filter(
+            Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lt=cutoff)
+        )
+    return [
+        Violation(
+            "callback_left_behind",
+            f"callback {pk} is neither processed, failed nor due for re-drive",
+        )
+        for pk in waiting.values_list("pk", flat=True)
+    ]
