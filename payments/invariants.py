@@ -7,9 +7,9 @@ scenario. Each violation is a sentence naming what is wrong and where.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 from datetime import timedelta
 from itertools import groupby
+from typing import Any
 
 from django.conf import settings
 from django.db.models import Count, F, Q
