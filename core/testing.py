@@ -174,3 +174,100 @@ def wait_for(condition: Callable[[], Any], *, timeout: float = 30.0, interval: f
         time.sleep(interval)
         value = condition()
     return value
+
+
+@contextmanager
+def celery_beat(*, log_path: Path | None = None, **env: str) -> Iterator[subprocess.Popen[bytes]]:
+    """A real `celery beat` process (the sweepers), with its own schedule file."""
+    log_path = log_path or Path(settings.VAR_DIR) / "test-beat.log"
+    schedule = Path(settings.VAR_DIR) / f"test-beat-schedule-{os.getpid()}"
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "mpesa_project",
+                "beat",
+                "--loglevel=INFO",
+                f"--schedule={schedule}",
+            ],
+            env=subprocess_env(**env),
+            cwd=REPO_ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        try:
+            yield process
+        finally:
+            stop_process(process)
+
+
+# --- Service faults (used by the fault-injection tests on a machine whose services they own) ---
+
+REDIS_START = [
+    "redis-server",
+    "--daemonize",
+    "yes",
+    "--bind",
+    "127.0.0.1",
+    "-::1",
+    "--port",
+    "6379",
+    "--save",
+    "",
+    "--appendonly",
+    "no",
+    "--dir",
+    "/var/lib/redis",
+    "--logfile",
+    "/var/log/redis/ci.log",
+]
+
+
+def redis_up() -> bool:
+    result = subprocess.run(
+        ["redis-cli", "-h", "127.0.0.1", "-p", "6379", "ping"], capture_output=True, timeout=10
+    )
+    return result.returncode == 0 and b"PONG" in result.stdout
+
+
+def stop_redis() -> None:
+    subprocess.run(
+        ["redis-cli", "-h", "127.0.0.1", "-p", "6379", "shutdown", "nosave"],
+        capture_output=True,
+        timeout=20,
+    )
+    wait_for(lambda: not redis_up(), timeout=20)
+
+
+def start_redis() -> None:
+    if redis_up():
+        return
+    Path("/var/lib/redis").mkdir(parents=True, exist_ok=True)
+    Path("/var/log/redis").mkdir(parents=True, exist_ok=True)
+    subprocess.run(REDIS_START, check=True, capture_output=True, timeout=30)
+    wait_for(redis_up, timeout=30)
+
+
+def postgres_up() -> bool:
+    return (
+        subprocess.run(
+            ["pg_isready", "-q", "-h", "127.0.0.1", "-p", "5432"], capture_output=True, timeout=10
+        ).returncode
+        == 0
+    )
+
+
+def restart_postgres() -> None:
+    """Restart the local cluster (fast shutdown: open connections are cut, as in a crash)."""
+    version = sorted(os.listdir("/etc/postgresql"))[0]
+    subprocess.run(
+        ["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", "restart", "-m", "fast"],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+    wait_for(postgres_up, timeout=60)

@@ -96,7 +96,9 @@ class SimulatorConfig:
             ),
             "shortcode": reader.text(("SIMULATOR_SHORTCODE", "MPESA_SHORTCODE"), SANDBOX_SHORTCODE),
             "passkey": reader.text(("SIMULATOR_PASSKEY", "MPESA_PASSKEY"), SANDBOX_PASSKEY),
-            "till_number": reader.text(("SIMULATOR_TILL_NUMBER",), DEFAULT_TILL_NUMBER),
+            "till_number": reader.text(
+                ("SIMULATOR_TILL_NUMBER", "MPESA_TILL_NUMBER"), DEFAULT_TILL_NUMBER
+            ),
             "token_ttl": reader.number("SIMULATOR_TOKEN_TTL", 3599.0),
             "callback_delay": reader.number("SIMULATOR_CALLBACK_DELAY", 2.0),
             "customer_delay": reader.optional_number("SIMULATOR_CUSTOMER_DELAY"),

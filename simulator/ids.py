@@ -12,6 +12,7 @@ import random
 import string
 import threading
 import uuid
+import zlib
 from datetime import date, datetime, timedelta, timezone
 
 EAT = timezone(timedelta(hours=3), "EAT")
@@ -20,6 +21,8 @@ _UPPER = string.ascii_uppercase
 _RECEIPT_TAIL_CHARS = string.ascii_uppercase + string.digits
 _TOKEN_CHARS = string.ascii_letters + string.digits
 # Day-of-month character in a receipt: 1-9, then A=10 ... V=31.
+_FIRST_NAMES = ("JOHN", "JANE", "MARY", "JAMES", "PETER", "GRACE", "DAVID", "FAITH", "BRIAN")
+_LAST_NAMES = ("DOE", "WANJIKU", "AKINYI", "KAMAU", "OTIENO", "MUTUA", "NJOROGE", "WAFULA")
 _DAY_CHARS = "123456789ABCDEFGHIJKLMNOPQRSTUV"
 # Receipt year letters: L=2017, M=2018, ... T=2025, U=2026, V=2027.
 _YEAR_LETTER_BASE = 2017 - _UPPER.index("L")
@@ -75,6 +78,14 @@ def checkout_request_id(when: datetime, phone: str) -> str:
 def mask_msisdn(phone: str) -> str:
     """Org-portal masking: ``254708374149`` -> ``25470****149``."""
     return f"{phone[:5]}****{phone[-3:]}"
+
+
+def payer_name(phone: str) -> str:
+    """A stable, masked payer name for a number (``JOHN **** DOE``, as on org statements)."""
+    value = zlib.crc32(phone.encode())
+    first = _FIRST_NAMES[value % len(_FIRST_NAMES)]
+    last = _LAST_NAMES[(value // len(_FIRST_NAMES)) % len(_LAST_NAMES)]
+    return f"{first} **** {last}"
 
 
 class IdFactory:

@@ -104,7 +104,9 @@ TEST_NUMBERS: dict[str, PhoneScenario] = {
             'ResultCode "SFC_IC0003" (a JSON string)',
             _failure(OPERATOR_MISSING_CODE),
         ),
-        _entry("10", "subscriber_lock_callback", "ResultCode 1001 in the callback", _failure("1001")),
+        _entry(
+            "10", "subscriber_lock_callback", "ResultCode 1001 in the callback", _failure("1001")
+        ),
         _entry("17", "rule_limited", "ResultCode 17", _failure("17")),
         _entry("18", "no_security_credential", "ResultCode 2118", _failure("2118")),
         _entry("19", "expired", "ResultCode 1019", _failure("1019")),
