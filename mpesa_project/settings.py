@@ -273,7 +273,7 @@ MPESA_PASSKEY = _mpesa_value("MPESA_PASSKEY")
 if not MPESA_SHORTCODE.isdigit():
     raise ImproperlyConfigured(f"MPESA_SHORTCODE={MPESA_SHORTCODE!r} must be digits only")
 MPESA_TRANSACTION_TYPE = env_choice("MPESA_TRANSACTION_TYPE", "paybill", ("paybill", "till"))
-MPESA_TILL_NUMBER = env_str("MPESA_TILL_NUMBER")
+MPESA_TILL_NUMBER = env_str("MPESA_TILL_NUMBER", "174380" if MPESA_ENV == "simulator" else "")
 if MPESA_TRANSACTION_TYPE == "till" and not MPESA_TILL_NUMBER.isdigit():
     raise ImproperlyConfigured(
         "MPESA_TILL_NUMBER (digits) is required when MPESA_TRANSACTION_TYPE=till"
@@ -287,6 +287,9 @@ MPESA_CONNECT_TIMEOUT = env_float("MPESA_CONNECT_TIMEOUT", 5.0, minimum=0.1)
 MPESA_READ_TIMEOUT = env_float("MPESA_READ_TIMEOUT", 30.0, minimum=0.1)
 # Refresh the OAuth token this many seconds before Daraja says it expires.
 MPESA_TOKEN_REFRESH_MARGIN = env_int("MPESA_TOKEN_REFRESH_MARGIN", 60, minimum=0)
+
+# The demo page (/demo/): on by default only against the simulator.
+DEMO_ENABLED = env_bool("DEMO_ENABLED", MPESA_ENV == "simulator")
 
 # --- Payments and callbacks ----------------------------------------------------------------
 # PENDING payments with no result after this many seconds are asked about with STK Query,

@@ -1,5 +1,6 @@
 """URL map: merchant API under /payments/, Daraja callbacks, admin, API docs, health."""
 
+from django.conf import settings
 from django.contrib import admin
 from django.db import connection
 from django.http import HttpRequest, JsonResponse
@@ -7,6 +8,8 @@ from django.urls import include, path
 from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.permissions import AllowAny
+
+from payments import demo
 
 
 def health(request: HttpRequest) -> JsonResponse:
@@ -37,5 +40,8 @@ urlpatterns = [
         name="swagger-ui",
     ),
     path("health/", health, name="health"),
-    path("", RedirectView.as_view(url="/api/docs/", permanent=False)),
+    path("demo/", demo.demo_page, name="demo"),
+    path("demo/pay/", demo.demo_pay, name="demo-pay"),
+    path("demo/payments/<uuid:payment_id>/", demo.demo_payment, name="demo-payment"),
+    path("", RedirectView.as_view(url="/demo/" if settings.DEMO_ENABLED else "/api/docs/")),
 ]

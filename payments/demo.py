@@ -1,0 +1,118 @@
+"""The demo page: pay with a phone number and watch INITIATED → PENDING → SUCCESS/FAILED live.
+
+For local development and demos against the simulator (``DEMO_ENABLED``, on by default only
+when ``MPESA_ENV=simulator``). It uses the same service as the API, as a built-in "demo" client.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from django.conf import settings
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import render
+from django.views.decorators.http import require_GET, require_POST
+
+from core.models import ApiClient
+from core.services import api_client_create
+
+from .api import PaymentEventSerializer, PaymentSerializer, StkPushRequestSerializer
+from .models import Payment
+from .selectors import payment_events, payment_list
+from .services import payment_initiate
+
+DEMO_CLIENT = "demo-page"
+
+
+def _enabled() -> None:
+    if not settings.DEMO_ENABLED:
+        raise Http404("The demo page is disabled (DEMO_ENABLED=false).")
+
+
+def _demo_client() -> ApiClient:
+    client = ApiClient.objects.filter(name=DEMO_CLIENT, revoked_at__isnull=True).first()
+    return client or api_client_create(name=DEMO_CLIENT).client
+
+
+def _test_numbers() -> list[dict[str, str]]:
+    try:
+        from simulator.scenarios import TEST_NUMBERS
+    except ImportError:  # the simulator package is not installed beside the app
+        return []
+    return [
+        {
+            "phone": entry.phone,
+            "name": entry.name.replace("_", " "),
+            "description": entry.description,
+        }
+        for entry in TEST_NUMBERS.values()
+    ]
+
+
+def _state(payment: Payment) -> dict[str, Any]:
+    return {
+        "payment": PaymentSerializer(payment).data,
+        "events": PaymentEventSerializer(payment_events(payment=payment), many=True).data,
+    }
+
+
+@require_GET
+def demo_page(request: HttpRequest) -> HttpResponse:
+    _enabled()
+    return render(
+        request,
+        "demo.html",
+        {
+            "test_numbers": _test_numbers(),
+            "mpesa_env": settings.MPESA_ENV,
+            "daraja_url": settings.MPESA_BASE_URL,
+        },
+    )
+
+
+@require_POST
+def demo_pay(request: HttpRequest) -> JsonResponse:
+    _enabled()
+    try:
+        data = json.loads(request.body or b"{}")
+    except ValueError:
+        return JsonResponse(
+            {"error": {"code": "malformed_request", "message": "Send JSON."}}, status=400
+        )
+    if not isinstance(data, dict):
+        return JsonResponse(
+            {"error": {"code": "malformed_request", "message": "Send a JSON object."}}, status=400
+        )
+    serializer = StkPushRequestSerializer(
+        data={
+            "phone_number": data.get("phone_number", ""),
+            "amount": data.get("amount", ""),
+            "account_reference": data.get("account_reference") or "DEMO",
+            "description": data.get("description") or "Demo payment",
+        }
+    )
+    if not serializer.is_valid():
+        fields = {name: [str(e) for e in errors] for name, errors in serializer.errors.items()}
+        return JsonResponse(
+            {"error": {"code": "validation_error", "message": "Check the form.", "fields": fields}},
+            status=400,
+        )
+    values = serializer.validated_data
+    payment = payment_initiate(
+        client=_demo_client(),
+        phone_number=values["phone_number"],
+        amount=values["amount"],
+        account_reference=values["account_reference"],
+        description=values["description"],
+    )
+    return JsonResponse(_state(payment), status=201)
+
+
+@require_GET
+def demo_payment(request: HttpRequest, payment_id: str) -> JsonResponse:
+    _enabled()
+    payment = payment_list(client=_demo_client()).filter(pk=payment_id).first()
+    if payment is None:
+        raise Http404("No such demo payment.")
+    return JsonResponse(_state(payment))
