@@ -26,7 +26,7 @@ S = PaymentStatus
 
 @pytest.fixture(scope="module")
 def simulator() -> Iterator[Any]:
-    server, base_url = start_in_thread(
+    server, _ = start_in_thread(
         port=0,
         config=SimulatorConfig(
             callback_delay=0.3, late_delay=1.5, duplicate_gap=0.05, seed=20261127, log_requests=False
