@@ -89,19 +89,38 @@ def pending_payments(count: int, amount: int = 10) -> list[tuple[Payment, str]]:
     Payment.objects.bulk_create(rows, batch_size=1000)
     events = []
     for payment in rows:
-        events.append(PaymentEvent(payment=payment, kind=EventKind.CREATED, to_status=PaymentStatus.INITIATED, source=EventSource.API))
         events.append(
-            PaymentEvent(payment=payment, kind=EventKind.TRANSITION, from_status=PaymentStatus.INITIATED, to_status=PaymentStatus.PENDING, source=EventSource.DARAJA)
+            PaymentEvent(
+                payment=payment,
+                kind=EventKind.CREATED,
+                to_status=PaymentStatus.INITIATED,
+                source=EventSource.API,
+            )
+        )
+        events.append(
+            PaymentEvent(
+                payment=payment,
+                kind=EventKind.TRANSITION,
+                from_status=PaymentStatus.INITIATED,
+                to_status=PaymentStatus.PENDING,
+                source=EventSource.DARAJA,
+            )
         )
     PaymentEvent.objects.bulk_create(events, batch_size=2000)
     return list(zip(rows, tokens, strict=True))
 
 
 def success_for(payment: Payment, n: int) -> bytes:
-    return stk_success_body(checkout_request_id=payment.checkout_request_id, amount=int(payment.amount), receipt=f"UK{n:08d}")
+    return stk_success_body(
+        checkout_request_id=payment.checkout_request_id,
+        amount=int(payment.amount),
+        receipt=f"UK{n:08d}",
+    )
 
 
-def fire(requests: list[tuple[str, bytes]], threads: int = 4, latencies: list[float] | None = None) -> Counter[int]:
+def fire(
+    requests: list[tuple[str, bytes]], threads: int = 4, latencies: list[float] | None = None
+) -> Counter[int]:
     """POST callbacks concurrently through Django's full request stack."""
     statuses: Counter[int] = Counter()
     lock = threading.Lock()
@@ -110,7 +129,11 @@ def fire(requests: list[tuple[str, bytes]], threads: int = 4, latencies: list[fl
         token, body = item
         started = time.monotonic()
         try:
-            status = Client().post(f"/payments/callback/{token}/", data=body, content_type="application/json").status_code
+            status = (
+                Client()
+                .post(f"/payments/callback/{token}/", data=body, content_type="application/json")
+                .status_code
+            )
         finally:
             connection.close()
         with lock:
@@ -134,7 +157,9 @@ def assert_books(expected: dict[str, int], callbacks: dict[str, int]) -> None:
     states = Counter(InboundCallback.objects.values_list("state", flat=True))
     assert dict(states) == callbacks
     per_payment = Counter(
-        PaymentEvent.objects.filter(kind=EventKind.TRANSITION, to_status=PaymentStatus.SUCCESS).values_list("payment_id", flat=True)
+        PaymentEvent.objects.filter(
+            kind=EventKind.TRANSITION, to_status=PaymentStatus.SUCCESS
+        ).values_list("payment_id", flat=True)
     )
     assert all(count == 1 for count in per_payment.values())
     assert [str(v) for v in find_violations(settled=True)] == []
@@ -147,7 +172,12 @@ def test_worker_killed_with_sigkill_in_the_middle_of_a_burst():
     with celery_beat(**FAST), celery_worker(concurrency=2, **FAST) as worker:
         sender = threading.Thread(target=fire, args=(requests,))
         sender.start()
-        wait_for(lambda: InboundCallback.objects.exclude(state=CallbackState.RECEIVED).count() >= count // 5, timeout=120)
+        wait_for(
+            lambda: (
+                InboundCallback.objects.exclude(state=CallbackState.RECEIVED).count() >= count // 5
+            ),
+            timeout=120,
+        )
         os.killpg(worker.pid, signal.SIGKILL)
         done_at_kill = InboundCallback.objects.exclude(state=CallbackState.RECEIVED).count()
         sender.join()
@@ -167,13 +197,19 @@ def test_redis_stopped_while_callbacks_arrive_then_started_again():
         stop_redis()
         try:
             assert fire(requests[before:], latencies=latencies) == Counter({200: during})
-            assert InboundCallback.objects.count() == before + during  # all stored while Redis was down
+            assert (
+                InboundCallback.objects.count() == before + during
+            )  # all stored while Redis was down
         finally:
             start_redis()
         wait_for(lambda: waiting() == 0, timeout=180, interval=0.5)
     latencies.sort()
-    assert latencies[len(latencies) // 2] < 1.0, f"median callback answer {latencies[len(latencies) // 2]:.3f}s with Redis down"
-    assert_books({PaymentStatus.SUCCESS: before + during}, {CallbackState.PROCESSED: before + during})
+    assert latencies[len(latencies) // 2] < 1.0, (
+        f"median callback answer {latencies[len(latencies) // 2]:.3f}s with Redis down"
+    )
+    assert_books(
+        {PaymentStatus.SUCCESS: before + during}, {CallbackState.PROCESSED: before + during}
+    )
 
 
 def test_postgresql_restarted_while_workers_are_processing():
@@ -182,7 +218,11 @@ def test_postgresql_restarted_while_workers_are_processing():
     requests = [(token, success_for(payment, n)) for n, (payment, token) in enumerate(payments)]
     with celery_beat(**FAST), celery_worker(concurrency=2, **FAST):
         assert fire(requests) == Counter({200: count})
-        wait_for(lambda: InboundCallback.objects.exclude(state=CallbackState.RECEIVED).count() >= 50, timeout=60, interval=0.05)
+        wait_for(
+            lambda: InboundCallback.objects.exclude(state=CallbackState.RECEIVED).count() >= 50,
+            timeout=60,
+            interval=0.05,
+        )
         connection.close()
         restart_postgres()
         connection.close()
@@ -193,14 +233,21 @@ def test_postgresql_restarted_while_workers_are_processing():
 def test_a_storm_of_identical_callbacks_for_many_payments():
     payments_count, copies = 100, 10
     payments = pending_payments(payments_count)
-    requests = [(token, success_for(payment, n)) for n, (payment, token) in enumerate(payments) for _ in range(copies)]
+    requests = [
+        (token, success_for(payment, n))
+        for n, (payment, token) in enumerate(payments)
+        for _ in range(copies)
+    ]
     random.Random(7).shuffle(requests)
     with celery_beat(**FAST), celery_worker(concurrency=2, **FAST):
         assert fire(requests, threads=8) == Counter({200: payments_count * copies})
         wait_for(lambda: waiting() == 0, timeout=120, interval=0.5)
     assert_books(
         {PaymentStatus.SUCCESS: payments_count},
-        {CallbackState.PROCESSED: payments_count, CallbackState.DUPLICATE: payments_count * (copies - 1)},
+        {
+            CallbackState.PROCESSED: payments_count,
+            CallbackState.DUPLICATE: payments_count * (copies - 1),
+        },
     )
 
 
@@ -212,14 +259,32 @@ def test_callback_arriving_before_the_initiating_request_committed(api, daraja):
         # answer, so the payment is INITIATED with no CheckoutRequestID yet.
         payload = json.loads(request.content)
         token = payload["CallBackURL"].rstrip("/").rsplit("/", 1)[-1]
-        body = stk_success_body(checkout_request_id="ws_CO_EARLY_BIRD", amount=payload["Amount"], receipt="UKEARLY001")
-        assert web.post(f"/payments/callback/{token}/", data=body, content_type="application/json").status_code == 200
+        body = stk_success_body(
+            checkout_request_id="ws_CO_EARLY_BIRD", amount=payload["Amount"], receipt="UKEARLY001"
+        )
+        assert (
+            web.post(
+                f"/payments/callback/{token}/", data=body, content_type="application/json"
+            ).status_code
+            == 200
+        )
         time.sleep(1.0)  # the worker sees the payment still INITIATED
         return httpx.Response(200, json=stk_accepted("ws_CO_EARLY_BIRD"))
 
-    daraja.post("/mpesa/stkpush/v1/processrequest").mock(side_effect=daraja_calls_back_before_answering)
+    daraja.post("/mpesa/stkpush/v1/processrequest").mock(
+        side_effect=daraja_calls_back_before_answering
+    )
     with celery_beat(**FAST), celery_worker(concurrency=2, **FAST):
-        created = api.post("/payments/stk-push/", {"phone_number": "0712345678", "amount": 40, "account_reference": "E1", "description": "early"}, format="json")
+        created = api.post(
+            "/payments/stk-push/",
+            {
+                "phone_number": "0712345678",
+                "amount": 40,
+                "account_reference": "E1",
+                "description": "early",
+            },
+            format="json",
+        )
         assert created.status_code == 201 and created.json()["status"] in {"PENDING", "SUCCESS"}
         wait_for(lambda: waiting() == 0, timeout=60)
     callback = InboundCallback.objects.get()

@@ -29,7 +29,11 @@ def simulator() -> Iterator[Any]:
     server, _ = start_in_thread(
         port=0,
         config=SimulatorConfig(
-            callback_delay=0.3, late_delay=1.5, duplicate_gap=0.05, seed=20261127, log_requests=False
+            callback_delay=0.3,
+            late_delay=1.5,
+            duplicate_gap=0.05,
+            seed=20261127,
+            log_requests=False,
         ),
     )
     yield server
@@ -69,11 +73,16 @@ def final(payment_id: str, timeout: float = 30) -> Payment:
 
 
 def callback_states(payment_id: str) -> list[str]:
-    return sorted(InboundCallback.objects.filter(payment_id=payment_id).values_list("state", flat=True))
+    return sorted(
+        InboundCallback.objects.filter(payment_id=payment_id).values_list("state", flat=True)
+    )
 
 
 def settle() -> None:
-    wait_for(lambda: not InboundCallback.objects.filter(state=CallbackState.RECEIVED).exists(), timeout=30)
+    wait_for(
+        lambda: not InboundCallback.objects.filter(state=CallbackState.RECEIVED).exists(),
+        timeout=30,
+    )
     assert [str(v) for v in find_violations(settled=True)] == []
 
 
@@ -139,7 +148,10 @@ def test_success_body_variants(api, phone):
 
 def test_no_callback_stays_pending_until_the_query_resolves_it(api, simulator):
     created = push(api, "254711000040")
-    wait_for(lambda: simulator.simulator.transactions_json()["transactions"][0]["status"] == "completed", timeout=10)
+    wait_for(
+        lambda: simulator.simulator.transactions_json()["transactions"][0]["status"] == "completed",
+        timeout=10,
+    )
     assert Payment.objects.get(pk=created["id"]).status == S.PENDING
     assert payment_query(payment_id=created["id"]).outcome == "success"
     payment = Payment.objects.get(pk=created["id"])
@@ -149,7 +161,11 @@ def test_no_callback_stays_pending_until_the_query_resolves_it(api, simulator):
 
 def test_late_callback_after_the_query_answered_brings_the_receipt(api):
     created = push(api, "254711000042")
-    wait_for(lambda: payment_query(payment_id=created["id"]).outcome == "success", timeout=10, interval=0.3)
+    wait_for(
+        lambda: payment_query(payment_id=created["id"]).outcome == "success",
+        timeout=10,
+        interval=0.3,
+    )
     wait_for(lambda: Payment.objects.get(pk=created["id"]).mpesa_receipt_number, timeout=20)
     payment = Payment.objects.get(pk=created["id"])
     assert payment.status == S.SUCCESS
@@ -157,10 +173,18 @@ def test_late_callback_after_the_query_answered_brings_the_receipt(api):
     settle()
 
 
-@pytest.mark.parametrize(("phone", "states"), [("254711000043", ["invalid"]), ("254711000044", ["invalid"])])
+@pytest.mark.parametrize(
+    ("phone", "states"), [("254711000043", ["invalid"]), ("254711000044", ["invalid"])]
+)
 def test_malformed_and_empty_callbacks_are_kept_and_change_nothing(api, phone, states):
     created = push(api, phone)
-    wait_for(lambda: callback_states(created["id"]) == states or InboundCallback.objects.filter(state="invalid").exists(), timeout=20)
+    wait_for(
+        lambda: (
+            callback_states(created["id"]) == states
+            or InboundCallback.objects.filter(state="invalid").exists()
+        ),
+        timeout=20,
+    )
     settle()
     assert Payment.objects.get(pk=created["id"]).status == S.PENDING
     invalid = InboundCallback.objects.get(state="invalid")
@@ -171,7 +195,10 @@ def test_empty_then_real_callback(api):
     payment = final(push(api, "254711000045")["id"])
     assert payment.status == S.SUCCESS
     settle()
-    assert sorted(InboundCallback.objects.values_list("state", flat=True)) == ["invalid", "processed"]
+    assert sorted(InboundCallback.objects.values_list("state", flat=True)) == [
+        "invalid",
+        "processed",
+    ]
 
 
 def test_token_expiry_in_the_middle_of_a_run(api, simulator):
