@@ -27,10 +27,15 @@ install: $(VENV)/.installed-run
 install-dev: $(VENV)/.installed-dev
 
 ## make run: migrate, create the demo admin and API key, start web + worker + beat + simulator.
+# Derived URLs follow HOST/PORT/SIMULATOR_PORT unless the environment or .env sets them.
+RUN_ENV = DJANGO_DEBUG=$${DJANGO_DEBUG:-true} \
+	$$(test -n "$$MPESA_CALLBACK_URL" || grep -qs '^MPESA_CALLBACK_URL=.' .env || echo MPESA_CALLBACK_URL=http://$(HOST):$(PORT)/payments/callback/) \
+	$$(test -n "$$MPESA_BASE_URL" || grep -qs '^MPESA_BASE_URL=.' .env || echo MPESA_BASE_URL=http://127.0.0.1:$(SIMULATOR_PORT))
+
 run: install
-	DJANGO_DEBUG=$${DJANGO_DEBUG:-true} $(BIN)/python manage.py migrate --no-input
-	DJANGO_DEBUG=$${DJANGO_DEBUG:-true} $(BIN)/python manage.py bootstrap_demo --host $(HOST) --port $(PORT) --simulator-port $(SIMULATOR_PORT)
-	DJANGO_DEBUG=$${DJANGO_DEBUG:-true} WEB_HOST=$(HOST) WEB_PORT=$(PORT) SIMULATOR_PORT=$(SIMULATOR_PORT) \
+	@env $(RUN_ENV) $(BIN)/python manage.py migrate --no-input
+	@env $(RUN_ENV) $(BIN)/python manage.py bootstrap_demo --host $(HOST) --port $(PORT)
+	@env $(RUN_ENV) WEB_HOST=$(HOST) WEB_PORT=$(PORT) SIMULATOR_PORT=$(SIMULATOR_PORT) \
 		$(BIN)/honcho -f Procfile.dev start
 
 ## make test: lint, types, migrations check and the whole pytest suite.

@@ -21,9 +21,8 @@ class Command(BaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--host", default="127.0.0.1")
         parser.add_argument("--port", default="8000")
-        parser.add_argument("--simulator-port", default="8001")
 
-    def handle(self, *args: Any, host: str, port: str, simulator_port: str, **options: Any) -> None:
+    def handle(self, *args: Any, host: str, port: str, **options: Any) -> None:
         if settings.MPESA_ENV == "production" or not settings.DEBUG:
             raise CommandError("bootstrap_demo is for local development (DJANGO_DEBUG=true) only")
         User = get_user_model()
