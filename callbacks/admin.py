@@ -38,6 +38,8 @@ class InboundCallbackAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         "content_type",
         "headers",
         "source_ip",
+        "source_flagged",
+        "verified_at",
         "payment",
         "dedupe_key",
         "checkout_request_id",
@@ -67,5 +69,6 @@ class InboundCallbackAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         count = 0
         for callback in replayable:
             callback_replay(callback_id=callback.pk)
+            self.log_change(request, callback, f"Replayed (was {callback.state})")
             count += 1
         self.message_user(request, f"Queued {count} callback(s) for processing.", messages.SUCCESS)

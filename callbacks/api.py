@@ -2,59 +2,89 @@
 
 No API key and no CSRF (Daraja cannot send them); the per-payment token in the path is what
 ties a callback to a payment, checked when the callback is processed. Whatever arrives is
-stored, even an empty or non-JSON body, and answered 200 in milliseconds.
+stored, even an empty or non-JSON body, and answered 200 in milliseconds. A missing or
+malformed token, an oversized body, or (in ``enforce`` mode) a source address outside the
+allowlist is recorded as ``rejected`` and never processed.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
 from core.logging import ctx
+from core.net import client_ip, ip_allowed
 
-from .models import CallbackState, InboundCallback
+from .models import CallbackState
 from .services import callback_receive
 
 logger = logging.getLogger(__name__)
 
 _ACCEPTED = b'{"ResultCode": 0, "ResultDesc": "Accepted"}'
+# Tokens we issue are secrets.token_urlsafe(32): 43 URL-safe characters.
+_TOKEN = re.compile(r"^[A-Za-z0-9_-]{20,128}$")
+
+
+def _error(status: int, code: str, message: str) -> JsonResponse:
+    return JsonResponse({"error": {"code": code, "message": message}}, status=status)
 
 
 @csrf_exempt
 def stk_callback(request: HttpRequest, token: str = "") -> HttpResponse:
     if request.method != "POST":
-        response = JsonResponse(
-            {"error": {"code": "method_not_allowed", "message": "Callbacks must be POSTed."}},
-            status=405,
-        )
+        response = _error(405, "method_not_allowed", "Callbacks must be POSTed.")
         response["Allow"] = "POST"
         return response
     limit = settings.CALLBACK_MAX_BODY_BYTES
     body = request.read(limit + 1)
+    ip = client_ip(request)
+    common = {
+        "content_type": request.META.get("CONTENT_TYPE", ""),
+        "headers": request.headers,
+        "source_ip": ip,
+        "token": token,
+    }
     if len(body) > limit:
-        # Refused, but still recorded (truncated) so the attempt is visible.
-        InboundCallback.objects.create(
+        callback_receive(
             body=body[:limit],
-            content_type=request.content_type or "",
-            source_ip=request.META.get("REMOTE_ADDR") or None,
-            dedupe_key="",
             state=CallbackState.REJECTED,
-            last_error=f"body larger than {limit} bytes",
+            error=f"body larger than {limit} bytes (truncated)",
+            **common,
         )
         logger.warning("oversized callback refused", extra=ctx(limit=limit))
-        return JsonResponse(
-            {"error": {"code": "payload_too_large", "message": f"Body over {limit} bytes."}},
-            status=413,
+        return _error(413, "payload_too_large", f"Body over {limit} bytes.")
+
+    mode = settings.MPESA_CALLBACK_IP_MODE
+    outsider = mode != "off" and not ip_allowed(ip, settings.MPESA_CALLBACK_ALLOWED_IPS)
+    if outsider and mode == "enforce":
+        callback_receive(
+            body=body,
+            state=CallbackState.REJECTED,
+            error=f"source address {ip} is not on the callback allowlist",
+            source_flagged=True,
+            **common,
         )
-    callback = callback_receive(
-        body=body,
-        content_type=request.META.get("CONTENT_TYPE", ""),
-        headers=dict(request.headers),
-        source_ip=request.META.get("REMOTE_ADDR") or None,
-        token=token,
-    )
+        logger.warning("callback from a non-allowlisted address refused", extra=ctx(ip=ip))
+        return _error(403, "forbidden_source", "This address may not post callbacks.")
+    if not _TOKEN.match(token):
+        # Answer like any other callback: a forger learns nothing about what we accept.
+        callback_receive(
+            body=body,
+            state=CallbackState.REJECTED,
+            error="missing or malformed callback token",
+            source_flagged=outsider,
+            **common,
+        )
+        logger.warning("callback with a missing or malformed token", extra=ctx(ip=ip))
+        return HttpResponse(_ACCEPTED, content_type="application/json")
+    callback = callback_receive(body=body, source_flagged=outsider, **common)
+    if outsider:
+        logger.warning(
+            "callback from a non-allowlisted address", extra=ctx(callback_id=callback.pk, ip=ip)
+        )
     logger.info("callback stored", extra=ctx(callback_id=callback.pk, bytes=len(body)))
     return HttpResponse(_ACCEPTED, content_type="application/json")

@@ -15,6 +15,7 @@ class CallbackKind(models.TextChoices):
 
 class CallbackState(models.TextChoices):
     RECEIVED = "received", "Received, not processed yet"
+    VERIFYING = "verifying", "Success being confirmed with STK Query before crediting"
     PROCESSED = "processed", "Processed: changed the payment"
     DUPLICATE = "duplicate", "Duplicate: the payment already had this outcome"
     IGNORED = "ignored", "Ignored: arrived after a final outcome"
@@ -46,6 +47,12 @@ class InboundCallback(models.Model):
     content_type = models.CharField(max_length=200, blank=True, default="")
     headers = models.JSONField(default=dict, blank=True)
     source_ip = models.GenericIPAddressField(null=True, blank=True)
+    source_flagged = models.BooleanField(
+        default=False, help_text="The source address is not on the callback allowlist."
+    )
+    verified_at = models.DateTimeField(
+        null=True, blank=True, help_text="When an STK Query confirmed this success callback."
+    )
     token_hash = models.CharField(max_length=64, blank=True, default="", db_index=True)
     payment = models.ForeignKey(
         "payments.Payment",

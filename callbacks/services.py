@@ -26,6 +26,8 @@ from django.utils import timezone
 
 from core.logging import ctx
 from core.models import hash_secret
+from daraja.client import get_client
+from daraja.errors import DarajaError
 from daraja.parsing import PayloadError, StkCallback, parse_stk_callback
 from payments.models import EventKind, EventSource, Payment, PaymentStatus
 from payments.services import (
@@ -66,6 +68,7 @@ def callback_receive(
     kind: str = CallbackKind.STK,
     state: str = CallbackState.RECEIVED,
     error: str = "",
+    source_flagged: bool = False,
 ) -> InboundCallback:
     """Store the request as received, then (after commit) wake up its processing."""
     kept = {name: headers[name][:500] for name in _KEPT_HEADERS if name in headers}
@@ -76,6 +79,7 @@ def callback_receive(
             content_type=content_type[:200],
             headers=kept,
             source_ip=source_ip,
+            source_flagged=source_flagged,
             token_hash=hash_secret(token) if token else "",
             dedupe_key=hashlib.sha256(body).hexdigest(),
             state=state,
@@ -133,6 +137,12 @@ def drain_enqueue(*, countdown: float | None = None) -> bool:
     from .tasks import drain_callbacks
 
     return _publish(drain_callbacks, (), countdown, "drain")
+
+
+def verify_enqueue(*, callback_id: int, countdown: float | None = None) -> bool:
+    from .tasks import verify_callback
+
+    return _publish(verify_callback, (callback_id,), countdown, f"verify {callback_id}")
 
 
 # --- Process ----------------------------------------------------------------------------------
@@ -242,6 +252,12 @@ def _process_locked(
     if retry is not None:
         callback.last_error = outcome.detail
         callback.next_attempt_at = timezone.now() + timedelta(seconds=retry.countdown)
+    elif outcome.state == CallbackState.VERIFYING:
+        callback.state = CallbackState.VERIFYING
+        callback.last_error = outcome.detail
+        callback.next_attempt_at = None
+        callback_id = callback.pk
+        transaction.on_commit(lambda: verify_enqueue(callback_id=callback_id))
     else:
         callback.state = outcome.state
         callback.last_error = "" if outcome.state == CallbackState.PROCESSED else outcome.detail
@@ -258,7 +274,7 @@ def _process_locked(
             "payment",
         ]
     )
-    if retry is None:
+    if retry is None and outcome.state != CallbackState.VERIFYING:
         logger.info(
             "callback processed",
             extra=ctx(callback_id=callback.pk, state=outcome.state, payment_id=callback.payment_id),
@@ -440,6 +456,12 @@ def _credit(
             evidence,
             f"amount mismatch: callback says {parsed.amount}, payment is {payment.amount}",
         )
+    if needs_verification(payment) and callback.verified_at is None:
+        return ProcessOutcome(
+            CallbackState.VERIFYING, "confirming the success with STK Query before crediting"
+        )
+    if callback.verified_at is not None:
+        evidence["verified_by_query_at"] = callback.verified_at.isoformat()
     try:
         with transaction.atomic():
             _transition(
@@ -514,6 +536,82 @@ def _review(
     return ProcessOutcome(CallbackState.REVIEW, reason)
 
 
+# --- Verification before crediting (MPESA_VERIFY_SUCCESS) ------------------------------------
+
+
+def needs_verification(payment: Payment) -> bool:
+    mode = settings.MPESA_VERIFY_SUCCESS
+    return mode == "always" or (mode == "above" and payment.amount > settings.MPESA_VERIFY_ABOVE)
+
+
+class VerifyLater(Exception):
+    """Daraja could not confirm yet (still pending, or unreachable): ask again later."""
+
+
+def callback_verify(*, callback_id: int) -> str:
+    """Confirm a success callback with STK Query (outside any transaction), then credit it,
+    or, when the query contradicts it, refuse it as a security event and record the query's
+    outcome on the payment."""
+    callback = InboundCallback.objects.select_related("payment").get(pk=callback_id)
+    payment = callback.payment
+    if callback.state != CallbackState.VERIFYING or payment is None:
+        return "skipped"
+    assert payment.checkout_request_id is not None
+    try:
+        answer = get_client().stk_query(checkout_request_id=payment.checkout_request_id)
+    except DarajaError as exc:  # both "pending" errors and outages: try again later
+        raise VerifyLater(str(exc)) from None
+    if answer.pending:
+        raise VerifyLater(answer.result_desc or "still pending")
+    if answer.is_success:
+        InboundCallback.objects.filter(pk=callback_id, state=CallbackState.VERIFYING).update(
+            verified_at=timezone.now()
+        )
+        return callback_process(callback_id=callback_id).state
+    evidence = {
+        "callback_id": callback_id,
+        "query_result_code": answer.result_code,
+        "query_result_desc": answer.result_desc,
+    }
+    reason = (
+        f"STK Query contradicts the success callback: {answer.result_code} {answer.result_desc}"
+    )
+    with transaction.atomic():
+        locked = InboundCallback.objects.select_for_update().get(pk=callback_id)
+        if locked.state != CallbackState.VERIFYING:
+            return "skipped"
+        locked.state = CallbackState.REJECTED
+        locked.last_error = reason
+        locked.processed_at = timezone.now()
+        locked.save(update_fields=["state", "last_error", "processed_at"])
+        current = Payment.objects.select_for_update().get(pk=payment.pk)
+        payment_record_event(
+            payment=current,
+            kind=EventKind.FLAGGED,
+            source=EventSource.QUERY,
+            reason=reason,
+            evidence=evidence,
+            callback=locked,
+            flag=True,
+        )
+        if current.status in (PaymentStatus.INITIATED, PaymentStatus.PENDING):
+            payment_transition(
+                payment=current,
+                to_status=PaymentStatus.FAILED,
+                source=EventSource.QUERY,
+                reason=f"STK Query: {answer.result_desc or answer.result_code}",
+                evidence=evidence,
+                fields={
+                    "result_code": answer.result_code,
+                    "result_desc": answer.result_desc,
+                    "failure_final": True,
+                },
+                locked=True,
+            )
+    logger.warning("callback contradicted by STK Query", extra=ctx(callback_id=callback_id))
+    return CallbackState.REJECTED
+
+
 # --- Re-drive and replay ---------------------------------------------------------------------
 
 
@@ -531,6 +629,13 @@ def callbacks_redrive(*, older_than: float | None = None, limit: int = 1000) -> 
         last_error=_gave_up(),
         processed_at=now,
     )
+    verifying = list(
+        InboundCallback.objects.filter(
+            state=CallbackState.VERIFYING, received_at__lte=now - timedelta(seconds=age)
+        ).values_list("pk", flat=True)[:limit]
+    )
+    for callback_id in verifying:
+        verify_enqueue(callback_id=callback_id)
     due = list(stale.order_by("received_at").values_list("pk", flat=True)[:limit])
     if not due:
         if parked:

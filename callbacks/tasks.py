@@ -14,10 +14,12 @@ from core.logging import ctx
 from .services import (
     TRANSIENT_ERRORS,
     RetryLater,
+    VerifyLater,
     callback_enqueue,
     callback_mark_failed,
     callback_process,
     callback_record_attempt_error,
+    callback_verify,
     callbacks_drain_batch,
     callbacks_redrive,
     drain_enqueue,
@@ -110,6 +112,19 @@ def _note(callback_id: int, exc: BaseException) -> None:
         callback_record_attempt_error(callback_id=callback_id, error=exc)
     except TRANSIENT_ERRORS:
         pass
+
+
+@shared_task(bind=True, acks_late=True, reject_on_worker_lost=True, ignore_result=True)
+def verify_callback(self, callback_id: int) -> str:
+    try:
+        return callback_verify(callback_id=callback_id)
+    except VerifyLater as exc:
+        attempt = self.request.retries + 1
+        if attempt > 12:
+            return "gave up for now"  # still VERIFYING: the re-drive sweeper asks again later
+        raise self.retry(countdown=_backoff(min(attempt, 6)), max_retries=12, exc=exc) from None
+    except TRANSIENT_ERRORS as exc:
+        raise self.retry(countdown=_backoff(3), max_retries=12, exc=exc) from None
 
 
 @shared_task(ignore_result=True)

@@ -24,4 +24,5 @@ class ApiClientAdmin(admin.ModelAdmin):
     def revoke(self, request: HttpRequest, queryset: QuerySet[ApiClient]) -> None:
         for client in queryset:
             api_client_revoke(client=client)
+            self.log_change(request, client, "Revoked the API key")
         self.message_user(request, f"Revoked {queryset.count()} key(s).", messages.SUCCESS)

@@ -106,5 +106,12 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         detail = getattr(exc, "detail", str(exc))
         if code == "authentication_failed":
             code = str(getattr(detail, "code", None) or code)
-        response.data = error_body(code, str(detail))
+        message = str(detail)
+        if isinstance(exc, exceptions.Throttled):
+            seconds = getattr(exc, "wait", None)
+            wait = int(seconds) + 1 if seconds is not None else None
+            message = "Too many requests for this API key" + (
+                f"; retry in {wait} seconds." if wait else "."
+            )
+        response.data = error_body(code, message)
     return response

@@ -5,11 +5,13 @@ from __future__ import annotations
 import hmac
 from typing import Any
 
+from django.conf import settings
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import exceptions
 from rest_framework.authentication import BaseAuthentication, get_authorization_header
 from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
+from rest_framework.throttling import SimpleRateThrottle
 
 from .models import ApiClient, hash_secret
 from .services import API_KEY_PREFIX, api_client_touch
@@ -64,3 +66,28 @@ class ApiKeyAuthenticationScheme(OpenApiAuthenticationExtension):
 
     def get_security_definition(self, auto_schema: Any) -> dict[str, str]:
         return {"type": "http", "scheme": "bearer", "description": "An API key from create_api_key"}
+
+
+class ApiKeyRateThrottle(SimpleRateThrottle):
+    """Requests per API key (API_RATE_LIMIT); STK Push has its own, lower limit
+    (API_STK_PUSH_RATE_LIMIT), since each one costs a Daraja call and a customer prompt."""
+
+    scope = "api"
+
+    def get_rate(self) -> str | None:
+        return str(settings.API_RATE_LIMIT)
+
+    def allow_request(self, request: Request, view: Any) -> bool:
+        if getattr(view, "throttle_scope", None) == "stk_push":
+            self.scope = "stk_push"
+            self.rate = str(settings.API_STK_PUSH_RATE_LIMIT)
+        else:
+            self.scope = "api"
+            self.rate = self.get_rate()
+        self.num_requests, self.duration = self.parse_rate(self.rate)
+        return super().allow_request(request, view)
+
+    def get_cache_key(self, request: Request, view: Any) -> str | None:
+        if not isinstance(request.user, ApiClient):
+            return None  # unauthenticated requests are refused before this matters
+        return self.cache_format % {"scope": self.scope, "ident": request.user.pk}

@@ -20,11 +20,21 @@ request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id
 _PHONE = re.compile(r"(?<!\d)(?:254|0)([17]\d{8})(?!\d)")
 
 
+# The per-payment callback token is a credential: never let a URL carry it into a log line.
+_CALLBACK_PATH = re.compile(r"(/callback/)[A-Za-z0-9_\-]{8,}")
+# Bearer credentials (API keys, Daraja tokens) if a header is ever logged.
+_BEARER = re.compile(r"(?i)(bearer\s+|basic\s+)[A-Za-z0-9._~+/=\-]+")
+_API_KEY = re.compile(r"mpk_[0-9a-f]{8}_[A-Za-z0-9_\-]+")
+
+
 def mask_text(text: str) -> str:
     def _mask(match: re.Match[str]) -> str:
         whole = match.group(0)
         return whole[:4] + "*" * (len(whole) - 8) + whole[-4:]
 
+    text = _CALLBACK_PATH.sub(r"\1<token>", text)
+    text = _BEARER.sub(r"\1<redacted>", text)
+    text = _API_KEY.sub("mpk_<redacted>", text)
     return _PHONE.sub(_mask, text)
 
 

@@ -6,7 +6,8 @@ import re
 import uuid
 from collections.abc import Callable
 
-from django.http import HttpRequest, HttpResponse
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse, JsonResponse
 
 from .logging import request_id_var
 
@@ -28,3 +29,34 @@ class RequestIdMiddleware:
             request_id_var.reset(token)
         response["X-Request-ID"] = request_id
         return response
+
+
+class BodySizeLimitMiddleware:
+    """Refuse request bodies over DJANGO_MAX_BODY_BYTES with a clear 413 in the API's error
+    shape (Django alone answers a bare 400 only when the body is read). The callback endpoint
+    has its own, smaller cap and records what it refuses."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+        try:
+            length = int(request.META.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            length = 0
+        if (
+            limit is not None
+            and length > limit
+            and not request.path.startswith("/payments/callback/")
+        ):
+            return JsonResponse(
+                {
+                    "error": {
+                        "code": "payload_too_large",
+                        "message": f"Request body over {limit} bytes.",
+                    }
+                },
+                status=413,
+            )
+        return self.get_response(request)

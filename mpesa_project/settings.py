@@ -7,6 +7,7 @@ DATABASE_URL (PostgreSQL), CELERY_BROKER_URL and CACHE_URL (Redis) and real Dara
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 
 import dj_database_url
@@ -61,6 +62,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "core.middleware.RequestIdMiddleware",
+    "core.middleware.BodySizeLimitMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -161,6 +163,7 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("DJANGO_MAX_BODY_BYTES", 1024 * 1024, mini
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["core.auth.ApiKeyAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["core.auth.HasApiClient"],
+    "DEFAULT_THROTTLE_CLASSES": ["core.auth.ApiKeyRateThrottle"],
     "DEFAULT_PARSER_CLASSES": ["core.api.DecimalJSONParser"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
@@ -318,6 +321,81 @@ CALLBACK_MAX_BODY_BYTES = env_int("CALLBACK_MAX_BODY_BYTES", 64 * 1024, minimum=
 CALLBACK_PROCESSING = env_choice("CALLBACK_PROCESSING", "batch", ("batch", "task"))
 CALLBACK_BATCH_SIZE = env_int("CALLBACK_BATCH_SIZE", 200, minimum=1)
 CALLBACK_WAKEUP_INTERVAL = env_float("CALLBACK_WAKEUP_INTERVAL", 0.1, minimum=0.0)
+
+# --- Security ------------------------------------------------------------------------------
+# Safaricom's published callback source addresses (DARAJA.md §7: the 12 commonly published
+# plus two that some lists add). CIDR ranges are accepted.
+SAFARICOM_CALLBACK_IPS = [
+    "196.201.214.200",
+    "196.201.214.206",
+    "196.201.213.114",
+    "196.201.214.207",
+    "196.201.214.208",
+    "196.201.213.44",
+    "196.201.212.127",
+    "196.201.212.128",
+    "196.201.212.129",
+    "196.201.212.132",
+    "196.201.212.136",
+    "196.201.212.138",
+    "196.201.212.69",
+    "196.201.212.74",
+]
+MPESA_CALLBACK_ALLOWED_IPS = env_list("MPESA_CALLBACK_ALLOWED_IPS", SAFARICOM_CALLBACK_IPS)
+for _entry in MPESA_CALLBACK_ALLOWED_IPS:
+    try:
+        ipaddress.ip_network(_entry, strict=False)
+    except ValueError:
+        raise ImproperlyConfigured(
+            f"MPESA_CALLBACK_ALLOWED_IPS: {_entry!r} is not an IP address or CIDR range"
+        ) from None
+# off: accept from anywhere; flag: accept, but mark and log callbacks from other addresses;
+# enforce: refuse (403) and record them as rejected.
+MPESA_CALLBACK_IP_MODE = env_choice(
+    "MPESA_CALLBACK_IP_MODE",
+    "off" if MPESA_ENV == "simulator" else "flag",
+    ("off", "flag", "enforce"),
+)
+# How many reverse proxies in front of the app append to X-Forwarded-For. 0: use the socket
+# address. N: the client is the Nth address from the right (never the first, which anyone sets).
+TRUSTED_PROXY_COUNT = env_int("TRUSTED_PROXY_COUNT", 0, minimum=0)
+# Confirm a success callback with an STK Query before crediting: always, above an amount
+# (MPESA_VERIFY_ABOVE, KES), or never.
+MPESA_VERIFY_SUCCESS = env_choice("MPESA_VERIFY_SUCCESS", "never", ("always", "above", "never"))
+MPESA_VERIFY_ABOVE = env_decimal("MPESA_VERIFY_ABOVE", "10000")
+# Request rates per API key (DRF throttle syntax: N/second|minute|hour|day).
+API_RATE_LIMIT = env_str("API_RATE_LIMIT", "600/min")
+API_STK_PUSH_RATE_LIMIT = env_str("API_STK_PUSH_RATE_LIMIT", "120/min")
+# Bearer token for /metrics; empty: /metrics is served only when DJANGO_DEBUG=true.
+METRICS_TOKEN = env_str("METRICS_TOKEN")
+
+if not DEBUG:
+    # HTTPS everywhere, as `manage.py check --deploy` expects. Behind a TLS-terminating proxy,
+    # set DJANGO_SECURE_PROXY_SSL_HEADER=true so Django knows the original request was HTTPS.
+    SECURE_SSL_REDIRECT = env_bool("DJANGO_SECURE_SSL_REDIRECT", True)
+    SECURE_HSTS_SECONDS = env_int("DJANGO_SECURE_HSTS_SECONDS", 31_536_000, minimum=0)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("DJANGO_SECURE_HSTS_INCLUDE_SUBDOMAINS", True)
+    SECURE_HSTS_PRELOAD = env_bool("DJANGO_SECURE_HSTS_PRELOAD", True)
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+    if env_bool("DJANGO_SECURE_PROXY_SSL_HEADER", False):
+        SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+SECURE_CONTENT_TYPE_NOSNIFF = True
+X_FRAME_OPTIONS = "DENY"
+SESSION_COOKIE_HTTPONLY = True
+
+if MPESA_ENV == "production":
+    _problems = []
+    if DEBUG:
+        _problems.append("DJANGO_DEBUG must be false")
+    if MPESA_SHORTCODE == "174379" or _SIMULATOR_DEFAULTS["MPESA_PASSKEY"] == MPESA_PASSKEY:
+        _problems.append("MPESA_SHORTCODE/MPESA_PASSKEY are Safaricom's public sandbox values")
+    if "sandbox.safaricom" in MPESA_BASE_URL or MPESA_BASE_URL.startswith("http://"):
+        _problems.append(f"MPESA_BASE_URL={MPESA_BASE_URL} is not production Daraja over https")
+    if _SIMULATOR_DEFAULTS["MPESA_CONSUMER_KEY"] == MPESA_CONSUMER_KEY:
+        _problems.append("MPESA_CONSUMER_KEY is the simulator's")
+    if _problems:
+        raise ImproperlyConfigured("Refusing production settings: " + "; ".join(_problems))
 
 # --- Logging -------------------------------------------------------------------------------
 LOG_LEVEL = env_choice("LOG_LEVEL", "info", ("debug", "info", "warning", "error")).upper()

@@ -10,6 +10,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.permissions import AllowAny
 
 from payments import demo
+from payments.metrics import metrics
 
 
 def health(request: HttpRequest) -> JsonResponse:
@@ -40,6 +41,7 @@ urlpatterns = [
         name="swagger-ui",
     ),
     path("health/", health, name="health"),
+    path("metrics", metrics, name="metrics"),
     path("demo/", demo.demo_page, name="demo"),
     path("demo/pay/", demo.demo_pay, name="demo-pay"),
     path("demo/payments/<uuid:payment_id>/", demo.demo_payment, name="demo-payment"),

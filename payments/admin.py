@@ -8,6 +8,7 @@ from django.contrib import admin
 from django.http import HttpRequest
 
 from .models import Payment, PaymentEvent
+from .services import payment_clear_review
 
 
 class ReadOnlyAdminMixin:
@@ -67,6 +68,19 @@ class PaymentAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     exclude = ["callback_token_hash"]
     inlines = [PaymentEventInline]
     list_select_related = ["client"]
+    actions = ["clear_review"]
+
+    @admin.action(description="Clear the review flag (recorded with your user name)")
+    def clear_review(self, request: HttpRequest, queryset: Any) -> None:
+        actor = request.user.get_username()
+        count = 0
+        for payment in queryset.filter(needs_review=True):
+            if payment_clear_review(
+                payment=payment, actor=actor, reason="review flag cleared in the admin"
+            ):
+                self.log_change(request, payment, "Cleared the review flag")
+                count += 1
+        self.message_user(request, f"Cleared the review flag on {count} payment(s).")
 
     def get_search_results(self, request: HttpRequest, queryset: Any, search_term: str) -> Any:
         from core.phones import InvalidPhoneNumber, normalize_phone

@@ -155,6 +155,8 @@ class PaymentEventSerializer(serializers.ModelSerializer):
 
 
 class StkPushView(APIView):
+    throttle_scope = "stk_push"
+
     @extend_schema(
         operation_id="payments_stk_push",
         request=StkPushRequestSerializer,

@@ -473,3 +473,20 @@ def payments_expire(*, limit: int = 500) -> int:
     if expired:
         logger.info("expired unresolved payments", extra=ctx(count=expired))
     return expired
+
+
+def payment_clear_review(*, payment: Payment, actor: str, reason: str) -> bool:
+    """A person looked at a flagged payment: clear the flag, on the record."""
+    with transaction.atomic():
+        cleared = Payment.objects.filter(pk=payment.pk, needs_review=True).update(
+            needs_review=False, updated_at=timezone.now()
+        )
+        if cleared:
+            PaymentEvent.objects.create(
+                payment=payment,
+                kind=EventKind.NOTE,
+                source=EventSource.ADMIN,
+                actor=actor,
+                reason=reason[:500],
+            )
+    return bool(cleared)
