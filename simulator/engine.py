@@ -16,6 +16,7 @@ import contextlib
 import hmac
 import json
 import random
+import re
 import secrets
 import sys
 import threading
@@ -158,6 +159,17 @@ class Transaction:
         }
 
 
+# A callback URL's last path segment is the receiver's secret; phone numbers are personal data.
+# Neither belongs in a log line, even a simulator's, which `make run` prints beside the app's.
+_URL_TOKEN = re.compile(r"(https?://\S+?/callback/)[^/\s]+")
+_PHONE = re.compile(r"(?<!\d)(254[17]\d)(\d{4})(\d{4})(?!\d)")
+
+
+def redact(message: str) -> str:
+    message = _URL_TOKEN.sub(r"\1<token>", message)
+    return _PHONE.sub(r"\1****\3", message)
+
+
 class Simulator:
     """One simulated Daraja: shared by all request threads, guarded by one lock."""
 
@@ -187,6 +199,7 @@ class Simulator:
     def log(self, message: str) -> None:
         if not self.config.log_requests:
             return
+        message = redact(message)
         if self._log_sink is not None:
             self._log_sink(message)
             return
