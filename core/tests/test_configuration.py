@@ -1,0 +1,27 @@
+"""Docs that match the code: every environment variable the settings read is documented."""
+
+import re
+
+from core.testing import REPO_ROOT
+
+
+def variables_read_by(path):
+    text = (REPO_ROOT / path).read_text()
+    return (
+        set(re.findall(r'env_\w+\(\s*"([A-Z][A-Z0-9_]+)"', text))
+        | set(re.findall(r'_mpesa_value\("([A-Z_]+)"\)', text))
+        | set(re.findall(r'os\.environ\.get\("([A-Z][A-Z0-9_]+)"', text))
+    )
+
+
+def test_every_setting_is_in_env_example_and_the_readme():
+    documented = set(
+        re.findall(r"^([A-Z][A-Z0-9_]+)=", (REPO_ROOT / ".env.example").read_text(), re.M)
+    )
+    readme = (REPO_ROOT / "README.md").read_text()
+    read = variables_read_by("mpesa_project/settings.py") | variables_read_by("gunicorn.conf.py")
+    assert read - documented == set()
+    missing_in_readme = {
+        name for name in read if name not in readme and not name.startswith("DJANGO_SECURE_HSTS")
+    }
+    assert missing_in_readme == set()
