@@ -92,22 +92,30 @@ def callback_receive(
 
 
 _last_wakeup = 0.0
+_trailing_wakeup = 0.0
 _wakeup_lock = threading.Lock()
 
 
 def callback_wake(*, callback_id: int) -> bool:
     """After a callback is stored: in ``task`` mode publish its own task; in ``batch`` mode
     publish a drain wake-up at most every CALLBACK_WAKEUP_INTERVAL seconds per process (the
-    drain takes every stored callback, so one wake-up serves many)."""
+    drain takes every stored callback, so one wake-up serves many). A callback arriving inside
+    the window gets one delayed wake-up at the window's end, so none waits for the beat."""
     if settings.CALLBACK_PROCESSING == "task":
         return callback_enqueue(callback_id=callback_id)
-    global _last_wakeup
+    global _last_wakeup, _trailing_wakeup
+    interval = settings.CALLBACK_WAKEUP_INTERVAL
     now = time.monotonic()
     with _wakeup_lock:
-        if now - _last_wakeup < settings.CALLBACK_WAKEUP_INTERVAL:
-            return True
-        _last_wakeup = now
-    return drain_enqueue()
+        if now - _last_wakeup >= interval:
+            _last_wakeup = now
+            countdown = None
+        elif now >= _trailing_wakeup:
+            _trailing_wakeup = _last_wakeup + interval
+            countdown = max(_trailing_wakeup - now, 0.01)
+        else:
+            return True  # a delayed wake-up for this window is already on its way
+    return drain_enqueue(countdown=countdown)
 
 
 def _publish(task: Any, args: tuple[Any, ...], countdown: float | None, what: str) -> bool:

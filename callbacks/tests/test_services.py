@@ -315,12 +315,15 @@ def test_wake_ups_are_rate_limited_per_process(monkeypatch, settings):
     settings.CALLBACK_WAKEUP_INTERVAL = 60
     published = []
     monkeypatch.setattr(
-        services, "drain_enqueue", lambda countdown=None: published.append(1) or True
+        services, "drain_enqueue", lambda countdown=None: published.append(countdown) or True
     )
     monkeypatch.setattr(services, "_last_wakeup", 0.0)
+    monkeypatch.setattr(services, "_trailing_wakeup", 0.0)
     for callback_id in range(50):
         services.callback_wake(callback_id=callback_id)
-    assert published == [1]
+    # One immediate wake-up, then one delayed to the end of the window for the latecomers.
+    assert len(published) == 2
+    assert published[0] is None and 59 < published[1] <= 60
 
 
 def test_batch_drain_processes_everything_stored(client, settings):
