@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+import re
+from decimal import ROUND_HALF_UP, Decimal
 
 CENT = Decimal("0.01")
+# Plain decimal notation in ASCII digits only. Decimal() alone would also read "1_0",
+# full-width and Arabic-Indic digits, exponents and "NaN": none of those is an amount.
+_PLAIN_NUMBER = re.compile(r"[+-]?[0-9]+(\.[0-9]+)?", re.ASCII)
 
 
 class InvalidAmount(ValueError):
@@ -28,10 +32,9 @@ def to_decimal(value: object) -> Decimal:
         text = value.strip()
         if not text:
             raise InvalidAmount("amount is empty")
-        try:
-            number = Decimal(text)
-        except InvalidOperation:
-            raise InvalidAmount(f"amount {value!r} is not a number") from None
+        if len(text) > 40 or not _PLAIN_NUMBER.fullmatch(text):
+            raise InvalidAmount(f"amount {value[:40]!r} is not a number in plain notation")
+        number = Decimal(text)
     elif isinstance(value, float):
         raise InvalidAmount("amount must be parsed as Decimal, not float")
     else:

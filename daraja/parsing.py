@@ -20,6 +20,7 @@ from core.money import CENT, InvalidAmount, to_decimal
 
 NAIROBI = ZoneInfo("Africa/Nairobi")
 MAX_ID_LENGTH = 128
+MAX_CODE_DIGITS = 12
 # Far above any real M-Pesa amount; stops absurd numbers (1e400) before they reach Decimal math.
 MAX_AMOUNT = Decimal("100000000")
 
@@ -96,10 +97,16 @@ def _reject_constant(name: str) -> Any:
 def _result_code(value: Any) -> str:
     if isinstance(value, bool) or value is None:
         raise PayloadError("ResultCode is missing or not a number/string")
+    # Result codes are small numbers; refusing long ones up front also keeps a 60-byte body
+    # like {"ResultCode": 1E+1000000} from making us build a million-digit integer.
     if isinstance(value, int):
+        if abs(value) >= 10**MAX_CODE_DIGITS:
+            raise PayloadError("ResultCode is not a plausible result code (too long)")
         return str(value)
     if isinstance(value, Decimal):
-        if value != value.to_integral_value() or not value.is_finite():
+        if not value.is_finite() or value.adjusted() >= MAX_CODE_DIGITS:
+            raise PayloadError("ResultCode is not a plausible result code")
+        if value != value.to_integral_value():
             raise PayloadError(f"ResultCode {value} is not an integer")
         return str(int(value))
     if isinstance(value, str) and value.strip() and len(value) <= 32:
@@ -109,12 +116,16 @@ def _result_code(value: Any) -> str:
 
 def _identifier(container: dict[str, Any], name: str, *, required: bool) -> str:
     value = container.get(name)
+    if isinstance(value, str):
+        value = value.strip()
     if value is None or value == "":
         if required:
             raise PayloadError(f"{name} is missing")
         return ""
     if isinstance(value, bool) or not isinstance(value, (str, int)):
         raise PayloadError(f"{name} must be a string")
+    if isinstance(value, int) and abs(value) >= 10**MAX_ID_LENGTH:
+        raise PayloadError(f"{name} is longer than {MAX_ID_LENGTH} characters")
     text = str(value).strip()
     if len(text) > MAX_ID_LENGTH:
         raise PayloadError(f"{name} is longer than {MAX_ID_LENGTH} characters")
@@ -123,15 +134,17 @@ def _identifier(container: dict[str, Any], name: str, *, required: bool) -> str:
 
 def parse_mpesa_datetime(value: Any) -> datetime:
     """``20260601193604`` (number or string, East Africa Time) → aware UTC datetime."""
-    if isinstance(value, bool):
+    if isinstance(value, bool) or (isinstance(value, int) and not 0 <= value < 10**14):
         raise PayloadError("TransactionDate is not YYYYMMDDHHmmss")
     text = str(value).strip() if isinstance(value, (int, str)) else ""
-    if len(text) != 14 or not text.isdigit():
-        raise PayloadError(f"TransactionDate {value!r} is not YYYYMMDDHHmmss")
+    if len(text) != 14 or not text.isascii() or not text.isdigit():
+        raise PayloadError(f"TransactionDate {str(value)[:40]!r} is not YYYYMMDDHHmmss")
     try:
         local = datetime.strptime(text, "%Y%m%d%H%M%S").replace(tzinfo=NAIROBI)
     except ValueError:
-        raise PayloadError(f"TransactionDate {value!r} is not a valid date") from None
+        raise PayloadError(f"TransactionDate {text!r} is not a valid date") from None
+    if not 2000 <= local.year <= 2100:
+        raise PayloadError(f"TransactionDate {text!r} is not a plausible M-Pesa date")
     return local.astimezone(UTC)
 
 
