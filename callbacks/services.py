@@ -430,19 +430,29 @@ def _apply(
 
     # INITIATED or PENDING: the callback decides the outcome.
     if not parsed.is_success:
-        _transition(
-            payment,
-            PaymentStatus.FAILED,
-            callback,
-            evidence,
-            reason=parsed.result_desc or f"result code {parsed.result_code}",
-            fields={
-                **ids,
-                "result_code": parsed.result_code,
-                "result_desc": parsed.result_desc,
-                "failure_final": True,
-            },
-        )
+        try:
+            with transaction.atomic():
+                _transition(
+                    payment,
+                    PaymentStatus.FAILED,
+                    callback,
+                    evidence,
+                    reason=parsed.result_desc or f"result code {parsed.result_code}",
+                    fields={
+                        **ids,
+                        "result_code": parsed.result_code,
+                        "result_desc": parsed.result_desc,
+                        "failure_final": True,
+                    },
+                )
+        except IntegrityError:
+            # Only possible when adopting: the CheckoutRequestID is another payment's.
+            return _review(
+                payment,
+                callback,
+                evidence,
+                f"CheckoutRequestID {parsed.checkout_request_id} belongs to another payment",
+            )
         return ProcessOutcome(CallbackState.PROCESSED)
     return _credit(payment, parsed, callback, evidence, ids, reason=parsed.result_desc)
 

@@ -49,9 +49,15 @@ def quantize(amount: Decimal) -> Decimal:
     return amount.quantize(CENT, rounding=ROUND_HALF_UP)
 
 
+# Far above any M-Pesa amount; keeps quantize() and the database's numeric(12,2) safe.
+MAX_AMOUNT = Decimal("9999999999")
+
+
 def whole_shillings(value: object) -> Decimal:
     """An STK Push amount: a whole number of shillings (``10`` and ``10.00`` yes, ``10.5`` no)."""
     number = to_decimal(value)
+    if abs(number) > MAX_AMOUNT:
+        raise InvalidAmount(f"amount is larger than {MAX_AMOUNT:,} (no M-Pesa amount is)")
     if number != number.to_integral_value():
         raise InvalidAmount("amount must be a whole number of shillings (M-Pesa takes no cents)")
     return quantize(number)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -241,13 +242,23 @@ class StkPushView(APIView):
 class PaymentFilter(django_filters.FilterSet):
     status = django_filters.MultipleChoiceFilter(choices=PaymentStatus.choices)
     phone = django_filters.CharFilter(method="filter_phone", label="Phone number (any form)")
-    created_after = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
-    created_before = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
-    needs_review = django_filters.BooleanFilter()
+    created_after = django_filters.IsoDateTimeFilter(method="filter_created")
+    created_before = django_filters.IsoDateTimeFilter(method="filter_created")
+    needs_review = django_filters.TypedChoiceFilter(
+        choices=[("true", "true"), ("false", "false")], coerce=lambda value: value == "true"
+    )
 
     class Meta:
         model = Payment
         fields = ["status", "phone", "created_after", "created_before", "needs_review"]
+
+    def filter_created(
+        self, queryset: QuerySet[Payment], name: str, value: datetime
+    ) -> QuerySet[Payment]:
+        # In UTC: an offset like +16:00 is valid ISO 8601 but out of PostgreSQL's range.
+        moment = value.astimezone(UTC)
+        lookup = "created_at__gte" if name == "created_after" else "created_at__lt"
+        return queryset.filter(**{lookup: moment})
 
     def filter_phone(self, queryset: QuerySet[Payment], name: str, value: str) -> QuerySet[Payment]:
         try:
@@ -261,6 +272,8 @@ class PaymentViewSet(viewsets.ReadOnlyModelViewSet):
     serializer_class = PaymentSerializer
     filterset_class = PaymentFilter
     lookup_value_converter = "uuid"
+    # Any id up to the next slash reaches the view, so a malformed one gets the JSON 404.
+    lookup_value_regex = "[^/]+"
 
     def get_queryset(self) -> QuerySet[Payment]:
         return payment_list(client=self.request.user)  # type: ignore[arg-type]
