@@ -111,9 +111,10 @@ def subprocess_env(**extra: str) -> dict[str, str]:
 
 @contextmanager
 def celery_worker(
-    *, concurrency: int = 2, log_path: Path | None = None, **env: str
+    *, concurrency: int = 2, log_path: Path | None = None, supervised: bool = False, **env: str
 ) -> Iterator[subprocess.Popen[bytes]]:
-    """A real `celery worker` process against the test database and the configured broker."""
+    """A real `celery worker` process against the test database and the configured broker
+    (``supervised``: under core.supervise, restarted if it exits, as in `make run`)."""
     log_path = log_path or Path(settings.VAR_DIR) / "test-worker.log"
     purge = subprocess.run(
         [sys.executable, "-m", "celery", "-A", "mpesa_project", "purge", "-f"],
@@ -125,8 +126,10 @@ def celery_worker(
     if purge.returncode != 0:
         raise RuntimeError(f"celery purge failed: {purge.stderr.decode()[-2000:]}")
     with open(log_path, "wb") as log:
+        supervisor = [sys.executable, "-m", "core.supervise", "--"] if supervised else []
         process = subprocess.Popen(
             [
+                *supervisor,
                 sys.executable,
                 "-m",
                 "celery",

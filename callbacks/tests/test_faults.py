@@ -192,7 +192,7 @@ def test_redis_stopped_while_callbacks_arrive_then_started_again():
     payments = pending_payments(before + during)
     requests = [(token, success_for(payment, n)) for n, (payment, token) in enumerate(payments)]
     latencies: list[float] = []
-    with celery_beat(**FAST), celery_worker(concurrency=2, **FAST):
+    with celery_beat(**FAST), celery_worker(concurrency=2, supervised=True, **FAST):
         assert fire(requests[:before]) == Counter({200: before})
         stop_redis()
         try:
