@@ -290,3 +290,68 @@ def test_callback_arriving_before_the_initiating_request_committed(api, daraja):
     callback = InboundCallback.objects.get()
     assert callback.attempts >= 1
     assert_books({PaymentStatus.SUCCESS: 1}, {CallbackState.PROCESSED: 1})
+
+
+def test_callbacks_that_never_arrive_are_resolved_by_the_sweeper_against_the_simulator(
+    api, settings, live_server
+):
+    """Real processes: the web side, the simulator, a worker and beat. The simulator takes the
+    payments but never calls back; the beat's sweeper asks with STK Query and settles them."""
+    from simulator import SimulatorConfig, start_in_thread
+
+    server, base_url = start_in_thread(
+        port=0, config=SimulatorConfig(callback_delay=0.2, seed=7, log_requests=False)
+    )
+    settings.MPESA_BASE_URL = base_url
+    settings.MPESA_CALLBACK_URL = f"{live_server.url}/payments/callback/"
+    sweeper = {
+        **FAST,
+        "MPESA_BASE_URL": base_url,
+        "PAYMENTS_QUERY_AFTER": "1",
+        "PAYMENTS_QUERY_BACKOFF_BASE": "0.5",
+        "PAYMENTS_QUERY_BACKOFF_MAX": "2",
+    }
+    try:
+        # Paid but never called back (…40); cancelled, but its callback is lost by scripting.
+        server.simulator.add_script(
+            {"phone": "254711000032", "result_code": "1032", "deliver": False}
+        )
+        with celery_beat(**sweeper), celery_worker(concurrency=2, **sweeper):
+            paid = api.post(
+                "/payments/stk-push/",
+                {
+                    "phone_number": "254711000040",
+                    "amount": 30,
+                    "account_reference": "N1",
+                    "description": "never",
+                },
+                format="json",
+            ).json()
+            lost = api.post(
+                "/payments/stk-push/",
+                {
+                    "phone_number": "254711000032",
+                    "amount": 31,
+                    "account_reference": "N2",
+                    "description": "never",
+                },
+                format="json",
+            ).json()
+            assert paid["status"] == lost["status"] == "PENDING"
+            wait_for(
+                lambda: (
+                    connection.close()
+                    or Payment.objects.filter(status=PaymentStatus.PENDING).count() == 0
+                ),
+                timeout=90,
+                interval=0.5,
+            )
+    finally:
+        server.shutdown()
+    assert Payment.objects.get(pk=paid["id"]).status == PaymentStatus.SUCCESS
+    failed = Payment.objects.get(pk=lost["id"])
+    assert failed.status == PaymentStatus.FAILED and failed.result_code == "1032"
+    for payment in Payment.objects.all():
+        assert payment.events.filter(kind=EventKind.TRANSITION).last().source == "query"
+    assert InboundCallback.objects.count() == 0
+    assert [str(v) for v in find_violations(settled=True)] == []
