@@ -38,12 +38,16 @@ def sh(*args: str) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--rate", type=float, default=100.0, help="callbacks per second")
     parser.add_argument("--outage", type=float, default=60.0, help="seconds Redis is down")
     parser.add_argument("--before", type=float, default=10.0, help="seconds before the outage")
     parser.add_argument("--after", type=float, default=20.0, help="seconds of traffic after it")
-    parser.add_argument("--redrive", type=float, default=30.0, help="CALLBACK_REDRIVE_INTERVAL and _AFTER")
+    parser.add_argument(
+        "--redrive", type=float, default=30.0, help="CALLBACK_REDRIVE_INTERVAL and _AFTER"
+    )
     options = parser.parse_args()
 
     var = Path(f"/tmp/bench-outage-{os.getpid()}")
@@ -77,7 +81,7 @@ def main() -> None:
     django.setup()
     from callbacks.models import CallbackState, InboundCallback
     from core.models import hash_secret
-    from core.testing import REDIS_START, redis_up, stop_redis, stk_success_body
+    from core.testing import REDIS_START, redis_up, stk_success_body, stop_redis
     from payments.models import EventKind, Payment, PaymentEvent, PaymentStatus
 
     total_seconds = options.before + options.outage + options.after
@@ -87,22 +91,104 @@ def main() -> None:
         token = uuid.uuid4().hex + uuid.uuid4().hex
         tokens.append(token)
         payments.append(
-            Payment(amount=10, phone_number="254712345678", account_reference=f"O{n}", description="outage",
-                    transaction_type="CustomerPayBillOnline", status=PaymentStatus.PENDING,
-                    checkout_request_id=f"ws_CO_OUTAGE_{n:08d}", callback_token_hash=hash_secret(token))
+            Payment(
+                amount=10,
+                phone_number="254712345678",
+                account_reference=f"O{n}",
+                description="outage",
+                transaction_type="CustomerPayBillOnline",
+                status=PaymentStatus.PENDING,
+                checkout_request_id=f"ws_CO_OUTAGE_{n:08d}",
+                callback_token_hash=hash_secret(token),
+            )
         )
     Payment.objects.bulk_create(payments, batch_size=2000)
     for payment in payments:
-        events.append(PaymentEvent(payment=payment, kind=EventKind.CREATED, to_status="INITIATED", source="api"))
-        events.append(PaymentEvent(payment=payment, kind=EventKind.TRANSITION, from_status="INITIATED", to_status="PENDING", source="daraja"))
+        events.append(
+            PaymentEvent(
+                payment=payment, kind=EventKind.CREATED, to_status="INITIATED", source="api"
+            )
+        )
+        events.append(
+            PaymentEvent(
+                payment=payment,
+                kind=EventKind.TRANSITION,
+                from_status="INITIATED",
+                to_status="PENDING",
+                source="daraja",
+            )
+        )
     PaymentEvent.objects.bulk_create(events, batch_size=4000)
-    bodies = [stk_success_body(checkout_request_id=f"ws_CO_OUTAGE_{n:08d}", amount=10, receipt=f"UO{n:08d}") for n in range(count)]
+    bodies = [
+        stk_success_body(
+            checkout_request_id=f"ws_CO_OUTAGE_{n:08d}", amount=10, receipt=f"UO{n:08d}"
+        )
+        for n in range(count)
+    ]
 
-    logs = {name: open(var / f"{name}.log", "wb") for name in ("web", "worker", "beat")}
+    logs = {name: open(var / f"{name}.log", "wb") for name in ("web", "worker", "beat")}  # noqa: SIM115
     procs = [
-        subprocess.Popen([str(REPO / ".venv/bin/gunicorn"), "mpesa_project.wsgi", "-c", "gunicorn.conf.py", "--bind", f"127.0.0.1:{PORT}", "--workers", "2", "--threads", "4"], cwd=REPO, env=env, stdout=logs["web"], stderr=subprocess.STDOUT, start_new_session=True),
-        subprocess.Popen([PY, "-m", "core.supervise", "--", PY, "-m", "celery", "-A", "mpesa_project", "worker", "-l", "WARNING", "--concurrency=2", "--without-gossip", "--without-mingle"], cwd=REPO, env=env, stdout=logs["worker"], stderr=subprocess.STDOUT, start_new_session=True),
-        subprocess.Popen([PY, "-m", "celery", "-A", "mpesa_project", "beat", "-l", "WARNING", f"--schedule={var}/beat"], cwd=REPO, env=env, stdout=logs["beat"], stderr=subprocess.STDOUT, start_new_session=True),
+        subprocess.Popen(
+            [
+                str(REPO / ".venv/bin/gunicorn"),
+                "mpesa_project.wsgi",
+                "-c",
+                "gunicorn.conf.py",
+                "--bind",
+                f"127.0.0.1:{PORT}",
+                "--workers",
+                "2",
+                "--threads",
+                "4",
+            ],
+            cwd=REPO,
+            env=env,
+            stdout=logs["web"],
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        ),
+        subprocess.Popen(
+            [
+                PY,
+                "-m",
+                "core.supervise",
+                "--",
+                PY,
+                "-m",
+                "celery",
+                "-A",
+                "mpesa_project",
+                "worker",
+                "-l",
+                "WARNING",
+                "--concurrency=2",
+                "--without-gossip",
+                "--without-mingle",
+            ],
+            cwd=REPO,
+            env=env,
+            stdout=logs["worker"],
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        ),
+        subprocess.Popen(
+            [
+                PY,
+                "-m",
+                "celery",
+                "-A",
+                "mpesa_project",
+                "beat",
+                "-l",
+                "WARNING",
+                f"--schedule={var}/beat",
+            ],
+            cwd=REPO,
+            env=env,
+            stdout=logs["beat"],
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        ),
     ]
     results: list[tuple[float, int, float]] = []  # (sent at, status, latency)
     try:
@@ -125,7 +211,11 @@ def main() -> None:
                         time.sleep(pause)
                     sent = time.monotonic()
                     try:
-                        status = client.post(f"/payments/callback/{tokens[n]}/", content=bodies[n], headers={"Content-Type": "application/json"}).status_code
+                        status = client.post(
+                            f"/payments/callback/{tokens[n]}/",
+                            content=bodies[n],
+                            headers={"Content-Type": "application/json"},
+                        ).status_code
                     except httpx.HTTPError:
                         status = 0
                     results.append((sent - start, status, time.monotonic() - sent))
