@@ -98,7 +98,7 @@ def parse_args() -> argparse.Namespace:
         type=float,
         default=10.0,
         help="a drain during which other processes used more than this share of the machine "
-        "is repeated (another session's tests on the same cores distort it)",
+        "is repeated (other work on the same cores distort it)",
     )
     parser.add_argument(
         "--retries",
@@ -374,7 +374,7 @@ def main() -> None:
                     wait_for_services()
                     result = one_drain(args, env, mode, label)
                 except Exception as exc:
-                    # A service restarted under us (another session's outage test): try again.
+                    # A service restarted under us (an outage test or an operator): try again.
                     failures[mode] += 1
                     log(f"{label}: FAILED ({type(exc).__name__}: {exc}); measuring again")
                     continue

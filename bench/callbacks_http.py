@@ -105,7 +105,7 @@ def parse_args() -> argparse.Namespace:
         type=float,
         default=10.0,
         help="a measurement during which other processes used more than this share of the "
-        "machine is repeated (another session's tests on the same cores distort it)",
+        "machine is repeated (other work on the same cores distort it)",
     )
     parser.add_argument(
         "--retries",
@@ -410,7 +410,7 @@ def main() -> None:
                         first = False
                     measured = measure_http(args, env, mode, requests_file, wrk, label)
                 except Exception as exc:
-                    # A service restarted under us (another session's outage test): try again.
+                    # A service restarted under us (an outage test or an operator): try again.
                     failures[mode] += 1
                     log(f"{label}: FAILED ({type(exc).__name__}: {exc}); measuring again")
                     continue

@@ -155,7 +155,7 @@ def redis_flush(db: int) -> None:
 
 
 def wait_for_services(timeout: float = 120.0) -> None:
-    """Wait until PostgreSQL and Redis answer (another session may be restarting them)."""
+    """Wait until PostgreSQL and Redis answer (they may be restarting)."""
     deadline = time.monotonic() + timeout
     warned = False
     while True:
@@ -529,7 +529,7 @@ def _postgres_database(pid: int) -> str | None:
 
 def postgres_pids_for(dbname: str) -> Callable[[], set[int]]:
     """PostgreSQL's processes that work for ``dbname`` or for the whole server; backends of
-    other databases (another session's tests) are left out, so their CPU shows as "other".
+    other databases (other workloads) are left out, so their CPU shows as "other".
     Backends that exit in the window are counted through the postmaster, whoever they
     served."""
 
@@ -610,7 +610,7 @@ class CpuMeter:
         }
         # Kernel threads (children of kthreadd, pid 2): writeback, block I/O, RCU. They work
         # for every process (fsync-heavy commits mostly), so they are the kernel's, not
-        # another session's. (Interrupt time is charged to whichever process was running.)
+        # another workload's. (Interrupt time is charged to whichever process was running.)
         kernel = sum(
             self._used(pid, after, children=False)
             for pid, info in after.items()
