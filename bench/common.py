@@ -634,7 +634,7 @@ class CpuMeter:
 def other_cpu(cpu: dict[str, Any], count: int, *, ours: Iterable[str]) -> None:
     """Add ``other_cpu_s`` (machine CPU used neither by the measured groups ``ours`` nor by
     the kernel's threads: other processes on the machine) and ``other_pct``
-    (of the machine's capacity in the window) to a CpuMeter result. Another session running
+    (of the machine's capacity in the window) to a CpuMeter result. Another workload running
     tests on the same cores shows up here; a run with a high share is not clean."""
     used = sum(float(cpu.get(f"{name}_cpu_s", 0.0)) for name in (*ours, "kernel"))
     cpu["other_cpu_s"] = round(cpu["machine_cpu_s"] - used, 2)
@@ -650,7 +650,7 @@ def busy_pct_over(seconds: float) -> float:
 
 
 def wait_for_idle(*, threshold_pct: float = 10.0, timeout: float = 180.0) -> float:
-    """Wait until the machine is quiet (other sessions' test runs distort every number);
+    """Wait until the machine is quiet (other workloads distort every number);
     returns the last busy percentage seen, and warns when the wait timed out."""
     deadline = time.monotonic() + timeout
     warned = False
