@@ -20,6 +20,7 @@ import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import uuid
@@ -50,8 +51,7 @@ def main() -> None:
     )
     options = parser.parse_args()
 
-    var = Path(f"/tmp/bench-outage-{os.getpid()}")
-    var.mkdir(parents=True, exist_ok=True)
+    var = Path(tempfile.mkdtemp(prefix="bench-outage-"))
     env = {
         **os.environ,
         "DJANGO_SECRET_KEY": "bench-secret-key-" + "x" * 40,
