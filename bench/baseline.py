@@ -44,7 +44,10 @@ def run(
     """Insert-and-commit for ``seconds`` with ``clients`` connections; commits per second,
     with the CPU used by PostgreSQL, the client and anything else in the window."""
     prepare(dbname)
-    meter = CpuMeter({"postgres": postgres_pids_for(dbname), "bench": lambda: {os.getpid()}})
+    meter = CpuMeter(
+        {"postgres": postgres_pids_for(dbname), "bench": lambda: {os.getpid()}},
+        postgres_db=dbname,
+    )
     children_before = resource.getrusage(resource.RUSAGE_CHILDREN)
     meter.start()
     if shutil.which("pgbench"):

@@ -56,6 +56,7 @@ from .common import (
     redis_flush,
     redis_pids,
     seed_pending_payments,
+    services_fingerprint,
     start_process,
     stop_process,
     success_body,
@@ -262,7 +263,8 @@ def one_drain(args: argparse.Namespace, env: BenchEnv, mode: str, label: str) ->
             "postgres": postgres_pids_for(args.dbname),
             "redis": redis_pids,
             "bench": lambda: {os.getpid()},
-        }
+        },
+        postgres_db=args.dbname,
     )
     sessions_before = pg_sessions(args.dbname)
     meter.start()
@@ -372,7 +374,10 @@ def main() -> None:
                 label = f"attempt {number} {mode}"
                 try:
                     wait_for_services()
+                    services = services_fingerprint()
                     result = one_drain(args, env, mode, label)
+                    if services_fingerprint() != services:
+                        raise RuntimeError("PostgreSQL or Redis restarted during the measurement")
                 except Exception as exc:
                     # A service restarted under us (an outage test or an operator): try again.
                     failures[mode] += 1

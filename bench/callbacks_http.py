@@ -59,6 +59,7 @@ from .common import (
     redis_pids,
     require_tool,
     seed_pending_payments,
+    services_fingerprint,
     start_process,
     stop_process,
     success_body,
@@ -285,7 +286,8 @@ def measure_http(
                 "postgres": postgres_pids_for(args.dbname),
                 "redis": redis_pids,
                 "bench": lambda: {os.getpid()},
-            }
+            },
+            postgres_db=args.dbname,
         )
         idle = wait_for_idle()
         log(f"{label}: wrk {args.duration:.0f}s, {args.connections} connections")
@@ -398,6 +400,7 @@ def main() -> None:
                 label = f"attempt {number} {mode}"
                 try:
                     wait_for_services()
+                    services = services_fingerprint()
                     requests_file = prepare_database(args, env, label)
                     if first:
                         base = measure_baseline(args, requests_file, label)
@@ -409,6 +412,8 @@ def main() -> None:
                         baselines.append(base)
                         first = False
                     measured = measure_http(args, env, mode, requests_file, wrk, label)
+                    if services_fingerprint() != services:
+                        raise RuntimeError("PostgreSQL or Redis restarted during the measurement")
                 except Exception as exc:
                     # A service restarted under us (an outage test or an operator): try again.
                     failures[mode] += 1
