@@ -1,0 +1,532 @@
+"""Reconciliation API: upload a statement (multipart), read runs, their summary, breaks, lines,
+rejects and the accountant's CSV report, and resolve breaks with a reason.
+
+Every object belongs to the API client that uploaded the statement; a client never sees
+another's runs, breaks or payments.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from django.conf import settings
+from django.db.models import QuerySet
+from django.http import StreamingHttpResponse
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    OpenApiResponse,
+    extend_schema,
+    extend_schema_view,
+)
+from rest_framework import serializers, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.parsers import FormParser, MultiPartParser
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from core.api import ApiError
+from core.models import ApiClient
+from core.parsers import DecimalJSONParser, Pagination
+
+from .models import (
+    Break,
+    BreakEvent,
+    BreakStatus,
+    ReconciliationRun,
+    ResultClass,
+    Statement,
+    StatementLine,
+    StatementReject,
+)
+from .parsers import StatementFormatError
+from .selectors import (
+    break_events,
+    break_list,
+    break_scope,
+    run_lines,
+    run_list,
+    run_rejects,
+    run_report_csv,
+)
+from .services import BreakAction, BreakResolutionError, break_resolve, statement_import
+
+DEFAULT_MAX_UPLOAD_BYTES = 50 * 1024 * 1024
+
+
+# The one error shape (``core.api``), as an OpenAPI schema.
+ERROR_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["error"],
+    "properties": {
+        "error": {
+            "type": "object",
+            "required": ["code", "message"],
+            "properties": {
+                "code": {"type": "string"},
+                "message": {"type": "string"},
+                "fields": {"type": "object", "additionalProperties": True},
+            },
+        }
+    },
+}
+
+
+def errors(**statuses: str) -> dict[int, OpenApiResponse]:
+    """Documented error responses: the ones every operation can give, plus ``statuses``
+    (``e409="why"``)."""
+    common = {
+        401: "No API key, or a bad one",
+        406: "An Accept header the JSON renderer cannot satisfy",
+        429: "Too many requests for this API key",
+    }
+    common.update({int(name[1:]): why for name, why in statuses.items()})
+    return {code: OpenApiResponse(ERROR_SCHEMA, description=why) for code, why in common.items()}
+
+
+class StrictPagination(Pagination):
+    """Pagination that refuses a page size it cannot read (400) instead of ignoring it."""
+
+    def get_page_size(self, request: Request) -> int | None:
+        raw = request.query_params.get(self.page_size_query_param)
+        if raw is not None and not (raw.isdigit() and 0 < int(raw) <= self.max_page_size):
+            raise serializers.ValidationError(
+                {"page_size": f"A whole number from 1 to {self.max_page_size}."}
+            )
+        return super().get_page_size(request)
+
+    def get_schema_operation_parameters(self, view: Any) -> list[dict[str, Any]]:
+        parameters = super().get_schema_operation_parameters(view)
+        for parameter in parameters:
+            if parameter["name"] == self.page_size_query_param:
+                parameter["schema"].update({"minimum": 1, "maximum": self.max_page_size})
+            elif parameter["name"] == self.page_query_param:
+                parameter["schema"]["minimum"] = 1
+        return parameters
+
+
+def max_upload_bytes() -> int:
+    return int(getattr(settings, "RECONCILIATION_MAX_UPLOAD_BYTES", DEFAULT_MAX_UPLOAD_BYTES))
+
+
+class StatementSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Statement
+        fields = [
+            "id",
+            "file_name",
+            "file_format",
+            "checksum",
+            "size_bytes",
+            "account_holder",
+            "short_code",
+            "account_name",
+            "period_start",
+            "period_end",
+            "report_time",
+            "opening_balance",
+            "closing_balance",
+            "available_balance",
+            "total_paid_in",
+            "total_withdrawn",
+            "header_row",
+            "line_count",
+            "reject_count",
+            "skipped",
+            "metadata",
+            "created_at",
+        ]
+        read_only_fields = fields
+
+
+class RunSerializer(serializers.ModelSerializer):
+    statement = StatementSerializer(read_only=True)
+
+    class Meta:
+        model = ReconciliationRun
+        fields = [
+            "id",
+            "statement",
+            "engine",
+            "time_window_seconds",
+            "period_start",
+            "period_end",
+            "started_at",
+            "finished_at",
+            "duration_ms",
+            "timings",
+            "summary",
+        ]
+        read_only_fields = fields
+
+
+class BreakSerializer(serializers.ModelSerializer):
+    line = serializers.SerializerMethodField()
+    payment_status = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Break
+        fields = [
+            "id",
+            "run",
+            "kind",
+            "line",
+            "payment",
+            "payment_status",
+            "statement_amount",
+            "our_amount",
+            "bridge_amount",
+            "candidates",
+            "auto_resolvable",
+            "status",
+            "resolution",
+            "resolved_payment",
+            "resolved_by",
+            "resolved_at",
+            "resolution_reason",
+            "created_at",
+        ]
+        read_only_fields = fields
+
+    def get_line(self, brk: Break) -> dict[str, Any] | None:
+        line = brk.line
+        if line is None:
+            return None
+        return {
+            "id": line.pk,
+            "row": line.line_no,
+            "receipt_number": line.receipt_number,
+            "completed_at": line.completed_at.isoformat(),
+            "paid_in": None if line.paid_in is None else f"{line.paid_in:.2f}",
+            "withdrawn": None if line.withdrawn is None else f"{line.withdrawn:.2f}",
+            "reason_type": line.reason_type,
+            "other_party": line.other_party,
+            "account_reference": line.account_reference,
+            "details": line.details,
+        }
+
+    def get_payment_status(self, brk: Break) -> str | None:
+        return brk.payment.status if brk.payment is not None else None
+
+
+class BreakEventSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = BreakEvent
+        fields = ["id", "action", "actor", "reason", "evidence", "created_at"]
+        read_only_fields = fields
+
+
+class LineSerializer(serializers.ModelSerializer):
+    result = serializers.CharField(source="match.result")
+    direction = serializers.CharField(source="match.direction")
+    amount = serializers.DecimalField(source="match.amount", max_digits=14, decimal_places=2)
+    payment = serializers.UUIDField(source="match.payment_id", allow_null=True)
+    match_method = serializers.CharField(source="match.match_method")
+
+    class Meta:
+        model = StatementLine
+        fields = [
+            "id",
+            "line_no",
+            "receipt_number",
+            "completed_at",
+            "paid_in",
+            "withdrawn",
+            "balance",
+            "transaction_status",
+            "reason_type",
+            "details",
+            "other_party",
+            "linked_transaction_id",
+            "account_reference",
+            "result",
+            "direction",
+            "amount",
+            "payment",
+            "match_method",
+        ]
+        read_only_fields = fields
+
+
+class RejectSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = StatementReject
+        fields = ["row_number", "reason", "raw"]
+        read_only_fields = fields
+
+
+class UploadSerializer(serializers.Serializer):
+    file = serializers.FileField(help_text="The statement: G2 XLS, XLSX or CSV, or Pull JSON.")
+    time_window_seconds = serializers.IntegerField(required=False, min_value=0, max_value=7 * 86400)
+    auto_resolve = serializers.BooleanField(required=False, default=True)
+
+
+class UploadResponseSerializer(serializers.Serializer):
+    already_imported = serializers.BooleanField()
+    run = RunSerializer()
+
+
+class ResolveSerializer(serializers.Serializer):
+    action = serializers.ChoiceField(choices=[BreakAction.MATCH, BreakAction.ACCEPT])
+    reason = serializers.CharField(max_length=2000, trim_whitespace=True)
+    payment_id = serializers.UUIDField(required=False, allow_null=True)
+
+
+def _client(request: Request) -> ApiClient:
+    assert isinstance(request.user, ApiClient)
+    return request.user
+
+
+class StatementUploadView(APIView):
+    parser_classes = [MultiPartParser, FormParser]
+
+    @extend_schema(
+        operation_id="reconciliation_statement_upload",
+        request={"multipart/form-data": UploadSerializer},
+        responses={
+            201: UploadResponseSerializer,
+            200: OpenApiResponse(
+                UploadResponseSerializer, description="The same file was imported before."
+            ),
+            **errors(
+                e400="Not a readable statement, or a field at fault",
+                e413="File over RECONCILIATION_MAX_UPLOAD_BYTES",
+                e415="Not a multipart (or form) body",
+            ),
+        },
+        summary="Upload an M-Pesa statement and reconcile it",
+    )
+    def post(self, request: Request) -> Response:
+        serializer = UploadSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        upload = serializer.validated_data["file"]
+        if upload.size > max_upload_bytes():
+            raise ApiError(
+                code="payload_too_large",
+                message=f"The file is over {max_upload_bytes()} bytes; use the "
+                "reconcile_statement command for large statements.",
+                http_status=413,
+            )
+        data = upload.read()
+        try:
+            result = statement_import(
+                data=data,
+                file_name=upload.name or "",
+                client=_client(request),
+                actor=_client(request).name,
+                time_window_seconds=serializer.validated_data.get("time_window_seconds"),
+                auto_resolve=serializer.validated_data["auto_resolve"],
+            )
+        except StatementFormatError as exc:
+            raise ApiError(
+                code="unreadable_statement",
+                message=str(exc),
+                http_status=400,
+                fields={"file": str(exc)},
+            ) from None
+        body = {"already_imported": not result.created, "run": RunSerializer(result.run).data}
+        return Response(body, status=status.HTTP_201_CREATED if result.created else 200)
+
+
+@extend_schema_view(
+    list=extend_schema(
+        responses={
+            200: RunSerializer(many=True),
+            **errors(e400="A bad page or page_size", e404="No such page"),
+        },
+        summary="Reconciliation runs, newest first",
+    ),
+    retrieve=extend_schema(
+        responses={200: RunSerializer, **errors(e404="No such run (or another client's)")},
+        summary="One run with its statement and summary",
+    ),
+)
+class RunViewSet(viewsets.ReadOnlyModelViewSet):
+    serializer_class = RunSerializer
+    filterset_class = None
+    pagination_class = StrictPagination
+
+    def get_queryset(self) -> QuerySet[ReconciliationRun]:
+        if getattr(self, "swagger_fake_view", False):  # schema generation: no client
+            return ReconciliationRun.objects.none()
+        return run_list(client=_client(self.request)).order_by("-started_at", "-id")
+
+    @extend_schema(
+        responses={200: OpenApiTypes.OBJECT, **errors(e404="No such run")},
+        summary="The run's summary and bridge",
+    )
+    @action(detail=True, methods=["get"], pagination_class=None, filterset_class=None)
+    def summary(self, request: Request, pk: str | None = None) -> Response:
+        return Response(self.get_object().summary)
+
+    @extend_schema(
+        responses={
+            200: BreakSerializer(many=True),
+            **errors(e400="A bad filter, page or page_size", e404="No such run or page"),
+        },
+        parameters=[
+            OpenApiParameter("kind", OpenApiTypes.STR, enum=ResultClass.values),
+            OpenApiParameter("status", OpenApiTypes.STR, enum=BreakStatus.values),
+        ],
+        summary="The run's breaks",
+    )
+    @action(detail=True, methods=["get"], filterset_class=None)
+    def breaks(self, request: Request, pk: str | None = None) -> Response:
+        run = self.get_object()
+        kind = request.query_params.get("kind")
+        state = request.query_params.get("status")
+        if kind is not None and kind not in ResultClass.values:
+            raise serializers.ValidationError({"kind": f"Not one of {ResultClass.values}."})
+        if state is not None and state not in BreakStatus.values:
+            raise serializers.ValidationError({"status": f"Not one of {BreakStatus.values}."})
+        page = self.paginate_queryset(break_list(run=run, kind=kind, status=state))
+        return self.get_paginated_response(BreakSerializer(page, many=True).data)
+
+    @extend_schema(
+        responses={
+            200: LineSerializer(many=True),
+            **errors(e400="A bad filter, page or page_size", e404="No such run or page"),
+        },
+        parameters=[OpenApiParameter("result", OpenApiTypes.STR, enum=ResultClass.values)],
+        summary="The statement's lines with their class",
+    )
+    @action(detail=True, methods=["get"], filterset_class=None)
+    def lines(self, request: Request, pk: str | None = None) -> Response:
+        run = self.get_object()
+        result = request.query_params.get("result")
+        if result is not None and result not in ResultClass.values:
+            raise serializers.ValidationError({"result": f"Not one of {ResultClass.values}."})
+        page = self.paginate_queryset(run_lines(run=run, result=result))
+        return self.get_paginated_response(LineSerializer(page, many=True).data)
+
+    @extend_schema(
+        responses={
+            200: RejectSerializer(many=True),
+            **errors(e400="A bad page or page_size", e404="No such run or page"),
+        },
+        summary="Rows that could not be read",
+    )
+    @action(detail=True, methods=["get"], filterset_class=None)
+    def rejects(self, request: Request, pk: str | None = None) -> Response:
+        page = self.paginate_queryset(run_rejects(run=self.get_object()))
+        return self.get_paginated_response(RejectSerializer(page, many=True).data)
+
+    @extend_schema(
+        responses={(200, "text/csv"): OpenApiTypes.STR, **errors(e404="No such run")},
+        summary="The run as CSV for the accountant",
+    )
+    @action(detail=True, methods=["get"], filterset_class=None)
+    def report(self, request: Request, pk: str | None = None) -> StreamingHttpResponse:
+        run = self.get_object()
+        response = StreamingHttpResponse(run_report_csv(run=run), content_type="text/csv")
+        response["Content-Disposition"] = f'attachment; filename="reconciliation-{run.pk}.csv"'
+        return response
+
+
+@extend_schema_view(
+    retrieve=extend_schema(
+        responses={200: BreakSerializer, **errors(e404="No such break (or another client's)")},
+        summary="One break",
+    ),
+)
+class BreakViewSet(viewsets.ReadOnlyModelViewSet):
+    serializer_class = BreakSerializer
+    filterset_class = None
+    pagination_class = StrictPagination
+
+    def get_queryset(self) -> QuerySet[Break]:
+        if getattr(self, "swagger_fake_view", False):  # schema generation: no client
+            return Break.objects.none()
+        query = break_scope(client=_client(self.request)).order_by("id")
+        if self.action != "list":
+            return query
+        params = self.request.query_params
+        kind, state, run = params.get("kind"), params.get("status"), params.get("run")
+        if kind is not None:
+            if kind not in ResultClass.values:
+                raise serializers.ValidationError({"kind": f"Not one of {ResultClass.values}."})
+            query = query.filter(kind=kind)
+        if state is not None:
+            if state not in BreakStatus.values:
+                raise serializers.ValidationError({"status": f"Not one of {BreakStatus.values}."})
+            query = query.filter(status=state)
+        if run is not None:
+            try:
+                run_id = int(run)
+            except ValueError:
+                raise serializers.ValidationError({"run": "A run id (an integer)."}) from None
+            # An integer no run can have (beyond bigint) matches nothing, like any other.
+            query = query.filter(run_id=run_id) if abs(run_id) < 2**63 else query.none()
+        return query
+
+    @extend_schema(
+        responses={
+            200: BreakSerializer(many=True),
+            **errors(e400="A bad filter, page or page_size", e404="No such page"),
+        },
+        parameters=[
+            OpenApiParameter("kind", OpenApiTypes.STR, enum=ResultClass.values),
+            OpenApiParameter("status", OpenApiTypes.STR, enum=BreakStatus.values),
+            OpenApiParameter("run", OpenApiTypes.INT),
+        ],
+        summary="Breaks of every run, newest last; filter by kind, status, run",
+    )
+    def list(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        return super().list(request, *args, **kwargs)
+
+    @extend_schema(
+        responses={200: BreakEventSerializer(many=True), **errors(e404="No such break")},
+        summary="The break's audit trail",
+    )
+    @action(detail=True, methods=["get"], pagination_class=None, filterset_class=None)
+    def events(self, request: Request, pk: str | None = None) -> Response:
+        return Response(BreakEventSerializer(break_events(brk=self.get_object()), many=True).data)
+
+    @extend_schema(
+        request=ResolveSerializer,
+        responses={
+            200: BreakSerializer,
+            **errors(
+                e400="Validation error naming each field",
+                e404="No such break (or another client's)",
+                e409="Already resolved, or the payment or receipt is taken",
+                e415="Not a JSON body",
+                e422="The resolution is not possible for this break",
+            ),
+        },
+        summary="Resolve a break with a reason ('match' credits a PENDING/FAILED payment)",
+    )
+    @action(
+        detail=True,
+        methods=["post"],
+        parser_classes=[DecimalJSONParser],
+        filterset_class=None,
+    )
+    def resolve(self, request: Request, pk: str | None = None) -> Response:
+        brk = self.get_object()
+        serializer = ResolveSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        payment_id: uuid.UUID | None = data.get("payment_id")
+        try:
+            resolved = break_resolve(
+                break_id=brk.pk,
+                action=data["action"],
+                actor=f"api:{_client(request).name}",
+                reason=data["reason"],
+                payment_id=payment_id,
+                client=_client(request),
+            )
+        except BreakResolutionError as exc:
+            conflict = exc.code in (
+                "already_resolved",
+                "payment_already_matched",
+                "receipt_taken",
+            )
+            raise ApiError(
+                code=exc.code, message=exc.message, http_status=409 if conflict else 422
+            ) from None
+        resolved = break_scope(client=_client(request)).get(pk=resolved.pk)
+        return Response(BreakSerializer(resolved).data)

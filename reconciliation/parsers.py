@@ -1,0 +1,769 @@
+"""Statement parsers: the M-Pesa org portal (G2) statement as CSV, XLSX or XLS, and Daraja Pull
+Transactions responses (JSON), read into rows of text cells with a header map and metadata.
+
+One set of rules (``RowReader``) turns a row's text into canonical values or a reason for
+rejecting it; nothing is coerced to 0 or to a default date. Cells are text first: numeric
+spreadsheet cells become their exact decimal text, never a float amount. See
+``/docs/reconciliation.md`` and the statement format notes (FORMATS.md) for the quirks handled.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+import json
+import re
+import zoneinfo
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from .models import StatementFormat
+
+EAT = zoneinfo.ZoneInfo("Africa/Nairobi")
+UTC = dt.UTC
+
+# How far down the file the header row may be (the G2 preamble is 6 rows).
+HEADER_SEARCH_ROWS = 60
+MAX_ROW_CELLS = 200
+# numeric(14,2): twelve digits before the decimal point.
+MAX_INTEGER_DIGITS = 12
+
+# --- Columns -----------------------------------------------------------------------------------
+
+FIELDS = (
+    "receipt",
+    "completed",
+    "details",
+    "status",
+    "paid_in",
+    "withdrawn",
+    "balance",
+    "reason_type",
+    "other_party",
+    "linked",
+    "account",
+)
+TEXT_FIELDS = ("details", "status", "reason_type", "other_party", "linked", "account")
+AMOUNT_FIELDS = ("paid_in", "withdrawn", "balance")
+
+# Header names (lower case, spaces collapsed, trailing "." and ":" dropped) to fields. G2 names
+# first; then the aliases other exports of the same platform use (FORMATS.md §1.3, §1.6, §1.7).
+HEADER_ALIASES: dict[str, str] = {
+    "receipt no": "receipt",
+    "receipt": "receipt",
+    "receipt number": "receipt",
+    "completion time": "completed",
+    "date": "completed",
+    "details": "details",
+    "transaction status": "status",
+    "status": "status",
+    "paid in": "paid_in",
+    "withdrawn": "withdrawn",
+    "withdraw": "withdrawn",
+    "balance": "balance",
+    "reason type": "reason_type",
+    "transaction type": "reason_type",
+    "other party info": "other_party",
+    "opposite party": "other_party",
+    "linked transaction id": "linked",
+    "a/c no": "account",
+    "transaction party details": "account",
+}
+FIELD_LABELS = {
+    "receipt": "Receipt No.",
+    "completed": "Completion Time",
+    "details": "Details",
+    "status": "Transaction Status",
+    "paid_in": "Paid In",
+    "withdrawn": "Withdrawn",
+    "balance": "Balance",
+    "reason_type": "Reason Type",
+    "other_party": "Other Party Info",
+    "linked": "Linked Transaction ID",
+    "account": "A/C No.",
+}
+G2_HEADER = [
+    "Receipt No.",
+    "Completion Time",
+    "Initiation Time",
+    "Details",
+    "Transaction Status",
+    "Paid In",
+    "Withdrawn",
+    "Balance",
+    "Balance Confirmed",
+    "Reason Type",
+    "Other Party Info",
+    "Linked Transaction ID",
+    "A/C No.",
+    "Currency",
+]
+
+
+def header_key(cell: str) -> str:
+    return " ".join(cell.split()).strip().rstrip(".:").strip().lower()
+
+
+class StatementFormatError(ValueError):
+    """The file as a whole cannot be read (unknown format, no header row, broken file)."""
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where each field is in a row, for a file with ``width`` columns."""
+
+    header: tuple[str, ...]
+    columns: dict[str, int]
+
+    @property
+    def width(self) -> int:
+        return len(self.header)
+
+    @classmethod
+    def from_header(cls, cells: list[str]) -> Layout:
+        columns: dict[str, int] = {}
+        for index, cell in enumerate(cells):
+            name = HEADER_ALIASES.get(header_key(cell))
+            if name is not None and name not in columns:
+                columns[name] = index
+        missing = [FIELD_LABELS[name] for name in ("receipt", "completed") if name not in columns]
+        if missing:
+            raise StatementFormatError(f"the header row has no {' or '.join(missing)} column")
+        if "paid_in" not in columns and "withdrawn" not in columns:
+            raise StatementFormatError(
+                "the header row has neither a Paid In nor a Withdrawn column"
+            )
+        # Trailing unnamed columns (a spreadsheet's formatting past the table) are not data.
+        width = len(cells)
+        while width > 0 and not cells[width - 1].strip():
+            width -= 1
+        width = max(width, max(columns.values()) + 1)
+        return cls(header=tuple(cells[:width]), columns=columns)
+
+    def is_header(self, cells: list[str]) -> bool:
+        return [header_key(c) for c in cells[: self.width]] == [header_key(c) for c in self.header]
+
+
+# --- Values ------------------------------------------------------------------------------------
+
+_RECEIPT = re.compile(r"[A-Z0-9]{6,20}")
+_TOTAL = re.compile(r"(?:grand\s+)?totals?(?:\s*:.*|\s+.*)?", re.IGNORECASE)
+_DMY = re.compile(r"(\d{1,2})-(\d{1,2})-(\d{4})[ T](\d{1,2}):(\d{2})(?::(\d{2}))?")
+_ISO = re.compile(
+    r"(\d{4})-(\d{2})-(\d{2})[ T](\d{2}):(\d{2})(?::(\d{2}))?(\.\d{1,6})?(Z|[+-]\d{2}:?\d{2})?"
+)
+_SLASH = re.compile(
+    r"(\d{1,2})/(\d{1,2})/(\d{4})[ T](\d{1,2}):(\d{2})(?::(\d{2}))?(?: ?([AaPp][Mm]))?"
+)
+_SERIAL = re.compile(r"\d{5}(?:\.\d+)?")
+_AMOUNT = re.compile(r"[+-]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?")
+_CURRENCY = re.compile(r"^(?:KES|KSH|KSHS)\.?\s*|\s*(?:KES|KSH|KSHS)$", re.IGNORECASE)
+EXCEL_EPOCH = dt.datetime(1899, 12, 30)
+
+
+class ValueProblem(ValueError):
+    """One cell cannot be read; the message says why (it becomes the reject reason)."""
+
+
+def parse_amount(text: str) -> Decimal | None:
+    """``"1,131,340.00"``, ``"-60.00"``, ``"KES 111"``, ``"(60.00)"`` → Decimal; ``""`` and
+    ``"-"`` → None. Anything else raises: a malformed amount is never 0."""
+    value = text.strip()
+    if value in ("", "-"):
+        return None
+    value = _CURRENCY.sub("", value).replace(" ", "").replace("\u00a0", "")
+    negative = False
+    if value.startswith("(") and value.endswith(")"):
+        negative, value = True, value[1:-1]
+    if not _AMOUNT.fullmatch(value):
+        raise ValueProblem(f"{text!r} is not an amount")
+    number = Decimal(value.replace(",", ""))
+    if negative:
+        number = -number
+    cents = number.quantize(Decimal("0.01"))
+    if cents != number:
+        raise ValueProblem(f"{text!r} has fractions of a cent")
+    if abs(cents) >= Decimal(10) ** MAX_INTEGER_DIGITS:
+        raise ValueProblem(f"{text!r} is too large")
+    return cents
+
+
+def parse_statement_time(text: str) -> dt.datetime:
+    """A statement time as naive East Africa Time. Day-first ``DD-MM-YYYY HH:MM[:SS]`` (the
+    portal's form), ISO ``YYYY-MM-DD HH:MM[:SS]`` (a zone suffix is converted to EAT),
+    an Excel serial, or ``D/M/YYYY`` when it cannot be read month-first; a date that could be
+    read both ways (a file re-saved by US-locale Excel) is refused."""
+    value = text.strip()
+    zone: str | None = None
+    if m := _DMY.fullmatch(value):
+        day, month, year, hour, minute, second = m.groups()
+    elif m := _ISO.fullmatch(value):
+        year, month, day, hour, minute, second, fraction, zone = m.groups()
+        if fraction and fraction.strip(".0"):
+            raise ValueProblem(f"{text!r} has fractions of a second")
+    elif m := _SLASH.fullmatch(value):
+        first, second_part, year, hour, minute, second, meridiem = m.groups()
+        if int(first) <= 12:
+            raise ValueProblem(
+                f"{text!r} is ambiguous (day and month could be swapped; was the file "
+                "re-saved by Excel?)"
+            )
+        day, month = first, second_part
+        if meridiem:
+            hour_number = int(hour)
+            if not 1 <= hour_number <= 12:
+                raise ValueProblem(f"{text!r} is not a valid time")
+            hour = str(hour_number % 12 + (12 if meridiem.lower() == "pm" else 0))
+    elif _SERIAL.fullmatch(value):
+        seconds = (Decimal(value) * 86400).quantize(Decimal(1))
+        return EXCEL_EPOCH + dt.timedelta(seconds=int(seconds))
+    else:
+        raise ValueProblem(f"{text!r} is not a date and time (expected DD-MM-YYYY HH:MM:SS)")
+    try:
+        moment = dt.datetime(
+            int(year), int(month), int(day), int(hour), int(minute), int(second or 0)
+        )
+    except ValueError:
+        raise ValueProblem(f"{text!r} is not a valid date and time") from None
+    if not 1900 <= moment.year <= 2099:
+        raise ValueProblem(f"{text!r} is not a plausible statement date")
+    if zone:
+        offset = dt.timedelta(0)
+        if zone != "Z":
+            sign = -1 if zone[0] == "-" else 1
+            digits = zone[1:].replace(":", "")
+            offset = sign * dt.timedelta(hours=int(digits[:2]), minutes=int(digits[2:]))
+        utc = moment.replace(tzinfo=dt.timezone(offset)).astimezone(UTC)
+        moment = utc.astimezone(EAT).replace(tzinfo=None)
+    return moment
+
+
+def eat_to_utc(moment: dt.datetime) -> dt.datetime:
+    return moment.replace(tzinfo=EAT).astimezone(UTC)
+
+
+def cell_text(value: Any) -> str:
+    """A spreadsheet cell as text: numbers exactly (a float cell's shortest repr, with binary
+    noise below a millionth of a cent removed), dates as ISO text, empty as ``""``."""
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if value != value or value in (float("inf"), float("-inf")):
+            return repr(value)
+        number = Decimal(repr(value))
+        cents = number.quantize(Decimal("0.01"))
+        if abs(number - cents) < Decimal("0.000001"):
+            number = cents.normalize() if cents == cents.to_integral_value() else cents
+        text = format(number, "f")
+        return text
+    if isinstance(value, Decimal):
+        return format(value, "f")
+    if isinstance(value, dt.datetime):
+        return value.strftime("%Y-%m-%d %H:%M:%S")
+    if isinstance(value, dt.date):
+        return value.strftime("%Y-%m-%d 00:00:00")
+    return str(value)
+
+
+# --- Rows --------------------------------------------------------------------------------------
+
+_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+
+
+def copy_escape(text: str) -> str:
+    """Text as a PostgreSQL COPY (text format) field."""
+    return text.replace("\x00", "").translate(_COPY_ESCAPES)
+
+
+@dataclass
+class RowOutcome:
+    kind: str  # "ok", "skip", "reject"
+    cells: list[str] = field(default_factory=list)  # canonical text, one per column (ok)
+    reason: str = ""  # reject reason, or what was skipped ("blank", "header", "total")
+
+
+class RowReader:
+    """Reads one data row: pads or trims it to the header's width, skips blank, repeated
+    header and total rows, and canonicalises the receipt, time and amount cells (times as
+    ``YYYY-MM-DD HH:MM:SS`` EAT, amounts as plain decimals, empty as ``""``)."""
+
+    def __init__(self, layout: Layout) -> None:
+        self.layout = layout
+        self.width = layout.width
+        self.receipt = layout.columns["receipt"]
+        self.completed = layout.columns["completed"]
+        self.columns = layout.columns
+        self.amounts = [
+            (name, layout.columns[name]) for name in AMOUNT_FIELDS if name in layout.columns
+        ]
+
+    def read(self, cells: list[str]) -> RowOutcome:
+        width = self.width
+        if len(cells) > width:
+            if any(c.strip() for c in cells[width:]):
+                return RowOutcome(
+                    "reject", reason=f"the row has {len(cells)} cells; the header has {width}"
+                )
+            cells = cells[:width]
+        elif len(cells) < width:
+            cells = [*cells, *([""] * (width - len(cells)))]
+        if not any(c.strip() for c in cells):
+            return RowOutcome("skip", reason="blank")
+        if self.layout.is_header(cells):
+            return RowOutcome("skip", reason="header")
+        first = cells[self.receipt].strip()
+        if _TOTAL.fullmatch(first):
+            return RowOutcome("skip", reason="total")
+        out = list(cells)
+        problems: list[str] = []
+        receipt = first.upper()
+        if not receipt:
+            problems.append("Receipt No. is empty")
+        elif not _RECEIPT.fullmatch(receipt):
+            problems.append(f"Receipt No. {first!r} is not an M-Pesa receipt number")
+        out[self.receipt] = receipt
+        completed = cells[self.completed]
+        if not completed.strip():
+            problems.append("Completion Time is empty")
+        else:
+            try:
+                out[self.completed] = parse_statement_time(completed).strftime("%Y-%m-%d %H:%M:%S")
+            except ValueProblem as exc:
+                problems.append(f"Completion Time {exc}")
+        amounts: dict[str, Decimal | None] = {}
+        for name, index in self.amounts:
+            try:
+                amounts[name] = parse_amount(cells[index])
+            except ValueProblem as exc:
+                problems.append(f"{FIELD_LABELS[name]} {exc}")
+                continue
+            out[index] = "" if amounts[name] is None else format(amounts[name], "f")
+        if problems:
+            return RowOutcome("reject", reason="; ".join(problems))
+        # Exactly one of Paid In / Withdrawn carries the line's amount; a 0.00 on the unused
+        # side (older exports) is dropped so that the other side says the direction.
+        paid_in, withdrawn = amounts.get("paid_in"), amounts.get("withdrawn")
+        if paid_in is None and withdrawn is None:
+            return RowOutcome("reject", reason="neither Paid In nor Withdrawn has an amount")
+        if paid_in and withdrawn:
+            return RowOutcome("reject", reason="both Paid In and Withdrawn have an amount")
+        if paid_in is not None and withdrawn is not None:
+            if withdrawn and not paid_in:
+                out[self.columns["paid_in"]] = ""
+            else:  # Paid In has the amount, or both are zero (then it is a zero paid-in line)
+                out[self.columns["withdrawn"]] = ""
+        return RowOutcome("ok", cells=out)
+
+
+FAST_RECEIPT = r"[A9]{6,20}"
+FAST_TIME = r"99-99-9999 99:99(?::99)?"
+FAST_AMOUNT = r"(?:-?(?:9{1,3}(?:,999){1,3}|9{1,12})(?:\.9{1,2})?)?"
+# A cell's shape: digits as 9, upper-case ASCII letters as A, anything else as itself.
+SHAPE = bytes.maketrans(b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ", b"9" * 10 + b"A" * 26)
+
+
+class FastKey:
+    """Decides whether a row's typed cells (receipt, time, amounts) are in the portal's own
+    forms and need no canonicalising: an upper-case receipt (not "TOTALS"),
+    ``DD-MM-YYYY HH:MM[:SS]`` with a real date and time, amounts with or without thousands
+    separators. Any other row goes through :class:`RowReader`.
+
+    A regular expression per row costs more than everything else a row needs; so the cells'
+    *shape* (digits as 9, letters as A: a byte translation) is looked up in a cache of shapes
+    already judged, and the date in a cache of its own (a month of statement has 30 dates);
+    the time of day is compared as text."""
+
+    def __init__(self, layout: Layout) -> None:
+        self.indexes = [layout.columns["receipt"], layout.columns["completed"]]
+        parts = [FAST_RECEIPT, FAST_TIME]
+        for name in AMOUNT_FIELDS:
+            if name in layout.columns:
+                self.indexes.append(layout.columns[name])
+                parts.append(FAST_AMOUNT)
+        self.shape_pattern = re.compile("\t".join(parts).encode())
+        self.shapes: dict[bytes, bool] = {}
+        self.dates: dict[str, bool] = {}
+
+    def shape_ok(self, shape: bytes) -> bool:
+        ok = self.shapes.get(shape)
+        if ok is None:
+            ok = self.shapes[shape] = bool(self.shape_pattern.fullmatch(shape))
+        return ok
+
+    def date_ok(self, text: str) -> bool:
+        ok = self.dates.get(text)
+        if ok is None:
+            try:
+                day = dt.date(int(text[6:10]), int(text[3:5]), int(text[0:2]))
+                ok = 1900 <= day.year <= 2099
+            except ValueError:
+                ok = False
+            self.dates[text] = ok
+        return ok
+
+
+# --- Metadata ----------------------------------------------------------------------------------
+
+_METADATA_AMOUNTS = {
+    "opening balance": "opening_balance",
+    "closing balance": "closing_balance",
+    "available balance": "available_balance",
+    "total paid in": "total_paid_in",
+    "total withdrawn": "total_withdrawn",
+}
+
+
+@dataclass
+class StatementMetadata:
+    labels: dict[str, Any] = field(default_factory=dict)
+    account_holder: str = ""
+    short_code: str = ""
+    account_name: str = ""
+    period_start: dt.datetime | None = None
+    period_end: dt.datetime | None = None
+    report_time: dt.datetime | None = None
+    opening_balance: Decimal | None = None
+    closing_balance: Decimal | None = None
+    available_balance: Decimal | None = None
+    total_paid_in: Decimal | None = None
+    total_withdrawn: Decimal | None = None
+    warnings: list[str] = field(default_factory=list)
+
+    def read_preamble(self, rows: list[list[str]]) -> None:
+        """Label cells end in ``:``; the value is in the next non-empty cell(s). "Time
+        Period:" is followed by ``From <time> To <time>``."""
+        for cells in rows:
+            index = 0
+            while index < len(cells):
+                label = cells[index].strip()
+                index += 1
+                if not label.endswith(":"):
+                    continue
+                values: list[str] = []
+                while index < len(cells) and not cells[index].strip().endswith(":"):
+                    if cells[index].strip():
+                        values.append(cells[index].strip())
+                    index += 1
+                self._take(label[:-1].strip(), values)
+
+    def _take(self, label: str, values: list[str]) -> None:
+        key = " ".join(label.split()).lower()
+        self.labels[label] = values[0] if len(values) == 1 else values
+        first = values[0] if values else ""
+        if key == "account holder":
+            self.account_holder = first
+        elif key == "short code":
+            self.short_code = first
+        elif key == "account":
+            self.account_name = first
+        elif key == "time period":
+            words = [v.lower() for v in values]
+            if "from" in words and words.index("from") + 1 < len(values):
+                self.period_start = self._time(label, values[words.index("from") + 1])
+            if "to" in words and words.index("to") + 1 < len(values):
+                self.period_end = self._time(label, values[words.index("to") + 1])
+        elif key == "date of report":
+            self.report_time = self._time(label, first)
+        elif key in _METADATA_AMOUNTS:
+            if not first:
+                return
+            try:
+                setattr(self, _METADATA_AMOUNTS[key], parse_amount(first))
+            except ValueProblem as exc:
+                self.warnings.append(f"{label}: {exc}; left empty")
+
+    def _time(self, label: str, text: str) -> dt.datetime | None:
+        try:
+            return eat_to_utc(parse_statement_time(text))
+        except ValueProblem as exc:
+            self.warnings.append(f"{label}: {exc}; left empty")
+            return None
+
+
+# --- Files -------------------------------------------------------------------------------------
+
+
+@dataclass
+class ParsedStatement:
+    file_format: str
+    metadata: StatementMetadata
+    layout: Layout
+    header_row: int
+    rows: Iterator[tuple[int, list[str]]]  # (row number in the file, cells as text)
+    # No cell can hold a tab, a backslash or NUL (checked on the file's bytes): the fast path
+    # then checks rows for line breaks only.
+    plain_text: bool = False
+    # CSV only: the file's bytes, their encoding and where the data rows start (the byte after
+    # the header's line), so that the rows can be read in parallel. None when unknown.
+    source: bytes | None = None
+    encoding: str = "utf-8"
+    data_start: int = 0
+
+
+def sniff_format(data: bytes) -> str:
+    """OLE2 magic → XLS, ``PK`` → XLSX, ``{``/``[`` → Pull Transactions JSON, else CSV."""
+    if data.startswith(b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"):
+        return StatementFormat.G2_XLS
+    if data.startswith(b"PK\x03\x04"):
+        return StatementFormat.G2_XLSX
+    head = data[:64].lstrip(b"\xef\xbb\xbf \t\r\n")
+    if head.startswith((b"{", b"[")):
+        return StatementFormat.PULL_JSON
+    if head.lower().startswith((b"<html", b"<?xml", b"<table", b"<!doctype")):
+        raise StatementFormatError(
+            "the file is an HTML/XML table (a report saved as .xls?); open it in a "
+            "spreadsheet and save it as XLSX or CSV"
+        )
+    return StatementFormat.G2_CSV
+
+
+def parse_statement(data: bytes, *, file_name: str = "") -> ParsedStatement:
+    file_format = sniff_format(data)
+    if file_format == StatementFormat.G2_XLS:
+        return _from_grid(file_format, _xls_rows(data))
+    if file_format == StatementFormat.G2_XLSX:
+        return _from_grid(file_format, _xlsx_rows(data))
+    if file_format == StatementFormat.PULL_JSON:
+        return parse_pull_transactions(data)
+    return parse_csv(data)
+
+
+def text_encoding(data: bytes) -> str:
+    """UTF-8 with a cp1252 fallback, as the format notes recommend (ASCII checked first: it
+    is by far the most common case and the cheapest test)."""
+    if data.isascii():
+        return "ascii"
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return "cp1252"
+    return "utf-8"
+
+
+def decode_text(data: bytes) -> str:
+    data = data.removeprefix(b"\xef\xbb\xbf")
+    return data.decode(text_encoding(data), errors="replace")
+
+
+def parse_csv(data: bytes) -> ParsedStatement:
+    stream = io.BytesIO(data)
+    if data.startswith(b"\xef\xbb\xbf"):
+        stream.seek(3)
+    encoding = text_encoding(data[3:] if stream.tell() else data)
+    # A streaming decoder, not one big str: csv reads it several times faster.
+    text = io.TextIOWrapper(stream, encoding=encoding, errors="replace", newline="")
+    reader = csv.reader(text)
+    preamble: list[list[str]] = []
+    for number, cells in enumerate(reader, 1):
+        if _looks_like_header(cells):
+            layout = Layout.from_header(cells)
+            metadata = StatementMetadata()
+            metadata.read_preamble(preamble)
+            return ParsedStatement(
+                file_format=StatementFormat.G2_CSV,
+                metadata=metadata,
+                layout=layout,
+                header_row=number,
+                rows=enumerate(reader, number + 1),
+                plain_text=b"\t" not in data and b"\\" not in data and b"\x00" not in data,
+                source=data if reader.line_num == number else None,
+                encoding=encoding,
+                data_start=_line_end(data, number),
+            )
+        if number >= HEADER_SEARCH_ROWS:
+            break
+        preamble.append(cells[:MAX_ROW_CELLS])
+    raise _no_header()
+
+
+def _line_end(data: bytes, lines: int) -> int:
+    """The offset just after the ``lines``-th line break (0 when there are fewer)."""
+    offset = 0
+    for _ in range(lines):
+        found = data.find(b"\n", offset)
+        if found < 0:
+            return 0
+        offset = found + 1
+    return offset
+
+
+def _no_header() -> StatementFormatError:
+    return StatementFormatError(
+        f"no header row with 'Receipt No.' and 'Completion Time' in the first "
+        f"{HEADER_SEARCH_ROWS} rows: is this an M-Pesa statement?"
+    )
+
+
+def _looks_like_header(cells: list[str]) -> bool:
+    names = {HEADER_ALIASES.get(header_key(c)) for c in cells[:MAX_ROW_CELLS] if c}
+    return "receipt" in names and "completed" in names
+
+
+def _from_grid(file_format: str, rows: Iterator[tuple[int, list[str]]]) -> ParsedStatement:
+    preamble: list[list[str]] = []
+    for number, cells in rows:
+        if _looks_like_header(cells):
+            metadata = StatementMetadata()
+            metadata.read_preamble(preamble)
+            return ParsedStatement(
+                file_format=file_format,
+                metadata=metadata,
+                layout=Layout.from_header(cells),
+                header_row=number,
+                rows=rows,
+            )
+        if number >= HEADER_SEARCH_ROWS:
+            break
+        preamble.append(cells)
+    raise _no_header()
+
+
+def _xlsx_rows(data: bytes) -> Iterator[tuple[int, list[str]]]:
+    import openpyxl
+
+    try:
+        book = openpyxl.load_workbook(io.BytesIO(data), read_only=True, data_only=True)
+    except Exception as exc:  # openpyxl raises many types for a broken file
+        raise StatementFormatError(f"the XLSX file cannot be opened: {exc}") from None
+    names = book.sheetnames
+    sheet = book["transaction"] if "transaction" in names else book[names[0]]
+
+    def rows() -> Iterator[tuple[int, list[str]]]:
+        expected = 1
+        try:
+            for row in sheet.iter_rows():
+                number = next((c.row for c in row if getattr(c, "row", None)), expected)
+                expected = number + 1
+                yield number, [cell_text(c.value) for c in row]
+        finally:
+            book.close()
+
+    return rows()
+
+
+def _xls_rows(data: bytes) -> Iterator[tuple[int, list[str]]]:
+    import xlrd
+
+    try:
+        book = xlrd.open_workbook(file_contents=data, on_demand=True)
+    except Exception as exc:  # xlrd raises many types for a broken file
+        raise StatementFormatError(f"the XLS file cannot be opened: {exc}") from None
+    names = book.sheet_names()
+    sheet = book.sheet_by_name("transaction") if "transaction" in names else book.sheet_by_index(0)
+
+    def text(cell: Any) -> str:
+        if cell.ctype == xlrd.XL_CELL_DATE:
+            try:
+                return cell_text(xlrd.xldate.xldate_as_datetime(cell.value, book.datemode))
+            except (ValueError, OverflowError, xlrd.xldate.XLDateError):
+                return cell_text(cell.value)
+        if cell.ctype == xlrd.XL_CELL_BOOLEAN:
+            return "true" if cell.value else "false"
+        if cell.ctype == xlrd.XL_CELL_ERROR:
+            return "#ERROR"
+        return cell_text(cell.value)
+
+    def rows() -> Iterator[tuple[int, list[str]]]:
+        for index in range(sheet.nrows):
+            yield index + 1, [text(c) for c in sheet.row(index)]
+
+    return rows()
+
+
+# --- Daraja Pull Transactions --------------------------------------------------------------------
+
+PULL_HEADER = [
+    "Receipt No.",
+    "Completion Time",
+    "Details",
+    "Paid In",
+    "Reason Type",
+    "Other Party Info",
+    "A/C No.",
+]
+
+
+def parse_pull_transactions(data: bytes) -> ParsedStatement:
+    """A Pull Transactions query response (``{"Response": [[{...}, ...]]}``), a list of such
+    responses (several pages), or the bare array of arrays. Each transaction is one paid-in
+    line; ``trxDate`` without a zone is EAT, with ``Z`` it is UTC."""
+    try:
+        body = json.loads(decode_text(data), parse_float=Decimal, parse_int=Decimal)
+    except ValueError as exc:
+        raise StatementFormatError(f"the file is not valid JSON: {exc}") from None
+    metadata = StatementMetadata()
+    pages = body if isinstance(body, list) and body and isinstance(body[0], dict) else [body]
+    transactions: list[Any] = []
+    for page in pages:
+        if isinstance(page, dict):
+            code = str(page.get("ResponseCode", "1000"))
+            if "ResponseRefID" in page:
+                metadata.labels.setdefault("ResponseRefID", []).append(str(page["ResponseRefID"]))
+            if code not in ("1000", "1001", "0"):
+                raise StatementFormatError(
+                    f"the Pull Transactions response reports an error: {code} "
+                    f"{page.get('ResponseMessage', '')}".strip()
+                )
+            response = page.get("Response", [])
+        else:
+            response = page
+        if isinstance(response, str):  # "[[]]" sent as a string when there is nothing
+            try:
+                response = json.loads(response, parse_float=Decimal, parse_int=Decimal)
+            except ValueError:
+                raise StatementFormatError("'Response' is not a list of transactions") from None
+        if not isinstance(response, list):
+            raise StatementFormatError("'Response' is not a list of transactions")
+        for item in response:
+            transactions.extend(item if isinstance(item, list) else [item])
+    return ParsedStatement(
+        file_format=StatementFormat.PULL_JSON,
+        metadata=metadata,
+        layout=Layout.from_header(PULL_HEADER),
+        header_row=0,
+        rows=_pull_rows(transactions),
+    )
+
+
+def _pull_rows(transactions: Iterable[Any]) -> Iterator[tuple[int, list[str]]]:
+    for number, item in enumerate(transactions, 1):
+        if not isinstance(item, dict):
+            yield number, ["", "", f"not a transaction object: {str(item)[:80]}", "", "", "", ""]
+            continue
+        kind = _json_text(item.get("transactiontype"))
+        msisdn = _json_text(item.get("msisdn"))
+        sender = _json_text(item.get("sender"))
+        party = f"{msisdn} - {sender}" if sender else msisdn
+        amount = item.get("amount")
+        yield (
+            number,
+            [
+                _json_text(item.get("transactionId")),
+                _json_text(item.get("trxDate")),
+                f"{kind} from {party}".strip() if kind else party,
+                # A float never reaches here (parse_float=Decimal); a bool is not an amount.
+                "true" if amount is True else _json_text(amount),
+                kind,
+                party,
+                _json_text(item.get("billreference")),
+            ],
+        )
+
+
+def _json_text(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, Decimal):
+        return format(value, "f")
+    if isinstance(value, (dict, list)):
+        return json.dumps(value, default=str)
+    return str(value)

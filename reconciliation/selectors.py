@@ -1,0 +1,238 @@
+"""Reconciliation reads: runs, breaks, lines and the accountant's CSV report.
+
+Lines and matches are partitioned by statement on PostgreSQL: every query on them filters on
+the statement (both tables), so that only that statement's partitions are read.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterator
+from decimal import Decimal
+from typing import Any
+
+from django.db.models import QuerySet
+
+from core.models import ApiClient
+from payments.models import Payment
+
+from .models import (
+    LINE_ID_FACTOR,
+    Break,
+    BreakEvent,
+    ReconciliationRun,
+    ResultClass,
+    StatementLine,
+    StatementReject,
+)
+from .parsers import EAT
+
+
+def run_list(*, client: ApiClient | None) -> QuerySet[ReconciliationRun]:
+    """Runs of one API client only (``None``: the runs imported without a client)."""
+    return ReconciliationRun.objects.filter(client=client).select_related("statement")
+
+
+def break_list(
+    *, run: ReconciliationRun, kind: str | None = None, status: str | None = None
+) -> QuerySet[Break]:
+    query = Break.objects.filter(run=run).select_related("line", "payment")
+    if kind:
+        query = query.filter(kind=kind)
+    if status:
+        query = query.filter(status=status)
+    return query.order_by("id")
+
+
+def break_scope(*, client: ApiClient | None) -> QuerySet[Break]:
+    return Break.objects.filter(run__client=client).select_related("line", "payment", "run")
+
+
+def break_events(*, brk: Break) -> QuerySet[BreakEvent]:
+    return BreakEvent.objects.filter(break_record=brk).order_by("created_at", "id")
+
+
+def run_lines(*, run: ReconciliationRun, result: str | None = None) -> QuerySet[StatementLine]:
+    """The statement's lines in file order, each with its match."""
+    sid = run.statement_id
+    query = StatementLine.objects.filter(statement_id=sid, match__statement_id=sid)
+    if result:
+        query = query.filter(match__result=result)
+    return query.select_related("match").order_by("id")
+
+
+def run_rejects(*, run: ReconciliationRun) -> QuerySet[StatementReject]:
+    return StatementReject.objects.filter(statement_id=run.statement_id).order_by("row_number")
+
+
+# --- The accountant's report ---------------------------------------------------------------------
+
+REPORT_COLUMNS = [
+    "section",
+    "class",
+    "count",
+    "row",
+    "receipt_number",
+    "completed_at_eat",
+    "paid_in",
+    "withdrawn",
+    "statement_amount",
+    "our_amount",
+    "difference",
+    "payment_id",
+    "payment_status",
+    "account_reference",
+    "other_party",
+    "details",
+    "break_id",
+    "break_status",
+    "resolution",
+    "resolved_by",
+    "resolution_reason",
+]
+
+
+def _money(value: Decimal | str | None) -> str:
+    if value is None or value == "":
+        return ""
+    return format(Decimal(value).quantize(Decimal("0.01")), "f")
+
+
+def run_report_csv(*, run: ReconciliationRun, chunk_rows: int = 5000) -> Iterator[str]:
+    """The run as CSV, in one table with a ``section`` column: ``summary`` (count and amounts
+    per class), ``bridge`` (statement total − our total = explained differences + residual),
+    ``line`` (every statement line, with its class and break) and ``payment`` (our payments
+    that are breaks on their own: missing from the statement, ambiguous)."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=REPORT_COLUMNS, extrasaction="ignore")
+
+    def flush() -> str:
+        text = buffer.getvalue()
+        buffer.seek(0)
+        buffer.truncate()
+        return text
+
+    writer.writeheader()
+    summary = run.summary or {}
+    explained = summary.get("bridge", {}).get("explained", {})
+    for name, totals in summary.get("classes", {}).items():
+        writer.writerow(
+            {
+                "section": "summary",
+                "class": name,
+                "count": totals.get("count", 0),
+                "statement_amount": totals.get("statement_amount", ""),
+                "our_amount": totals.get("our_amount", ""),
+                "difference": explained.get(name, ""),
+            }
+        )
+    for name, value in summary.get("bridge", {}).items():
+        if name != "explained":
+            writer.writerow({"section": "bridge", "class": name, "statement_amount": value})
+    yield flush()
+
+    breaks: dict[int, Break] = {}
+    payment_breaks: list[Break] = []
+    for brk in Break.objects.filter(run=run).select_related("payment", "resolved_payment"):
+        if brk.line_id is not None:
+            breaks[brk.line_id] = brk
+        else:
+            payment_breaks.append(brk)
+    rows = (
+        StatementLine.objects.filter(
+            statement_id=run.statement_id, match__statement_id=run.statement_id
+        )
+        .order_by("id")
+        .values_list(
+            "id",
+            "line_no",
+            "receipt_number",
+            "completed_at",
+            "paid_in",
+            "withdrawn",
+            "account_reference",
+            "other_party",
+            "details",
+            "match__result",
+            "match__amount",
+            "match__payment_id",
+        )
+        .iterator(chunk_size=chunk_rows)
+    )
+    for count, (
+        line_id,
+        line_no,
+        receipt,
+        completed_at,
+        paid_in,
+        withdrawn,
+        account,
+        other_party,
+        details,
+        result,
+        amount,
+        payment_id,
+    ) in enumerate(rows, 1):
+        row: dict[str, Any] = {
+            "section": "line",
+            "class": result,
+            "row": line_no,
+            "receipt_number": receipt,
+            "completed_at_eat": completed_at.astimezone(EAT).strftime("%d-%m-%Y %H:%M:%S"),
+            "paid_in": _money(paid_in),
+            "withdrawn": _money(withdrawn),
+            "statement_amount": _money(amount),
+            "payment_id": payment_id or "",
+            "account_reference": account,
+            "other_party": other_party,
+            "details": details,
+        }
+        if result == ResultClass.MATCHED:
+            row["our_amount"] = _money(amount)
+            row["difference"] = "0.00"
+        line_break = breaks.get(line_id)
+        if line_break is not None:
+            _break_columns(row, line_break)
+        writer.writerow(row)
+        if count % chunk_rows == 0:
+            yield flush()
+    for brk in payment_breaks:
+        payment = brk.payment
+        row = {
+            "section": "payment",
+            "class": brk.kind,
+            "payment_id": brk.payment_id or "",
+            "account_reference": payment.account_reference if payment else "",
+            "completed_at_eat": (
+                (payment.transaction_date or payment.created_at)
+                .astimezone(EAT)
+                .strftime("%d-%m-%Y %H:%M:%S")
+                if payment
+                else ""
+            ),
+        }
+        _break_columns(row, brk)
+        writer.writerow(row)
+    yield flush()
+
+
+def _break_columns(row: dict[str, Any], brk: Break) -> None:
+    payment: Payment | None = brk.payment
+    row["our_amount"] = _money(brk.our_amount)
+    row["difference"] = _money(brk.bridge_amount)
+    row["payment_status"] = payment.status if payment else ""
+    row["payment_id"] = row.get("payment_id") or (brk.payment_id or "")
+    if brk.kind == ResultClass.AMBIGUOUS and brk.candidates:
+        row["details"] = (row.get("details") or "") + (
+            " | candidates: " + ", ".join(str(c) for c in brk.candidates)
+        )
+    row["break_id"] = brk.pk
+    row["break_status"] = brk.status
+    row["resolution"] = brk.resolution
+    row["resolved_by"] = brk.resolved_by
+    row["resolution_reason"] = brk.resolution_reason
+
+
+def line_number(line_id: int) -> int:
+    return line_id % LINE_ID_FACTOR

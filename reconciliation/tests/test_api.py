@@ -1,0 +1,263 @@
+"""The reconciliation API: upload (multipart), runs, summary, breaks, lines, rejects, the CSV
+report, resolution; one client never sees another's."""
+
+import csv
+import io
+
+import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+from rest_framework.test import APIClient
+
+from core.services import api_client_create
+from payments.models import PaymentStatus
+
+from .builders import Preamble, Row, g2_csv, make_payment, pay_row
+
+pytestmark = pytest.mark.django_db
+
+
+def upload(api, data, name="statement.csv", **extra):
+    return api.post(
+        "/reconciliation/statements/",
+        {"file": SimpleUploadedFile(name, data, content_type="text/csv"), **extra},
+        format="multipart",
+    )
+
+
+def statement(*rows):
+    return g2_csv(list(rows), preamble=Preamble())
+
+
+@pytest.fixture
+def shop(api_key):
+    return api_key.client
+
+
+def test_uploading_a_statement_reconciles_it(api, shop):
+    paid = make_payment(amount=100, receipt="TK5XA1BC2D", client=shop)
+
+    response = upload(
+        api,
+        statement(
+            pay_row("TK5XA1BC2D", 100, "05-11-2025 10:00:00"),
+            pay_row("TK5XA1BC2E", 5, "05-11-2025 10:01:00"),
+        ),
+    )
+
+    assert response.status_code == 201, response.content
+    body = response.json()
+    assert body["already_imported"] is False
+    run = body["run"]
+    assert run["statement"]["file_name"] == "statement.csv"
+    assert run["statement"]["short_code"] == "4125223"
+    assert run["statement"]["line_count"] == 2
+    assert run["summary"]["classes"]["matched"]["count"] == 1
+    assert run["summary"]["classes"]["unknown_payment"]["count"] == 1
+    assert run["summary"]["bridge"]["residual"] == "0.00"
+    assert paid.pk  # matched, not changed
+
+
+def test_uploading_the_same_file_again_returns_the_first_import(api):
+    data = statement(pay_row("TK5XA1BC2D", 100, "05-11-2025 10:00:00"))
+    first = upload(api, data).json()
+
+    again = upload(api, data, name="again.csv")
+
+    assert again.status_code == 200
+    assert again.json()["already_imported"] is True
+    assert again.json()["run"]["id"] == first["run"]["id"]
+
+
+def test_a_file_that_is_not_a_statement_is_a_400_in_the_error_shape(api):
+    response = upload(api, b"hello,world\n1,2\n")
+
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert error["code"] == "unreadable_statement"
+    assert "file" in error["fields"]
+
+
+def test_the_file_field_is_required(api):
+    response = api.post("/reconciliation/statements/", {}, format="multipart")
+
+    assert response.status_code == 400
+    assert response.json()["error"]["fields"]["file"]
+
+
+def test_an_api_key_is_required():
+    response = APIClient().get("/reconciliation/runs/")
+
+    assert response.status_code in (401, 403)
+    assert "error" in response.json()
+
+
+def test_a_client_sees_only_its_own_runs_and_breaks(api):
+    run_id = upload(api, statement(pay_row("TK5XA1BC2E", 5, "05-11-2025 10:01:00"))).json()["run"][
+        "id"
+    ]
+    other = APIClient()
+    other.credentials(HTTP_AUTHORIZATION=f"Bearer {api_client_create(name='other').key}")
+
+    assert other.get("/reconciliation/runs/").json()["results"] == []
+    assert other.get(f"/reconciliation/runs/{run_id}/").status_code == 404
+    break_id = api.get(f"/reconciliation/runs/{run_id}/breaks/").json()["results"][0]["id"]
+    assert other.get(f"/reconciliation/breaks/{break_id}/").status_code == 404
+    assert api.get(f"/reconciliation/breaks/{break_id}/").status_code == 200
+
+
+def test_runs_summary_breaks_lines_and_rejects_can_be_read(api, shop):
+    make_payment(amount=100, receipt="TK5XA1BC2D", client=shop)
+    rows = [
+        pay_row("TK5XA1BC2D", 100, "05-11-2025 10:00:00"),
+        pay_row("TK5XA1BC2E", 5, "05-11-2025 10:01:00"),
+        Row(receipt="TK5XA1BC2F", completed="05-11-2025 10:02:00", paid_in="five"),
+    ]
+    run_id = upload(api, statement(*rows)).json()["run"]["id"]
+
+    runs = api.get("/reconciliation/runs/").json()
+    assert [r["id"] for r in runs["results"]] == [run_id]
+    summary = api.get(f"/reconciliation/runs/{run_id}/summary/").json()
+    assert summary["lines"] == 2 and summary["rejects"] == 1
+    breaks = api.get(f"/reconciliation/runs/{run_id}/breaks/", {"kind": "unknown_payment"}).json()
+    assert [b["line"]["receipt_number"] for b in breaks["results"]] == ["TK5XA1BC2E"]
+    assert breaks["results"][0]["bridge_amount"] == "5.00"
+    assert (
+        api.get(f"/reconciliation/runs/{run_id}/breaks/", {"kind": "duplicate"}).json()["results"]
+        == []
+    )
+    lines = api.get(f"/reconciliation/runs/{run_id}/lines/").json()["results"]
+    assert [(line["line_no"], line["result"], line["amount"]) for line in lines] == [
+        (8, "matched", "100.00"),
+        (9, "unknown_payment", "5.00"),
+    ]
+    matched = api.get(f"/reconciliation/runs/{run_id}/lines/", {"result": "matched"}).json()
+    assert len(matched["results"]) == 1
+    rejects = api.get(f"/reconciliation/runs/{run_id}/rejects/").json()["results"]
+    assert rejects[0]["row_number"] == 10 and "not an amount" in rejects[0]["reason"]
+
+
+def test_breaks_of_every_run_can_be_listed_with_filters(api):
+    run_id = upload(api, statement(pay_row("TK5XA1BC2E", 5, "05-11-2025 10:01:00"))).json()["run"][
+        "id"
+    ]
+
+    everything = api.get("/reconciliation/breaks/").json()["results"]
+    unknown = api.get(
+        "/reconciliation/breaks/", {"kind": "unknown_payment", "status": "open", "run": run_id}
+    )
+
+    assert len(everything) == 1
+    assert [b["kind"] for b in unknown.json()["results"]] == ["unknown_payment"]
+    assert api.get("/reconciliation/breaks/", {"status": "closed"}).status_code == 400
+
+
+def test_bad_filters_are_400s_naming_the_field(api):
+    run_id = upload(api, statement(pay_row("TK5XA1BC2E", 5, "05-11-2025 10:01:00"))).json()["run"][
+        "id"
+    ]
+
+    response = api.get(f"/reconciliation/runs/{run_id}/breaks/", {"kind": "nonsense"})
+
+    assert response.status_code == 400
+    assert "kind" in response.json()["error"]["fields"]
+
+
+def test_the_csv_report_has_the_summary_the_bridge_and_every_line(api, shop):
+    make_payment(amount=100, receipt="TK5XA1BC2D", client=shop)
+    make_payment(amount=300, receipt="TK5XA1BC2Z", client=shop)  # missing from the statement
+    rows = [
+        pay_row("TK5XA1BC2D", 100, "05-11-2025 10:00:00"),
+        pay_row("TK5XA1BC2E", 5, "05-11-2025 10:01:00"),
+    ]
+    run_id = upload(api, statement(*rows)).json()["run"]["id"]
+
+    response = api.get(f"/reconciliation/runs/{run_id}/report/")
+
+    assert response.status_code == 200
+    assert response["Content-Type"].startswith("text/csv")
+    table = list(csv.DictReader(io.StringIO(b"".join(response.streaming_content).decode())))
+    sections = [row["section"] for row in table]
+    assert sections.count("line") == 2 and sections.count("payment") == 1
+    bridge = {row["class"]: row["statement_amount"] for row in table if row["section"] == "bridge"}
+    assert bridge["residual"] == "0.00"
+    lines = {row["receipt_number"]: row for row in table if row["section"] == "line"}
+    assert lines["TK5XA1BC2D"]["class"] == "matched"
+    assert lines["TK5XA1BC2E"]["class"] == "unknown_payment"
+    assert lines["TK5XA1BC2E"]["break_status"] == "open"
+    assert lines["TK5XA1BC2D"]["completed_at_eat"] == "05-11-2025 10:00:00"
+    (payment_row,) = [row for row in table if row["section"] == "payment"]
+    assert payment_row["class"] == "missing_from_statement"
+    assert payment_row["our_amount"] == "300.00"
+
+
+def test_a_break_is_resolved_through_the_api_with_a_reason(api, shop):
+    failed = make_payment(amount=300, status=PaymentStatus.FAILED, client=shop)
+    run_id = upload(api, statement(pay_row("TK5XA1BC2D", 300, "05-11-2025 10:00:30"))).json()[
+        "run"
+    ]["id"]
+    (brk,) = api.get(f"/reconciliation/runs/{run_id}/breaks/").json()["results"]
+    assert brk["kind"] == "not_success" and brk["payment_status"] == "FAILED"
+
+    missing_reason = api.post(
+        f"/reconciliation/breaks/{brk['id']}/resolve/", {"action": "match"}, format="json"
+    )
+    assert missing_reason.status_code == 400
+
+    response = api.post(
+        f"/reconciliation/breaks/{brk['id']}/resolve/",
+        {"action": "match", "reason": "the statement shows it paid"},
+        format="json",
+    )
+
+    assert response.status_code == 200, response.content
+    body = response.json()
+    assert (body["status"], body["resolution"], body["resolved_by"]) == (
+        "resolved",
+        "credited",
+        "api:shop",
+    )
+    failed.refresh_from_db()
+    assert failed.status == PaymentStatus.SUCCESS
+    events = api.get(f"/reconciliation/breaks/{brk['id']}/events/").json()
+    assert [(e["action"], e["actor"]) for e in events] == [("resolved:credited", "api:shop")]
+    again = api.post(
+        f"/reconciliation/breaks/{brk['id']}/resolve/",
+        {"action": "accept", "reason": "x"},
+        format="json",
+    )
+    assert again.status_code == 409
+    assert again.json()["error"]["code"] == "already_resolved"
+
+
+def test_a_resolution_that_does_not_fit_the_break_is_a_422(api):
+    run_id = upload(api, statement(pay_row("TK5XA1BC2E", 5, "05-11-2025 10:01:00"))).json()["run"][
+        "id"
+    ]
+    (brk,) = api.get(f"/reconciliation/runs/{run_id}/breaks/").json()["results"]
+
+    response = api.post(
+        f"/reconciliation/breaks/{brk['id']}/resolve/",
+        {"action": "match", "reason": "r"},
+        format="json",
+    )
+
+    assert response.status_code == 422
+    assert response.json()["error"]["code"] == "payment_required"
+
+
+def test_an_upload_over_the_limit_is_refused(api, settings):
+    settings.RECONCILIATION_MAX_UPLOAD_BYTES = 100
+
+    response = upload(api, statement(pay_row("TK5XA1BC2E", 5, "05-11-2025 10:01:00")))
+
+    assert response.status_code == 413
+    assert response.json()["error"]["code"] == "payload_too_large"
+
+
+def test_the_schema_documents_the_reconciliation_api(api):
+    response = APIClient().get("/api/schema/")
+
+    assert response.status_code == 200
+    text = response.content.decode()
+    assert "/reconciliation/statements/" in text
+    assert "/reconciliation/breaks/{id}/resolve/" in text

@@ -1,0 +1,15 @@
+"""Reconciliation API routes, included by the project under ``reconciliation/``."""
+
+from django.urls import path
+from rest_framework.routers import SimpleRouter
+
+from .api import BreakViewSet, RunViewSet, StatementUploadView
+
+router = SimpleRouter()
+router.register("runs", RunViewSet, basename="reconciliation-run")
+router.register("breaks", BreakViewSet, basename="reconciliation-break")
+
+urlpatterns = [
+    path("statements/", StatementUploadView.as_view(), name="reconciliation-statement-upload"),
+    *router.urls,
+]
