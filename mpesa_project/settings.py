@@ -8,6 +8,7 @@ DATABASE_URL (PostgreSQL), CELERY_BROKER_URL and CACHE_URL (Redis) and real Dara
 from __future__ import annotations
 
 import ipaddress
+import os
 from pathlib import Path
 
 import dj_database_url
@@ -58,6 +59,7 @@ INSTALLED_APPS = [
     "core",
     "payments",
     "callbacks",
+    "reconciliation",
 ]
 
 MIDDLEWARE = [
@@ -322,6 +324,19 @@ CALLBACK_MAX_BODY_BYTES = env_int("CALLBACK_MAX_BODY_BYTES", 64 * 1024, minimum=
 CALLBACK_PROCESSING = env_choice("CALLBACK_PROCESSING", "batch", ("batch", "task"))
 CALLBACK_BATCH_SIZE = env_int("CALLBACK_BATCH_SIZE", 200, minimum=1)
 CALLBACK_WAKEUP_INTERVAL = env_float("CALLBACK_WAKEUP_INTERVAL", 0.1, minimum=0.0)
+
+# --- Reconciliation ------------------------------------------------------------------------
+# Tolerance pass: a statement line and a payment without a shared receipt may match when their
+# completion times are at most this many seconds apart (and amount, payer, account agree).
+RECONCILIATION_MATCH_WINDOW_SECONDS = env_int("RECONCILIATION_MATCH_WINDOW_SECONDS", 600, minimum=0)
+# Largest statement accepted by the upload API (bytes); the command has no limit.
+RECONCILIATION_MAX_UPLOAD_BYTES = env_int(
+    "RECONCILIATION_MAX_UPLOAD_BYTES", 50 * 1024 * 1024, minimum=1024
+)
+# Processes reading a large CSV in parallel (1: in the calling process); default min(2, cores).
+RECONCILIATION_PARSE_WORKERS = env_int(
+    "RECONCILIATION_PARSE_WORKERS", min(2, os.cpu_count() or 1), minimum=1
+)
 
 # --- Security ------------------------------------------------------------------------------
 # Safaricom's published callback source addresses (DARAJA.md §7: the 12 commonly published

@@ -27,6 +27,7 @@ admin.site.site_title = "M-Pesa Payments"
 
 urlpatterns = [
     path("payments/", include("payments.urls")),
+    path("reconciliation/", include("reconciliation.urls")),
     path("admin/", admin.site.urls),
     path(
         "api/schema/",
