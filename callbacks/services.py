@@ -24,6 +24,7 @@ from django.db.models import F, Q, Value
 from django.db.models.functions import Concat
 from django.utils import timezone
 
+from core.db import update_rows
 from core.logging import ctx
 from core.models import hash_secret
 from daraja.client import get_client
@@ -32,9 +33,11 @@ from daraja.parsing import PayloadError, StkCallback, parse_stk_callback
 from payments.models import EventKind, EventSource, Payment, PaymentStatus
 from payments.services import (
     InvalidTransition,
+    TransitionRequest,
     payment_attach_receipt,
     payment_record_event,
     payment_transition,
+    payment_transition_many,
 )
 
 from .models import FINAL_STATES, CallbackKind, CallbackState, InboundCallback
@@ -193,8 +196,12 @@ class DrainResult:
 
 def callbacks_drain_batch(*, batch_size: int | None = None) -> DrainResult:
     """Claim up to ``batch_size`` stored callbacks with SELECT ... FOR UPDATE SKIP LOCKED and
-    process them in one transaction (a savepoint each). Several workers can drain at once:
-    each claims rows the others have not locked, so no callback is worked on twice."""
+    process them in one transaction. Several workers can drain at once: each claims rows the
+    others have not locked, so no callback is worked on twice.
+
+    The common case (a first result for a PENDING payment, nothing to check further) is
+    written for the whole batch at once by :class:`_Batch`; every other callback goes through
+    the same decisions as :func:`callback_process`, in its own savepoint, in arrival order."""
     size = batch_size or settings.CALLBACK_BATCH_SIZE
     now = timezone.now()
     retry_in: float | None = None
@@ -203,7 +210,8 @@ def callbacks_drain_batch(*, batch_size: int | None = None) -> DrainResult:
             InboundCallback.objects.select_for_update(skip_locked=True)
             .filter(state=CallbackState.RECEIVED)
             .filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))
-            .order_by("id")[:size]
+            .order_by("id")
+            .only("id", "body", "token_hash", "attempts", "verified_at")[:size]
         )
         if not callbacks:
             return DrainResult(0, None)
@@ -215,19 +223,156 @@ def callbacks_drain_batch(*, batch_size: int | None = None) -> DrainResult:
             .filter(callback_token_hash__in=hashes)
             .order_by("pk")
         }
+        batch = _Batch(callbacks, payments)
         for callback in callbacks:
-            try:
-                with transaction.atomic():
-                    _, retry = _process_locked(callback, locked_payments=payments)
-            except TRANSIENT_ERRORS:
-                raise
-            except Exception as exc:
-                # A bug or an unexpected shape: park this one, keep draining the others.
-                _park_in_batch(callback, exc)
+            if batch.add(callback):
                 continue
+            batch.flush()  # what came before this callback is written before it is decided
+            retry = _process_in_batch(callback, payments)
             if retry is not None:
                 retry_in = retry.countdown if retry_in is None else min(retry_in, retry.countdown)
+        batch.flush()
     return DrainResult(len(callbacks), retry_in)
+
+
+def _process_in_batch(callback: InboundCallback, payments: PaymentLookup) -> RetryLater | None:
+    """One callback of a batch, decided on its own, in a savepoint."""
+    try:
+        with transaction.atomic():
+            _, retry = _process_locked(callback, locked_payments=payments)
+    except TRANSIENT_ERRORS:
+        raise
+    except Exception as exc:
+        # A bug or an unexpected shape: park this one, keep draining the others.
+        _park_in_batch(callback, exc)
+        return None
+    return retry
+
+
+class _Batch:
+    """The callbacks of a batch that need no decision beyond "first result for a PENDING
+    payment": a failure, or a success with the payment's amount, a receipt no payment holds,
+    and no verification pending. They are collected, then written together by
+    :meth:`flush`: one UPDATE for the payments, one INSERT for their events, one UPDATE for
+    the callbacks. Anything else (and anything a flush could not write) is left to the
+    one-by-one path, which records reviews, flags and duplicates."""
+
+    def __init__(self, callbacks: list[InboundCallback], payments: PaymentLookup) -> None:
+        self.payments = payments
+        self.parsed: dict[int, StkCallback] = {}
+        for callback in callbacks:
+            try:
+                self.parsed[callback.pk] = parse_stk_callback(bytes(callback.body))
+            except PayloadError:
+                pass  # decided (INVALID) by the one-by-one path
+        receipts = {p.receipt_number for p in self.parsed.values() if p.receipt_number}
+        self.receipts_taken = set(
+            Payment.objects.filter(mpesa_receipt_number__in=receipts).values_list(
+                "mpesa_receipt_number", flat=True
+            )
+        )
+        self.pending: list[tuple[InboundCallback, TransitionRequest]] = []
+        self.touched: set[Any] = set()
+
+    def add(self, callback: InboundCallback) -> bool:
+        parsed = self.parsed.get(callback.pk)
+        payment = self.payments.get(callback.token_hash) if callback.token_hash else None
+        if parsed is None or payment is None:
+            return False
+        if payment.pk in self.touched:
+            self.flush()  # a second callback for this payment: decide it on what is written
+            return False
+        if (
+            payment.status not in (PaymentStatus.INITIATED, PaymentStatus.PENDING)
+            or payment.checkout_request_id is None
+            or payment.checkout_request_id != parsed.checkout_request_id
+        ):
+            return False
+        evidence = _evidence(callback, parsed)
+        if parsed.is_success:
+            if (
+                parsed.amount != payment.amount
+                or parsed.receipt_number in self.receipts_taken
+                or (needs_verification(payment) and callback.verified_at is None)
+            ):
+                return False
+            self.receipts_taken.add(parsed.receipt_number)
+            to_status, fields, reason = (
+                PaymentStatus.SUCCESS,
+                _success_fields(parsed),
+                parsed.result_desc,
+            )
+        else:
+            to_status, fields, reason = (
+                PaymentStatus.FAILED,
+                _failure_fields(parsed),
+                _failure_reason(parsed),
+            )
+        request = TransitionRequest(
+            payment=payment,
+            to_status=to_status,
+            source=EventSource.CALLBACK,
+            reason=reason,
+            evidence=evidence,
+            callback=callback,
+            fields=fields,
+        )
+        self.pending.append((callback, request))
+        self.touched.add(payment.pk)
+        return True
+
+    def flush(self) -> None:
+        pending, self.pending = self.pending, []
+        self.touched.clear()
+        if not pending:
+            return
+        now = timezone.now()
+        try:
+            with transaction.atomic():
+                update_rows(
+                    InboundCallback,
+                    set_fields=_PROCESSED_FIELDS,
+                    rows=[
+                        [
+                            callback.pk,
+                            CallbackState.PROCESSED,
+                            callback.attempts + 1,
+                            "",
+                            now,
+                            None,
+                            self.parsed[callback.pk].checkout_request_id,
+                            request.payment.pk,
+                        ]
+                        for callback, request in pending
+                    ],
+                )
+                payment_transition_many([request for _, request in pending])
+        except (IntegrityError, InvalidTransition) as exc:
+            # Another drainer credited one of these receipts meanwhile (or a row changed):
+            # decide each on its own, where such conflicts are recorded for review.
+            logger.info(
+                "batch write conflicted; deciding one by one",
+                extra=ctx(count=len(pending), error=type(exc).__name__),
+            )
+            for callback, _ in pending:
+                _process_in_batch(callback, self.payments)
+            return
+        for callback, request in pending:
+            callback.state = CallbackState.PROCESSED
+            callback.attempts += 1
+            callback.processed_at = now
+            callback.payment = request.payment
+
+
+_PROCESSED_FIELDS = (
+    "state",
+    "attempts",
+    "last_error",
+    "processed_at",
+    "next_attempt_at",
+    "checkout_request_id",
+    "payment",
+)
 
 
 def _park_in_batch(callback: InboundCallback, exc: BaseException) -> None:
@@ -374,9 +519,7 @@ def _flag_checkout_target(parsed: StkCallback, callback: InboundCallback, reason
 def _apply(
     payment: Payment, parsed: StkCallback, callback: InboundCallback, *, adopt_checkout: bool
 ) -> ProcessOutcome:
-    evidence: dict[str, Any] = {"callback_id": callback.pk, **parsed.evidence()}
-    if parsed.warnings:
-        evidence["warnings"] = list(parsed.warnings)
+    evidence = _evidence(callback, parsed)
     ids: dict[str, Any] = {}
     if adopt_checkout:
         ids = {
@@ -437,13 +580,8 @@ def _apply(
                     PaymentStatus.FAILED,
                     callback,
                     evidence,
-                    reason=parsed.result_desc or f"result code {parsed.result_code}",
-                    fields={
-                        **ids,
-                        "result_code": parsed.result_code,
-                        "result_desc": parsed.result_desc,
-                        "failure_final": True,
-                    },
+                    reason=_failure_reason(parsed),
+                    fields={**ids, **_failure_fields(parsed)},
                 )
         except IntegrityError:
             # Only possible when adopting: the CheckoutRequestID is another payment's.
@@ -478,8 +616,6 @@ def _credit(
         return ProcessOutcome(
             CallbackState.VERIFYING, "confirming the success with STK Query before crediting"
         )
-    if callback.verified_at is not None:
-        evidence["verified_by_query_at"] = callback.verified_at.isoformat()
     try:
         with transaction.atomic():
             _transition(
@@ -488,20 +624,45 @@ def _credit(
                 callback,
                 evidence,
                 reason=reason,
-                fields={
-                    **ids,
-                    "result_code": parsed.result_code,
-                    "result_desc": parsed.result_desc,
-                    "mpesa_receipt_number": parsed.receipt_number,
-                    "transaction_date": parsed.transaction_date,
-                    "paid_amount": parsed.amount,
-                    "payer_phone": parsed.phone_number or "",
-                },
+                fields={**ids, **_success_fields(parsed)},
             )
     except IntegrityError:
         # The unique receipt (or adopted CheckoutRequestID) belongs to another payment.
         return _review(payment, callback, evidence, _receipt_taken(parsed))
     return ProcessOutcome(CallbackState.PROCESSED)
+
+
+def _evidence(callback: InboundCallback, parsed: StkCallback) -> dict[str, Any]:
+    """What an event records of the callback behind it."""
+    evidence: dict[str, Any] = {"callback_id": callback.pk, **parsed.evidence()}
+    if parsed.warnings:
+        evidence["warnings"] = list(parsed.warnings)
+    if callback.verified_at is not None:
+        evidence["verified_by_query_at"] = callback.verified_at.isoformat()
+    return evidence
+
+
+def _success_fields(parsed: StkCallback) -> dict[str, Any]:
+    return {
+        "result_code": parsed.result_code,
+        "result_desc": parsed.result_desc,
+        "mpesa_receipt_number": parsed.receipt_number,
+        "transaction_date": parsed.transaction_date,
+        "paid_amount": parsed.amount,
+        "payer_phone": parsed.phone_number or "",
+    }
+
+
+def _failure_fields(parsed: StkCallback) -> dict[str, Any]:
+    return {
+        "result_code": parsed.result_code,
+        "result_desc": parsed.result_desc,
+        "failure_final": True,
+    }
+
+
+def _failure_reason(parsed: StkCallback) -> str:
+    return parsed.result_desc or f"result code {parsed.result_code}"
 
 
 def _receipt_taken(parsed: StkCallback) -> str:

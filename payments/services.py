@@ -10,8 +10,9 @@ from __future__ import annotations
 import logging
 import random
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -20,7 +21,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from core.db import in_transaction
+from core.db import in_transaction, update_rows
 from core.logging import ctx
 from core.models import ApiClient, hash_secret
 from daraja.client import PAYBILL, TILL, get_client
@@ -64,8 +65,8 @@ _TRANSITION_FIELDS = frozenset(
 
 
 class InvalidTransition(Exception):
-    def __init__(self, from_status: str, to_status: str) -> None:
-        super().__init__(f"a payment cannot go from {from_status} to {to_status}")
+    def __init__(self, from_status: str, to_status: str, message: str = "") -> None:
+        super().__init__(message or f"a payment cannot go from {from_status} to {to_status}")
         self.from_status = from_status
         self.to_status = to_status
 
@@ -96,10 +97,7 @@ def payment_transition(
     is a no-op (``changed=False``) so that retries and duplicates change nothing. The update
     is conditional on the status read, so a concurrent change can never be overwritten.
     """
-    fields = dict(fields or {})
-    unknown = set(fields) - _TRANSITION_FIELDS
-    if unknown:
-        raise ValueError(f"payment_transition cannot set {sorted(unknown)}")
+    fields = _checked_fields(fields)
     # A caller holding the lock is inside its own transaction (and savepoint if it wants one).
     with transaction.atomic(savepoint=not locked):
         if locked:
@@ -109,12 +107,7 @@ def payment_transition(
         from_status = current.status
         if from_status == to_status:
             return TransitionResult(payment=current, changed=False, event=None)
-        if to_status not in ALLOWED_TRANSITIONS[from_status]:
-            raise InvalidTransition(from_status, to_status)
-        now = timezone.now()
-        updates: dict[str, Any] = {"status": to_status, "updated_at": now, **fields}
-        if to_status in (S.SUCCESS, S.FAILED):
-            updates["completed_at"] = now
+        updates = _transition_updates(from_status, to_status, fields, timezone.now())
         # Conditional update: acts only if nobody changed the status since we read it.
         changed = Payment.objects.filter(pk=current.pk, status=from_status).update(**updates)
         if changed != 1:
@@ -132,13 +125,103 @@ def payment_transition(
             evidence=evidence or {},
             callback=callback,
         )
-    logger.info(
-        "payment status changed",
-        extra=ctx(
-            payment_id=current.pk, from_status=from_status, to_status=to_status, source=source
-        ),
-    )
+    _log_transition(current, from_status, to_status, source, callback)
     return TransitionResult(payment=current, changed=True, event=event)
+
+
+@dataclass(frozen=True)
+class TransitionRequest:
+    """One change for :func:`payment_transition_many`: ``payment`` is locked and current."""
+
+    payment: Payment
+    to_status: str
+    source: str
+    reason: str = ""
+    evidence: dict[str, Any] | None = None
+    callback: Any = None
+    fields: dict[str, Any] | None = None
+
+
+def payment_transition_many(requests: Sequence[TransitionRequest]) -> None:
+    """:func:`payment_transition` for many payments whose rows the caller holds locked, in
+    its transaction: the same checks and the same rows, but one conditional UPDATE per set of
+    fields and one INSERT for all the events. All or nothing: raises InvalidTransition (or the
+    database's IntegrityError, for a receipt or CheckoutRequestID another payment holds) with
+    nothing changed, in memory or, once the caller rolls back, in the database."""
+    if not requests:
+        return
+    if len({request.payment.pk for request in requests}) != len(requests):
+        raise ValueError("payment_transition_many takes each payment at most once")
+    now = timezone.now()
+    planned: list[tuple[TransitionRequest, str, dict[str, Any]]] = []
+    groups: dict[tuple[str, ...], list[list[Any]]] = {}
+    for request in requests:
+        from_status = request.payment.status
+        if from_status == request.to_status:
+            raise InvalidTransition(from_status, request.to_status)
+        updates = _transition_updates(
+            from_status, request.to_status, _checked_fields(request.fields), now
+        )
+        planned.append((request, from_status, updates))
+        names = tuple(sorted(updates))
+        groups.setdefault(names, []).append(
+            [request.payment.pk, from_status, *(updates[name] for name in names)]
+        )
+    with transaction.atomic():
+        for names, rows in groups.items():
+            changed = update_rows(Payment, set_fields=names, rows=rows, match_fields=["status"])
+            if changed != len(rows):
+                raise InvalidTransition(
+                    "", "", f"{len(rows) - changed} of {len(rows)} payments changed meanwhile"
+                )
+        PaymentEvent.objects.bulk_create(
+            PaymentEvent(
+                payment=request.payment,
+                kind=EventKind.TRANSITION,
+                from_status=from_status,
+                to_status=request.to_status,
+                source=request.source,
+                reason=request.reason[:500],
+                evidence=request.evidence or {},
+                callback=request.callback,
+            )
+            for request, from_status, _ in planned
+        )
+    for request, from_status, updates in planned:
+        for name, value in updates.items():
+            setattr(request.payment, name, value)
+        _log_transition(
+            request.payment, from_status, request.to_status, request.source, request.callback
+        )
+
+
+def _checked_fields(fields: dict[str, Any] | None) -> dict[str, Any]:
+    fields = dict(fields or {})
+    unknown = set(fields) - _TRANSITION_FIELDS
+    if unknown:
+        raise ValueError(f"payment_transition cannot set {sorted(unknown)}")
+    return fields
+
+
+def _transition_updates(
+    from_status: str, to_status: str, fields: dict[str, Any], now: datetime
+) -> dict[str, Any]:
+    """The columns a transition writes, after checking the transition table."""
+    if to_status not in ALLOWED_TRANSITIONS[from_status]:
+        raise InvalidTransition(from_status, to_status)
+    updates: dict[str, Any] = {"status": to_status, "updated_at": now, **fields}
+    if to_status in (S.SUCCESS, S.FAILED):
+        updates["completed_at"] = now
+    return updates
+
+
+def _log_transition(
+    payment: Payment, from_status: str, to_status: str, source: str, callback: Any
+) -> None:
+    extra = {"payment_id": payment.pk, "from_status": from_status, "to_status": to_status}
+    if callback is not None:
+        extra["callback_id"] = callback.pk
+    logger.info("payment status changed", extra=ctx(source=source, **extra))
 
 
 def payment_record_event(

@@ -1,13 +1,16 @@
 from decimal import Decimal
 
 import pytest
+from django.db import IntegrityError, transaction
 
-from payments.models import EventSource, Payment, PaymentStatus
+from payments.models import EventKind, EventSource, Payment, PaymentEvent, PaymentStatus
 from payments.services import (
     ALLOWED_TRANSITIONS,
     InvalidTransition,
+    TransitionRequest,
     payment_create,
     payment_transition,
+    payment_transition_many,
 )
 
 pytestmark = pytest.mark.django_db
@@ -118,3 +121,142 @@ def test_amount_must_be_positive_at_the_database_level():
     payment = new_payment()
     with pytest.raises(IntegrityError):
         Payment.objects.filter(pk=payment.pk).update(amount=Decimal("0"))
+
+
+# --- payment_transition_many: the same transitions for many locked payments at once -----------
+
+
+def _locked(*payments):
+    """The rows as a caller holding their locks sees them (read inside its transaction)."""
+    return list(Payment.objects.select_for_update().filter(pk__in=[p.pk for p in payments]))
+
+
+def test_many_transitions_write_what_one_by_one_would():
+    one, many = new_payment(S.PENDING), [new_payment(S.PENDING) for _ in range(3)]
+    fields = {"result_code": "0", "result_desc": "ok", "paid_amount": Decimal("10.00")}
+    payment_transition(
+        payment=one,
+        to_status=S.SUCCESS,
+        source=EventSource.CALLBACK,
+        reason="paid",
+        evidence={"n": 1},
+        fields={**fields, "mpesa_receipt_number": "UKR1ONE000"},
+    )
+    with transaction.atomic():
+        locked = _locked(*many)
+        payment_transition_many(
+            [
+                TransitionRequest(
+                    payment=payment,
+                    to_status=S.SUCCESS if n < 2 else S.FAILED,
+                    source=EventSource.CALLBACK,
+                    reason="paid" if n < 2 else "cancelled",
+                    evidence={"n": n},
+                    fields={**fields, "mpesa_receipt_number": f"UKR1MANY0{n}"}
+                    if n < 2
+                    else {"result_code": "1032", "failure_final": True},
+                )
+                for n, payment in enumerate(locked)
+            ]
+        )
+    # The objects in memory are what the database now holds.
+    for payment in locked:
+        stored = Payment.objects.get(pk=payment.pk)
+        assert (payment.status, payment.completed_at, payment.mpesa_receipt_number) == (
+            stored.status,
+            stored.completed_at,
+            stored.mpesa_receipt_number,
+        )
+    statuses = sorted(Payment.objects.filter(pk__in=[p.pk for p in many]).values_list("status"))
+    assert statuses == [(S.FAILED,), (S.SUCCESS,), (S.SUCCESS,)]
+    reference = PaymentEvent.objects.filter(payment=one).order_by("id").last()
+    for n, payment in enumerate(locked):
+        event = PaymentEvent.objects.filter(payment=payment).order_by("id").last()
+        assert (event.kind, event.from_status, event.source, event.evidence) == (
+            EventKind.TRANSITION,
+            S.PENDING,
+            EventSource.CALLBACK,
+            {"n": n},
+        )
+        if n < 2:
+            assert (event.to_status, event.reason) == (reference.to_status, reference.reason)
+            stored = Payment.objects.get(pk=payment.pk)
+            assert stored.paid_amount == Decimal("10.00") and stored.completed_at is not None
+        else:
+            assert Payment.objects.get(pk=payment.pk).failure_final is True
+
+
+def _snapshot():
+    return (
+        sorted(Payment.objects.values_list("pk", "status", "mpesa_receipt_number")),
+        PaymentEvent.objects.count(),
+    )
+
+
+def test_a_payment_changed_since_it_was_read_fails_them_all():
+    first, second = new_payment(S.PENDING), new_payment(S.PENDING)
+    with transaction.atomic():
+        locked = _locked(first, second)
+        Payment.objects.filter(pk=second.pk).update(status=S.FAILED)  # behind the caller's back
+        before = _snapshot()
+        with (
+            pytest.raises(InvalidTransition, match="1 of 2 payments changed"),
+            transaction.atomic(),
+        ):
+            payment_transition_many(
+                [TransitionRequest(p, S.SUCCESS, EventSource.CALLBACK) for p in locked]
+            )
+        assert _snapshot() == before
+        assert {p.status for p in locked} == {S.PENDING}  # memory untouched too
+
+
+def test_a_forbidden_transition_fails_them_all_before_writing():
+    pending, success = new_payment(S.PENDING), new_payment(S.PENDING)
+    Payment.objects.filter(pk=success.pk).update(status=S.SUCCESS)
+    before = _snapshot()
+    with transaction.atomic():
+        locked = _locked(pending, success)
+        with pytest.raises(InvalidTransition, match="SUCCESS to FAILED"):
+            payment_transition_many(
+                [TransitionRequest(p, S.FAILED, EventSource.CALLBACK) for p in locked]
+            )
+    assert _snapshot() == before
+
+
+def test_a_receipt_held_by_another_payment_fails_them_all():
+    holder, first, second = (new_payment(S.PENDING) for _ in range(3))
+    Payment.objects.filter(pk=holder.pk).update(status=S.SUCCESS, mpesa_receipt_number="UKR1TAKEN0")
+    before = _snapshot()
+    with transaction.atomic():
+        locked = sorted(_locked(first, second), key=lambda p: p.pk == second.pk)
+        receipts = ["UKR1FREE00", "UKR1TAKEN0"]
+        with pytest.raises(IntegrityError), transaction.atomic():
+            payment_transition_many(
+                [
+                    TransitionRequest(
+                        p, S.SUCCESS, EventSource.CALLBACK, fields={"mpesa_receipt_number": r}
+                    )
+                    for p, r in zip(locked, receipts, strict=True)
+                ]
+            )
+    assert _snapshot() == before
+
+
+def test_each_payment_at_most_once():
+    payment = new_payment(S.PENDING)
+    with transaction.atomic():
+        (locked,) = _locked(payment)
+        with pytest.raises(ValueError, match="at most once"):
+            payment_transition_many(
+                [TransitionRequest(locked, S.SUCCESS, EventSource.CALLBACK)] * 2
+            )
+
+
+def test_many_transitions_refuse_fields_a_transition_cannot_set():
+    payment = new_payment(S.PENDING)
+    with transaction.atomic():
+        (locked,) = _locked(payment)
+        with pytest.raises(ValueError, match="amount"):
+            payment_transition_many(
+                [TransitionRequest(locked, S.SUCCESS, EventSource.CALLBACK, fields={"amount": 1})]
+            )
