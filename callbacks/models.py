@@ -53,7 +53,7 @@ class InboundCallback(models.Model):
     verified_at = models.DateTimeField(
         null=True, blank=True, help_text="When an STK Query confirmed this success callback."
     )
-    token_hash = models.CharField(max_length=64, blank=True, default="", db_index=True)
+    token_hash = models.CharField(max_length=64, blank=True, default="")
     payment = models.ForeignKey(
         "payments.Payment",
         on_delete=models.PROTECT,
@@ -62,8 +62,8 @@ class InboundCallback(models.Model):
         related_name="callbacks",
         help_text="The payment the path token belongs to (not proof that the body does).",
     )
-    dedupe_key = models.CharField(max_length=64, db_index=True, help_text="SHA-256 of the body.")
-    checkout_request_id = models.CharField(max_length=128, blank=True, default="", db_index=True)
+    dedupe_key = models.CharField(max_length=64, help_text="SHA-256 of the body.")
+    checkout_request_id = models.CharField(max_length=128, blank=True, default="")
     state = models.CharField(
         max_length=10, choices=CallbackState.choices, default=CallbackState.RECEIVED
     )
@@ -74,7 +74,18 @@ class InboundCallback(models.Model):
 
     class Meta:
         ordering = ["-received_at"]
-        indexes = [models.Index(fields=["state", "received_at"], name="callback_state_received")]
+        # Indexes in Meta rather than db_index: PostgreSQL then gets no second, LIKE-only copy
+        # of each. Every index costs each stored callback an insert, and each processed one
+        # another (its state changes), so only looked-up columns have one.
+        indexes = [
+            models.Index(fields=["state", "received_at"], name="callback_state_received"),
+            # What batch draining claims: small, whatever the size of the inbox.
+            models.Index(
+                fields=["id"], condition=models.Q(state="received"), name="callback_waiting"
+            ),
+            models.Index(fields=["dedupe_key"], name="callback_dedupe_key"),
+            models.Index(fields=["checkout_request_id"], name="callback_checkout_request_id"),
+        ]
 
     def __str__(self) -> str:
         return f"callback {self.pk} ({self.state})"

@@ -45,7 +45,7 @@ class Payment(models.Model):
     )
     amount = models.DecimalField(max_digits=12, decimal_places=2)
     currency = models.CharField(max_length=3, default="KES", editable=False)
-    phone_number = models.CharField(max_length=12, db_index=True)
+    phone_number = models.CharField(max_length=12)
     account_reference = models.CharField(max_length=12)
     description = models.CharField(max_length=13)
     transaction_type = models.CharField(max_length=32)
@@ -53,8 +53,9 @@ class Payment(models.Model):
         max_length=10, choices=PaymentStatus.choices, default=PaymentStatus.INITIATED
     )
     merchant_request_id = models.CharField(max_length=128, blank=True, default="")
-    checkout_request_id = models.CharField(max_length=128, null=True, blank=True, unique=True)
-    mpesa_receipt_number = models.CharField(max_length=32, null=True, blank=True, unique=True)
+    # NULL, not "", until known: the unique constraints below admit any number of NULLs.
+    checkout_request_id = models.CharField(max_length=128, null=True, blank=True)  # noqa: DJ001
+    mpesa_receipt_number = models.CharField(max_length=32, null=True, blank=True)  # noqa: DJ001
     result_code = models.CharField(max_length=32, blank=True, default="")
     result_desc = models.CharField(max_length=500, blank=True, default="")
     transaction_date = models.DateTimeField(null=True, blank=True)
@@ -72,15 +73,28 @@ class Payment(models.Model):
     next_query_at = models.DateTimeField(null=True, blank=True)
     query_claimed_until = models.DateTimeField(null=True, blank=True)
     last_query_result = models.CharField(max_length=500, blank=True, default="")
-    callback_token_hash = models.CharField(max_length=64, unique=True, editable=False)
+    callback_token_hash = models.CharField(max_length=64, editable=False)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     updated_at = models.DateTimeField(auto_now=True)
     completed_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at"]
-        indexes = [models.Index(fields=["status", "created_at"], name="payment_status_created")]
+        # Unique constraints and indexes in Meta rather than unique=/db_index=: PostgreSQL then
+        # gets no second, LIKE-only copy of each (these columns are only ever looked up
+        # whole), and every index costs each status change an index insert.
+        indexes = [
+            models.Index(fields=["status", "created_at"], name="payment_status_created"),
+            models.Index(fields=["phone_number"], name="payment_phone_number"),
+        ]
         constraints = [
+            models.UniqueConstraint(
+                fields=["checkout_request_id"], name="payment_unique_checkout_request_id"
+            ),
+            models.UniqueConstraint(fields=["mpesa_receipt_number"], name="payment_unique_receipt"),
+            models.UniqueConstraint(
+                fields=["callback_token_hash"], name="payment_unique_callback_token"
+            ),
             models.CheckConstraint(condition=Q(amount__gt=0), name="payment_amount_positive"),
             models.CheckConstraint(
                 condition=Q(status__in=PaymentStatus.values), name="payment_status_valid"
