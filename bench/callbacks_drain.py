@@ -66,7 +66,10 @@ from .common import (
     write_json,
 )
 
+# Stored to final, per second, on the 2-core machine: 500/s for the payment core, 2,000/s for
+# batch draining (the reliability work's goal). One task per callback is measured against both.
 GOAL_DRAINED_PER_S = 500
+GOAL_BATCH_DRAINED_PER_S = 2000
 
 
 def parse_args() -> argparse.Namespace:
@@ -470,10 +473,13 @@ def report(
         )
     print()
     for mode, med in summary.items():
-        ok = med["drained_per_s"] >= GOAL_DRAINED_PER_S
+        verdicts = ", ".join(
+            f">= {goal}/s {'met' if med['drained_per_s'] >= goal else 'NOT met'}"
+            for goal in (GOAL_DRAINED_PER_S, GOAL_BATCH_DRAINED_PER_S)
+        )
         print(
-            f"{mode}: {med['drained_per_s']:.0f} drained/s from worker start (median); goal >= "
-            f"{GOAL_DRAINED_PER_S}/s {'met' if ok else 'NOT met'}"
+            f"{mode}: {med['drained_per_s']:.0f} drained/s from worker start (median); "
+            f"goals {verdicts}"
         )
         if med["runs_clean"] < runs_wanted:
             print(
