@@ -9,9 +9,14 @@ import os
 from gunicorn.glogging import Logger
 
 bind = os.environ.get("GUNICORN_BIND", "0.0.0.0:8000")
-# Sync workers, two per core: measured faster here than threaded workers (docs/benchmarks.md).
-workers = int(os.environ.get("GUNICORN_WORKERS", "4"))
-threads = int(os.environ.get("GUNICORN_THREADS", "1"))
+# One process per core with two threads each: on the 2-core benchmark machine this took the
+# most callbacks per second (docs/benchmarks.md); more processes or threads per core cost more
+# CPU per request (context switches, the GIL) than they add. The threads also keep intake
+# answering while a request waits on Daraja: raise GUNICORN_THREADS if many STK pushes wait
+# at once.
+worker_class = os.environ.get("GUNICORN_WORKER_CLASS", "gthread")
+workers = int(os.environ.get("GUNICORN_WORKERS") or os.cpu_count() or 2)
+threads = int(os.environ.get("GUNICORN_THREADS", "2"))
 timeout = int(os.environ.get("GUNICORN_TIMEOUT", "60"))
 accesslog = os.environ.get("GUNICORN_ACCESSLOG", "-") or None
 
