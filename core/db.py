@@ -43,42 +43,40 @@ def update_rows(
     quote = connection.ops.quote_name
     table = quote(meta.db_table)
     columns = [quote(field.column) for field in fields]
-    matches, sets = columns[1 : 1 + len(match_fields)], columns[1 + len(match_fields) :]
-    params: list[Any] = []
-    for row in rows:
-        params.extend(
+    keys = 1 + len(match_fields)  # the pk and the match fields: the WHERE side of a row
+    prepared = [
+        [
             field.get_db_prep_save(value, connection)
             for field, value in zip(fields, row, strict=True)
-        )
+        ]
+        for row in rows
+    ]
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":
-            casts = [f"%s::{_cast_type(field)}" for field in fields]
-            values = ", ".join([f"({', '.join(casts)})"] * len(rows))
+            casts = ", ".join(f"%s::{_cast_type(field)}" for field in fields)
+            values = ", ".join([f"({casts})"] * len(rows))
             names = [f"v{index}" for index in range(width)]
             assignments = ", ".join(
                 f"{column} = v.{name}"
-                for column, name in zip(sets, names[1 + len(matches) :], strict=True)
+                for column, name in zip(columns[keys:], names[keys:], strict=True)
             )
             conditions = " AND ".join(
                 f"t.{column} = v.{name}"
-                for column, name in zip([columns[0], *matches], names, strict=False)
+                for column, name in zip(columns[:keys], names[:keys], strict=True)
             )
             # Identifiers come from the model's meta (quoted); every value is a parameter.
             cursor.execute(
                 f"UPDATE {table} AS t SET {assignments} "  # noqa: S608
                 f"FROM (VALUES {values}) AS v({', '.join(names)}) WHERE {conditions}",
-                params,
+                [value for row in prepared for value in row],
             )
             return cursor.rowcount
-        assignments = ", ".join(f"{column} = %s" for column in sets)
-        conditions = " AND ".join(f"{column} = %s" for column in [columns[0], *matches])
-        sql = f"UPDATE {table} SET {assignments} WHERE {conditions}"  # noqa: S608
-        key_width = 1 + len(matches)
-        per_row = [
-            [*params[start + key_width : start + width], *params[start : start + key_width]]
-            for start in range(0, len(params), width)
-        ]
-        cursor.executemany(sql, per_row)
+        assignments = ", ".join(f"{column} = %s" for column in columns[keys:])
+        conditions = " AND ".join(f"{column} = %s" for column in columns[:keys])
+        cursor.executemany(
+            f"UPDATE {table} SET {assignments} WHERE {conditions}",  # noqa: S608
+            [[*row[keys:], *row[:keys]] for row in prepared],
+        )
         return cursor.rowcount
 
 
