@@ -908,7 +908,7 @@ class _Runner:
         in each other's rows), the first claims it and the others become duplicates."""
         create = (
             f"CREATE UNIQUE INDEX {self.matches}_payment ON {self.matches} "
-            "(statement_id, payment_id) WHERE payment_id IS NOT NULL"
+            "(payment_id, statement_id) WHERE payment_id IS NOT NULL"
         )
         try:
             with transaction.atomic():
