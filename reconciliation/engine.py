@@ -86,6 +86,8 @@ class EngineReport:
     period: Period | None = None
     first_line_at: dt.datetime | None = None
     last_line_at: dt.datetime | None = None
+    # How the PostgreSQL engine read a CSV's rows: "arrow", "parallel" or "rows".
+    load_method: str = ""
 
 
 def money(value: Decimal | None) -> str:

@@ -163,6 +163,7 @@ def statement_import(
             run_id=run.pk,
             lines=report.line_count,
             rejects=report.reject_count,
+            read_with=report.load_method,
             breaks=run.summary["breaks"],
             duration_ms=run.duration_ms,
         ),

@@ -208,7 +208,10 @@ def parallel_rows():
 
 
 @pytest.mark.parametrize("multiline", [False, True])
-def test_reading_in_parallel_processes_gives_the_same_result(monkeypatch, settings, multiline):
+@pytest.mark.parametrize("method", ["arrow", "parallel"])
+def test_each_way_of_reading_a_csv_gives_the_same_result(monkeypatch, settings, multiline, method):
+    """Arrow's reader and the parallel processes give what the Python engine's row-by-row
+    read gives; a record spanning lines sends both to the row-by-row read."""
     from reconciliation import sql
 
     make_payment(amount=100, receipt="TK5AAAAAA0")
@@ -220,19 +223,47 @@ def test_reading_in_parallel_processes_gives_the_same_result(monkeypatch, settin
     data = g2_csv(rows, preamble=Preamble())
     settings.RECONCILIATION_PARSE_WORKERS = 2
     monkeypatch.setattr(sql, "PARALLEL_MIN_BYTES", 0)
+    if method == "parallel":
+        monkeypatch.setattr(sql, "arrow_suitable", lambda parsed: False)
     used = []
-    original = sql.copy_parallel
-    monkeypatch.setattr(sql, "copy_parallel", lambda *a: used.append(1) or original(*a))
+    copy_arrow, copy_parallel, copy_lines = (
+        sql.copy_arrow,
+        sql.copy_parallel,
+        sql._Runner.copy_lines,
+    )
 
-    parallel = statement_import(data=data, engine="postgresql", auto_resolve=False)
+    def arrow(*args):
+        used.append("copy_arrow")
+        return copy_arrow(*args)
+
+    def parallel(*args):
+        used.append("copy_parallel")
+        return copy_parallel(*args)
+
+    def lines(self, raw, copy_sql, how, **kwargs):
+        used.append(how)
+        return copy_lines(self, raw, copy_sql, how, **kwargs)
+
+    monkeypatch.setattr(sql, "copy_arrow", arrow)
+    monkeypatch.setattr(sql, "copy_parallel", parallel)
+    monkeypatch.setattr(sql._Runner, "copy_lines", lines)
+
+    read = statement_import(data=data, engine="postgresql", auto_resolve=False)
     serial = statement_import(data=data + b"\n", engine="python", auto_resolve=False)
 
-    assert used == [1]
-    assert snapshot(parallel.statement.pk) == snapshot(serial.statement.pk)
-    assert parallel.run.summary["classes"] == serial.run.summary["classes"]
-    assert parallel.run.summary["bridge"] == serial.run.summary["bridge"]
-    assert parallel.statement.skipped == {"total": 1}  # the copy has one blank row more
-    duplicates = [line for line in snapshot(parallel.statement.pk)[0] if line[-1] == "duplicate"]
+    expected = {
+        ("arrow", False): ["arrow", "copy_arrow"],
+        ("arrow", True): ["arrow", "copy_arrow", "parallel", "copy_parallel", "rows"],
+        ("parallel", False): ["parallel", "copy_parallel"],
+        ("parallel", True): ["parallel", "copy_parallel", "rows"],
+    }
+    assert used == expected[method, multiline]
+    assert snapshot(read.statement.pk) == snapshot(serial.statement.pk)
+    assert read.run.summary["classes"] == serial.run.summary["classes"]
+    assert read.run.summary["bridge"] == serial.run.summary["bridge"]
+    assert read.statement.skipped == {"total": 1}  # the copy has one blank row more
+    assert read.statement.reject_count == serial.statement.reject_count == 1
+    duplicates = [line for line in snapshot(read.statement.pk)[0] if line[-1] == "duplicate"]
     # One repeat within a chunk, and the two across chunks (matched and unknown).
     assert [line[1] for line in duplicates] == ["TK5BBBBB18", "TK5AAAAAA0", "TK5CCCCCC0"]
 
