@@ -333,7 +333,8 @@ RECONCILIATION_MATCH_WINDOW_SECONDS = env_int("RECONCILIATION_MATCH_WINDOW_SECON
 RECONCILIATION_MAX_UPLOAD_BYTES = env_int(
     "RECONCILIATION_MAX_UPLOAD_BYTES", 50 * 1024 * 1024, minimum=1024
 )
-# Processes reading a large CSV in parallel (1: in the calling process); default min(2, cores).
+# Processes reading a large CSV in parallel when Arrow cannot (1: in the calling process);
+# default min(2, cores).
 RECONCILIATION_PARSE_WORKERS = env_int(
     "RECONCILIATION_PARSE_WORKERS", min(2, os.cpu_count() or 1), minimum=1
 )

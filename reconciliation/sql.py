@@ -3,12 +3,13 @@
 """The PostgreSQL engine: set-based, a fixed number of statements whatever the statement's size.
 
 1. **Load.** The rows are COPYed straight into a new table, the statement's future partition
-   of ``reconciliation_statementline`` (logged, no index yet). A row in the portal's own form
-   is sent almost as it is (:class:`~reconciliation.parsers.FastKey` judges the shape of its
-   receipt, time and amounts); any other row is canonicalised or rejected by
-   :class:`~reconciliation.parsers.RowReader`. PostgreSQL parses the times (``DMY``, in the
-   Africa/Nairobi zone) and the amounts while Python reads on; a large CSV is read by two
-   forked processes. Python notes the rows whose receipt repeats.
+   of ``reconciliation_statementline`` (logged, no index yet). A UTF-8 CSV is read by Arrow's
+   multi-threaded reader a block at a time (:func:`copy_arrow`): the rows in the portal's own
+   form are checked and written as COPY text by Arrow, the others are canonicalised or
+   rejected by :class:`~reconciliation.parsers.RowReader`. A file Arrow could split
+   differently from Python's csv module is read row by row (:class:`LineWriter`; a large one
+   by two forked processes). PostgreSQL parses the times (``DMY``, in the Africa/Nairobi
+   zone) and the amounts. The reads note the rows whose receipt repeats.
 2. **Classify and match**: one statement classifies every line and FULL-joins the payments on
    the receipt (a hash join, not a query per line) into the statement's partition of
    ``reconciliation_linematch``; the same join yields our SUCCESS payments of the period that
@@ -1174,6 +1175,9 @@ class _Runner:
     def summary(self, cursor: Any) -> None:
         report = self.report
         classes: dict[str, ClassTotals] = {}
+        # Two aggregates over a million rows each: a second process scans half of them
+        # (partial aggregates, not rows, go to the leader).
+        cursor.execute("SET LOCAL max_parallel_workers_per_gather = 1")
         self.execute(
             cursor,
             f"SELECT result, direction, count(*), sum(amount) FROM {self.matches} "
