@@ -10,10 +10,11 @@
    differently from Python's csv module is read row by row (:class:`LineWriter`; a large one
    by two forked processes). PostgreSQL parses the times (``DMY``, in the Africa/Nairobi
    zone) and the amounts. The reads note the rows whose receipt repeats.
-2. **Classify and match**: one statement classifies every line and FULL-joins the payments on
-   the receipt (a hash join, not a query per line) into the statement's partition of
-   ``reconciliation_linematch``; the same join yields our SUCCESS payments of the period that
-   no receipt named, and the claimed total outside the period.
+2. **Classify and match**: one ``CREATE TABLE AS`` classifies every line and LEFT-joins the
+   payments on the receipt (a hash join, not a query per line, run by two processes) into the
+   statement's future partition of ``reconciliation_linematch``; an anti join of the period's
+   SUCCESS payments with it finds the ones no receipt claimed, and a small join the claimed
+   total outside the period.
 3. **Exceptions** (repeated receipts, lines without a receipt match, exact breaks: a few per
    thousand lines) in small tables: repeats ranked, the tolerance pass against payments that
    have no receipt, the few changed matches updated by id.
@@ -28,6 +29,7 @@ mirrors :mod:`reconciliation.matching`; the property test holds the two equal.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import datetime as dt
 import io
@@ -38,7 +40,7 @@ import multiprocessing.connection
 import os
 import pickle
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from operator import itemgetter
 from typing import Any
 
@@ -656,6 +658,19 @@ _MASK_LATERALS = """
 """
 
 
+@contextlib.contextmanager
+def _parallel(cursor: Any) -> Iterator[None]:
+    """Let the statements inside use one parallel worker (the transaction allows none): for
+    joins and aggregates over a million rows whose results are small or written in bulk."""
+    cursor.execute("SET LOCAL max_parallel_workers_per_gather = 1")
+    cursor.execute("SET LOCAL parallel_setup_cost = 0")
+    cursor.execute("SET LOCAL parallel_tuple_cost = 0")
+    yield
+    cursor.execute("SET LOCAL max_parallel_workers_per_gather = 0")
+    cursor.execute("SET LOCAL parallel_setup_cost TO DEFAULT")
+    cursor.execute("SET LOCAL parallel_tuple_cost TO DEFAULT")
+
+
 class _Runner:
     """One statement's run: the steps in order, sharing table names and parameters."""
 
@@ -706,7 +721,7 @@ class _Runner:
             # For this transaction only: hash tables and index builds in memory; no JIT (it
             # costs more than it saves on these one-off queries); hash joins rather than merge
             # joins after a misestimate; no parallel plans (shipping wide rows to the leader
-            # costs more than scanning them here).
+            # costs more than scanning them here), except where _parallel() allows one.
             cursor.execute("SET LOCAL work_mem = '256MB'")
             cursor.execute("SET LOCAL maintenance_work_mem = '256MB'")
             cursor.execute("SET LOCAL jit = off")
@@ -825,10 +840,11 @@ class _Runner:
         """Every line's match, final except for the exceptions: repeated receipts are ranked
         afterwards; lines without a receipt match are provisionally unknown.
 
-        The join with the payments is a FULL join: the same hash table also yields our
-        SUCCESS payments of the period that no line's receipt named (the candidates for
-        "missing from the statement"), and the total of the claimed ones whose time is outside
-        the period, for our side of the bridge."""
+        A LEFT hash join of the lines with the payments on the receipt writes the matches;
+        a second join of the period's SUCCESS payments with the matches finds the ones no
+        line's receipt claimed (the candidates for "missing from the statement") and the total
+        of the claimed ones whose time is outside the period, for our side of the bridge. Both
+        may run in two processes: PostgreSQL 15 cannot run a FULL join that way."""
         sid = self.params["sid"]
         if self.statement.period_start is None or self.statement.period_end is None:
             cursor.execute(f"SELECT min(completed_at), max(completed_at) FROM {self.lines}")
@@ -841,21 +857,27 @@ class _Runner:
             self.params["start"] = period.start
             self.params["end"] = period.end + dt.timedelta(seconds=1)
         cursor.execute(
-            f"CREATE TABLE {self.matches} (LIKE {MATCH_TABLE} INCLUDING DEFAULTS INCLUDING "
-            f"CONSTRAINTS, CONSTRAINT {self.matches}_statement CHECK (statement_id = {sid}))"
-        )
-        cursor.execute(
             f"CREATE TEMP TABLE {self.unclaimed} (id uuid, amount numeric(12, 2)) ON COMMIT DROP"
         )
-        # OFFSET 0 keeps the typed row a plan node of its own: each expression runs once per
-        # row, not once per reference.
-        self.execute(
-            cursor,
-            f"""
-            WITH j AS MATERIALIZED (
-                SELECT k.id AS line_id, k.direction, k.amount, k.kind,
-                       p.id AS pid, p.status AS p_status, p.amount AS p_amount,
-                       {self.in_period()} AS p_in
+        # CREATE TABLE AS, not INSERT: its query may run in two processes (a parallel hash
+        # join), and its rows are written in bulk. The column types are the parent's.
+        with _parallel(cursor):
+            self.execute(
+                cursor,
+                f"""
+                CREATE TABLE {self.matches} AS
+                SELECT k.id::bigint AS line_id,
+                       k.direction::varchar(3) AS direction,
+                       k.amount::numeric(14, 2) AS amount,
+                       (CASE WHEN k.kind <> '{matching.PAYMENT}' THEN k.kind
+                             WHEN p.pid IS NULL THEN '{R.UNKNOWN_PAYMENT}'
+                             WHEN p.p_status <> '{matching.SUCCESS}' THEN '{R.NOT_SUCCESS}'
+                             WHEN k.amount = p.p_amount THEN '{R.MATCHED}'
+                             ELSE '{R.AMOUNT_MISMATCH}' END)::varchar(24) AS result,
+                       (CASE WHEN p.pid IS NULL THEN '' ELSE 'receipt' END)::varchar(10)
+                           AS match_method,
+                       p.pid AS payment_id,
+                       %(sid)s::bigint AS statement_id
                 FROM (
                     SELECT t.*, {_kind_sql()} AS kind
                     FROM (
@@ -865,46 +887,70 @@ class _Runner:
                                abs(coalesce(l.paid_in, l.withdrawn)) AS amount,
                                l.transaction_status AS status, l.reason_type, l.details
                         FROM {self.lines} l
-                        OFFSET 0
                     ) t
                 ) k
-                FULL JOIN (
-                    SELECT p.id, p.status, p.amount, p.mpesa_receipt_number,
-                           p.transaction_date, p.created_at
+                LEFT JOIN (
+                    SELECT p.id AS pid, p.status AS p_status, p.amount AS p_amount,
+                           p.mpesa_receipt_number AS p_receipt
                     FROM {PAYMENT_TABLE} p
-                    -- Payments without a receipt stay out: in a FULL hash join, NULL keys on
-                    -- both sides share one bucket (every NULL line would meet every one).
                     WHERE p.mpesa_receipt_number IS NOT NULL {self.created_around()}
                           {self.scope}
                 ) p
-                  ON p.mpesa_receipt_number
-                     = CASE WHEN k.kind = '{matching.PAYMENT}' THEN k.receipt_number END
-                WHERE k.id IS NOT NULL
-                   OR (p.status = '{matching.SUCCESS}' AND {self.in_period()})
-            ), lines AS (
-                INSERT INTO {self.matches} (line_id, statement_id, direction, amount, result,
-                                            payment_id, match_method)
-                SELECT line_id, %(sid)s, direction, amount,
-                       CASE WHEN kind <> '{matching.PAYMENT}' THEN kind
-                            WHEN pid IS NULL THEN '{R.UNKNOWN_PAYMENT}'
-                            WHEN p_status <> '{matching.SUCCESS}' THEN '{R.NOT_SUCCESS}'
-                            WHEN amount = p_amount THEN '{R.MATCHED}'
-                            ELSE '{R.AMOUNT_MISMATCH}' END,
-                       pid,
-                       CASE WHEN pid IS NULL THEN '' ELSE 'receipt' END
-                FROM j WHERE line_id IS NOT NULL
-            ), unclaimed AS (
-                INSERT INTO {self.unclaimed} (id, amount)
-                SELECT pid, p_amount FROM j WHERE line_id IS NULL
+                  ON p.p_receipt = CASE WHEN k.kind = '{matching.PAYMENT}'
+                                        THEN k.receipt_number END
+                """,
+                self.params,
             )
-            SELECT count(*) FILTER (WHERE line_id IS NOT NULL),
-                   coalesce(sum(p_amount) FILTER (WHERE line_id IS NOT NULL
-                       AND p_status = '{matching.SUCCESS}' AND NOT p_in), 0)
-            FROM j
-            """,
-            self.params,
+            self.report.line_count = cursor.rowcount
+            # Our SUCCESS payments of the period that no line's receipt claimed (candidates
+            # for "missing from the statement"): an anti join hashing the matches (PostgreSQL
+            # 15 runs no parallel join that hashes the outer side).
+            self.execute(
+                cursor,
+                f"""
+                SELECT p.id, p.amount FROM {PAYMENT_TABLE} p
+                WHERE p.mpesa_receipt_number IS NOT NULL {self.created_around()} {self.scope}
+                  AND p.status = '{matching.SUCCESS}' AND {self.in_period()}
+                  AND NOT EXISTS (SELECT 1 FROM {self.matches} m WHERE m.payment_id = p.id)
+                """,
+                self.params,
+            )
+            unclaimed = cursor.fetchall()
+            # The claimed ones whose time is outside the period, for our side of the bridge.
+            self.execute(
+                cursor,
+                f"""
+                SELECT coalesce(sum(p.amount), 0) FROM {PAYMENT_TABLE} p
+                JOIN {self.matches} m ON m.payment_id = p.id
+                WHERE p.mpesa_receipt_number IS NOT NULL {self.created_around()} {self.scope}
+                  AND p.status = '{matching.SUCCESS}' AND NOT {self.in_period()}
+                """,
+                self.params,
+            )
+            (self.claimed_out,) = cursor.fetchone()
+        if unclaimed:
+            with (
+                connection.connection.cursor() as raw_cursor,
+                raw_cursor.copy(f"COPY {self.unclaimed} (id, amount) FROM STDIN") as copy,
+            ):
+                for row in unclaimed:
+                    copy.write_row(row)
+        # What the parent table and the attachment require.
+        not_null = ", ".join(
+            f"ALTER {column} SET NOT NULL"
+            for column in (
+                "line_id",
+                "direction",
+                "amount",
+                "result",
+                "match_method",
+                "statement_id",
+            )
         )
-        self.report.line_count, self.claimed_out = cursor.fetchone()
+        cursor.execute(
+            f"ALTER TABLE {self.matches} {not_null}, "
+            f"ADD CONSTRAINT {self.matches}_statement CHECK (statement_id = {sid})"
+        )
         if self.report.period is not None:
             # SUCCESS payments of the period without a receipt (confirmed by STK Query): the
             # FULL join left them out; the tolerance pass may still pair them.
