@@ -47,6 +47,7 @@ from typing import Any
 import psycopg
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
+from psycopg.copy import QueuedLibpqWriter
 
 from . import matching
 from .engine import ZERO, ClassTotals, EngineReport, Timer, statement_period
@@ -812,7 +813,11 @@ class _Runner:
         with (
             transaction.atomic(),
             raw.cursor() as raw_cursor,
-            raw_cursor.copy(copy_sql) as copy,
+            # Arrow's blocks are sent by a thread of psycopg's (its queue is bounded): the next
+            # block is read and checked while PostgreSQL parses this one.
+            raw_cursor.copy(
+                copy_sql, writer=QueuedLibpqWriter(raw_cursor) if method == "arrow" else None
+            ) as copy,
         ):
             if method == "arrow":
                 copy_arrow(copy, parsed, self.writer)
