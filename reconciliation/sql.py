@@ -958,7 +958,7 @@ class _Runner:
         )
         if self.report.period is not None:
             # SUCCESS payments of the period without a receipt (confirmed by STK Query): the
-            # FULL join left them out; the tolerance pass may still pair them.
+            # anti join left them out; the tolerance pass may still pair them.
             self.execute(
                 cursor,
                 f"""
@@ -1263,8 +1263,8 @@ class _Runner:
             if payment_side:
                 totals.count += count
         report.classes = classes
-        # Missing from the statement: SUCCESS payments of the period that no receipt named
-        # (the FULL join kept them) and the tolerance pass neither paired nor named.
+        # Missing from the statement: SUCCESS payments of the period that no receipt claimed
+        # (the anti join found them) and the tolerance pass neither paired nor named.
         if report.period is not None:
             self.execute(
                 cursor,
