@@ -513,10 +513,39 @@ def copy_arrow(copy: Any, parsed: ParsedStatement, writer: LineWriter) -> None:
     paid_receipts: list[Any] = []
     paid_numbers: list[Any] = []
     null = pa.scalar("\\N")
+    counting = pa.array([], pa.int64())
 
     def amount_text(values: Any) -> Any:
         plain = pc.replace_substring(values, ",", "")
         return pc.if_else(pc.equal(plain, ""), null, plain)
+
+    def copy_text(batch: Any, numbers: Any, ok: Any) -> tuple[Any, Any, Any] | None:
+        """The rows ``ok`` selects, their numbers and their COPY text; None if a cell
+        cannot be written unquoted."""
+        fast = batch.filter(ok)
+        rows = fast.num_rows
+        out = []
+        for name in LINE_FIELDS:
+            if name not in columns:
+                pad = "\\N" if name in AMOUNT_FIELDS else ""
+                out.append(pa.nulls(rows, pa.string()).fill_null(pad))
+            elif name in AMOUNT_FIELDS:
+                out.append(amount_text(fast.column(columns[name])))
+            elif name == "account":
+                out.append(pc.utf8_trim(fast.column(columns[name]), " "))
+            else:
+                out.append(fast.column(columns[name]))
+        fast_numbers = pc.filter(numbers, ok)
+        table = pa.RecordBatch.from_arrays(
+            [pc.add(fast_numbers, writer.base), fast_numbers, *out],
+            names=["id", "line_no", *LINE_FIELDS],
+        )
+        sink = pa.BufferOutputStream()
+        try:
+            pa_csv.write_csv(table, sink, write_options=write_options)
+        except pa.ArrowInvalid:
+            return None
+        return fast, fast_numbers, sink.getvalue()
 
     while True:
         try:
@@ -526,7 +555,9 @@ def copy_arrow(copy: Any, parsed: ParsedStatement, writer: LineWriter) -> None:
         except pa.ArrowInvalid as exc:
             raise ArrowUnsuitable from exc
         rows = batch.num_rows
-        numbers = pa.array(range(number, number + rows), pa.int64())
+        if len(counting) < rows:
+            counting = pa.array(range(2 * rows), pa.int64())
+        numbers = pc.add(counting.slice(0, rows), number)
         number += rows
         receipt = batch.column(columns["receipt"])
         moment = batch.column(columns["completed"])
@@ -550,37 +581,20 @@ def copy_arrow(copy: Any, parsed: ParsedStatement, writer: LineWriter) -> None:
         withdrawn_set = pc.not_equal(amounts["withdrawn"], "") if "withdrawn" in amounts else False
         # Exactly one of Paid In / Withdrawn filled in.
         ok = pc.and_(ok, pc.xor(paid_set, withdrawn_set))
-        for name in TEXT_FIELDS:
-            if name in columns:
-                ok = pc.and_(ok, pc.invert(pc.match_substring(batch.column(columns[name]), '"')))
-        fast = batch.filter(ok)
+        written = copy_text(batch, numbers, ok)
+        if written is None:
+            # A text cell holds a quote, which unquoted CSV cannot carry: those rows go the
+            # slow way (checked only then: most blocks have none).
+            for name in TEXT_FIELDS:
+                if name in columns:
+                    quoted = pc.match_substring(batch.column(columns[name]), '"')
+                    ok = pc.and_(ok, pc.invert(quoted))
+            written = copy_text(batch, numbers, ok)
+            if written is None:
+                raise ArrowUnsuitable
+        fast, fast_numbers, text = written
         if fast.num_rows:
-            fast_numbers = pc.filter(numbers, ok)
-            texts = {name: fast.column(columns[name]) for name in TEXT_FIELDS if name in columns}
-            out = []
-            for name in LINE_FIELDS:
-                if name in ("receipt", "completed"):
-                    out.append(fast.column(columns[name]))
-                elif name in AMOUNT_FIELDS:
-                    out.append(
-                        amount_text(fast.column(columns[name]))
-                        if name in columns
-                        else pa.nulls(fast.num_rows, pa.string()).fill_null("\\N")
-                    )
-                elif name == "account" and name in texts:
-                    out.append(pc.utf8_trim(texts[name], " "))
-                else:
-                    out.append(texts.get(name, pa.nulls(fast.num_rows, pa.string()).fill_null("")))
-            table = pa.RecordBatch.from_arrays(
-                [pc.add(fast_numbers, writer.base), fast_numbers, *out],
-                names=["id", "line_no", *LINE_FIELDS],
-            )
-            sink = pa.BufferOutputStream()
-            try:
-                pa_csv.write_csv(table, sink, write_options=write_options)
-            except pa.ArrowInvalid as exc:
-                raise ArrowUnsuitable from exc
-            copy.write(memoryview(sink.getvalue()))
+            copy.write(memoryview(text))
             if "paid_in" in amounts:
                 paid = pc.filter(paid_set, ok)
                 paid_receipts.append(pc.filter(fast.column(columns["receipt"]), paid))
