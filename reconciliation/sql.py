@@ -675,8 +675,9 @@ _MASK_LATERALS = """
 
 @contextlib.contextmanager
 def _parallel(cursor: Any) -> Iterator[None]:
-    """Let the statements inside use one parallel worker (the transaction allows none): for
-    joins and aggregates over a million rows whose results are small or written in bulk."""
+    """Let the statements inside use one parallel worker (the rest of the transaction uses
+    none): for joins and aggregates over a million rows whose results are small or written in
+    bulk."""
     cursor.execute("SET LOCAL max_parallel_workers_per_gather = 1")
     cursor.execute("SET LOCAL parallel_setup_cost = 0")
     cursor.execute("SET LOCAL parallel_tuple_cost = 0")
@@ -1240,16 +1241,17 @@ class _Runner:
     def summary(self, cursor: Any) -> None:
         report = self.report
         classes: dict[str, ClassTotals] = {}
-        # Two aggregates over a million rows each: a second process scans half of them
-        # (partial aggregates, not rows, go to the leader).
-        cursor.execute("SET LOCAL max_parallel_workers_per_gather = 1")
-        self.execute(
-            cursor,
-            f"SELECT result, direction, count(*), sum(amount) FROM {self.matches} "
-            "GROUP BY result, direction",
-        )
+        # This and the period's total are aggregates over a million rows: a second process
+        # scans half of them (partial aggregates, not rows, go to the leader).
+        with _parallel(cursor):
+            self.execute(
+                cursor,
+                f"SELECT result, direction, count(*), sum(amount) FROM {self.matches} "
+                "GROUP BY result, direction",
+            )
+            by_class = cursor.fetchall()
         payment_classes = {*PAYMENT_RESULTS, R.DUPLICATE, R.AMBIGUOUS}
-        for result, direction, count, total in cursor.fetchall():
+        for result, direction, count, total in by_class:
             totals = classes.setdefault(result, ClassTotals())
             totals.count += count
             totals.statement_amount += total
@@ -1307,17 +1309,18 @@ class _Runner:
         # the statement claimed or named whose time is outside the period.
         in_period_total = ZERO
         if report.period is not None:
-            self.execute(
-                cursor,
-                f"""
-                SELECT coalesce(sum(p.amount), 0) FROM {PAYMENT_TABLE} p
-                WHERE p.status = '{matching.SUCCESS}'
-                  AND p.created_at >= %(start)s - %(slack)s AND p.created_at < %(end)s
-                  AND {self.in_period()} {self.scope}
-                """,
-                self.params,
-            )
-            (in_period_total,) = cursor.fetchone()
+            with _parallel(cursor):
+                self.execute(
+                    cursor,
+                    f"""
+                    SELECT coalesce(sum(p.amount), 0) FROM {PAYMENT_TABLE} p
+                    WHERE p.status = '{matching.SUCCESS}'
+                      AND p.created_at >= %(start)s - %(slack)s AND p.created_at < %(end)s
+                      AND {self.in_period()} {self.scope}
+                    """,
+                    self.params,
+                )
+                (in_period_total,) = cursor.fetchone()
         self.execute(
             cursor,
             f"""
