@@ -96,7 +96,13 @@ TEMPLATES = [
 # --- Database -----------------------------------------------------------------------------
 DATABASE_URL = env_str("DATABASE_URL", f"sqlite:///{VAR_DIR / 'db.sqlite3'}")
 try:
-    _default_db = dj_database_url.parse(DATABASE_URL, conn_max_age=env_int("DB_CONN_MAX_AGE", 0))
+    # A persistent connection (DB_CONN_MAX_AGE > 0) is checked before it is reused, by web
+    # requests and worker tasks alike (mpesa_project/celery.py).
+    _default_db = dj_database_url.parse(
+        DATABASE_URL,
+        conn_max_age=env_int("DB_CONN_MAX_AGE", 0, minimum=0),
+        conn_health_checks=True,
+    )
 except ValueError as exc:
     raise ImproperlyConfigured(f"DATABASE_URL cannot be read: {exc}") from None
 if _default_db["ENGINE"] == "django.db.backends.sqlite3":
@@ -226,6 +232,9 @@ CELERY_TASK_IGNORE_RESULT = True
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 CELERY_TASK_EAGER_PROPAGATES = True
+# Celery's Django fix-up closes every database connection around each task unless this count
+# is set; out of reach, it leaves them to DB_CONN_MAX_AGE (mpesa_project/celery.py).
+CELERY_DB_REUSE_MAX = 1 << 30
 CELERY_TIMEZONE = "UTC"
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 CALLBACK_REDRIVE_INTERVAL = env_float("CALLBACK_REDRIVE_INTERVAL", 60.0, minimum=1.0)

@@ -162,3 +162,52 @@ def test_twenty_processors_racing_on_postgresql_make_exactly_one_transition(api,
         payment.events.filter(kind=EventKind.TRANSITION, to_status=PaymentStatus.SUCCESS).count()
         == 1
     )
+
+
+def _sessions_opened() -> int:
+    """Connections ever opened to the test database (PostgreSQL's statistics)."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_stat_clear_snapshot()")
+        cursor.execute("SELECT sessions FROM pg_stat_database WHERE datname = current_database()")
+        (sessions,) = cursor.fetchone()
+    return int(sessions)
+
+
+@pytest.mark.services
+@pytest.mark.worker
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize(("max_age", "reused"), [("600", True), ("0", False)])
+def test_worker_tasks_keep_their_database_connection_for_db_conn_max_age(
+    api, daraja, settings, max_age, reused
+):
+    """One task per callback: with DB_CONN_MAX_AGE set the worker keeps its connection from
+    task to task, as gunicorn does from request to request; with 0, each task opens its own."""
+    settings.CALLBACK_PROCESSING = "task"
+    started = [
+        (
+            f"ws_CO_271120261200{n:04d}712345678",
+            *start_payment(api, daraja, f"ws_CO_271120261200{n:04d}712345678"),
+        )
+        for n in range(12)
+    ]
+    before = _sessions_opened()
+    with celery_worker(concurrency=1, CALLBACK_PROCESSING="task", DB_CONN_MAX_AGE=max_age):
+        for n, (checkout, _, token) in enumerate(started):
+            answer = Client().post(
+                f"/payments/callback/{token}/",
+                data=stk_success_body(
+                    checkout_request_id=checkout, amount=250, receipt=f"UKR2REUSE{n:X}"
+                ),
+                content_type="application/json",
+            )
+            assert answer.status_code == 200
+        wait_for(
+            lambda: Payment.objects.filter(status=PaymentStatus.SUCCESS).count() == len(started),
+            timeout=90,
+        )
+    # The worker has exited: its sessions are all counted.
+    opened = wait_for(lambda: _sessions_opened() - before, timeout=10)
+    if reused:
+        assert opened <= 3, f"{opened} connections for {len(started)} tasks"
+    else:
+        assert opened >= len(started), f"{opened} connections for {len(started)} tasks"
