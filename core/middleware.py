@@ -8,6 +8,7 @@ from collections.abc import Callable
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.urls import reverse
 
 from .logging import request_id_var
 
@@ -31,25 +32,36 @@ class RequestIdMiddleware:
         return response
 
 
+# What a multipart body may carry besides the statement file: its boundaries, headers and
+# the form's other fields.
+MULTIPART_ALLOWANCE = 64 * 1024
+
+
 class BodySizeLimitMiddleware:
     """Refuse request bodies over DJANGO_MAX_BODY_BYTES with a clear 413 in the API's error
-    shape (Django alone answers a bare 400 only when the body is read). The callback endpoint
-    has its own, smaller cap and records what it refuses."""
+    shape (Django alone answers a bare 400 only when the body is read). The statement upload
+    takes files up to RECONCILIATION_MAX_UPLOAD_BYTES instead; the callback endpoint has its
+    own, smaller cap and records what it refuses."""
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
 
-    def __call__(self, request: HttpRequest) -> HttpResponse:
+    @staticmethod
+    def limit_for(path: str) -> int | None:
+        if path.startswith("/payments/callback/"):
+            return None
+        if path == reverse("reconciliation-statement-upload"):
+            return int(settings.RECONCILIATION_MAX_UPLOAD_BYTES) + MULTIPART_ALLOWANCE
         limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+        return None if limit is None else int(limit)
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        limit = self.limit_for(request.path)
         try:
             length = int(request.META.get("CONTENT_LENGTH") or 0)
         except ValueError:
             length = 0
-        if (
-            limit is not None
-            and length > limit
-            and not request.path.startswith("/payments/callback/")
-        ):
+        if limit is not None and length > limit:
             return JsonResponse(
                 {
                     "error": {

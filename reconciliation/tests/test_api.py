@@ -254,6 +254,31 @@ def test_an_upload_over_the_limit_is_refused(api, settings):
     assert response.json()["error"]["code"] == "payload_too_large"
 
 
+def test_a_statement_larger_than_other_api_bodies_is_taken(api, settings):
+    # Other API bodies are capped by DJANGO_MAX_BODY_BYTES; a statement only by its own limit.
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 2048
+    rows = [pay_row(f"TK5XA{n:05d}", 5, "05-11-2025 10:01:00") for n in range(60)]
+    data = statement(*rows)
+    assert len(data) > 2048
+
+    response = upload(api, data)
+
+    assert response.status_code == 201, response.content
+    assert response.json()["run"]["statement"]["line_count"] == 60
+
+
+def test_a_body_far_over_the_statement_limit_is_refused_before_it_is_read(api, settings):
+    settings.RECONCILIATION_MAX_UPLOAD_BYTES = 1024
+    rows = [pay_row(f"TK5XA{n:05d}", 5, "05-11-2025 10:01:00") for n in range(1200)]
+    data = statement(*rows)
+    assert len(data) > 1024 + 64 * 1024
+
+    response = upload(api, data)
+
+    assert response.status_code == 413
+    assert response.json()["error"]["code"] == "payload_too_large"
+
+
 def test_the_schema_documents_the_reconciliation_api(api):
     response = APIClient().get("/api/schema/")
 
