@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 _SEPARATORS = re.compile(r"[\s\-().]")
-_NORMALISED = re.compile(r"^254[17]\d{8}$")
+_NORMALISED = re.compile(r"^254[17][0-9]{8}$")
 
 
 class InvalidPhoneNumber(ValueError):
@@ -27,7 +27,7 @@ def normalize_phone(value: object) -> str:
         text = text[1:]
         if not text.startswith("254"):
             raise InvalidPhoneNumber("only Kenyan numbers (+254) can pay with M-Pesa")
-    if not text.isdigit():
+    if not (text.isascii() and text.isdigit()):
         raise InvalidPhoneNumber("phone number may contain only digits, spaces, dashes and +")
     if len(text) == 10 and text[0] == "0":
         text = "254" + text[1:]

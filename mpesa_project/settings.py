@@ -285,11 +285,13 @@ MPESA_CONSUMER_KEY = _mpesa_value("MPESA_CONSUMER_KEY")
 MPESA_CONSUMER_SECRET = _mpesa_value("MPESA_CONSUMER_SECRET")
 MPESA_SHORTCODE = _mpesa_value("MPESA_SHORTCODE")
 MPESA_PASSKEY = _mpesa_value("MPESA_PASSKEY")
-if not MPESA_SHORTCODE.isdigit():
+if not (MPESA_SHORTCODE.isascii() and MPESA_SHORTCODE.isdigit()):
     raise ImproperlyConfigured(f"MPESA_SHORTCODE={MPESA_SHORTCODE!r} must be digits only")
 MPESA_TRANSACTION_TYPE = env_choice("MPESA_TRANSACTION_TYPE", "paybill", ("paybill", "till"))
 MPESA_TILL_NUMBER = env_str("MPESA_TILL_NUMBER", "174380" if MPESA_ENV == "simulator" else "")
-if MPESA_TRANSACTION_TYPE == "till" and not MPESA_TILL_NUMBER.isdigit():
+if MPESA_TRANSACTION_TYPE == "till" and not (
+    MPESA_TILL_NUMBER.isascii() and MPESA_TILL_NUMBER.isdigit()
+):
     raise ImproperlyConfigured(
         "MPESA_TILL_NUMBER (digits) is required when MPESA_TRANSACTION_TYPE=till"
     )

@@ -32,6 +32,7 @@ from core.models import ApiClient
 from core.parsers import DecimalJSONParser, Pagination
 
 from .models import (
+    BREAK_CLASSES,
     Break,
     BreakEvent,
     BreakStatus,
@@ -53,6 +54,8 @@ from .selectors import (
 )
 from .services import BreakAction, BreakResolutionError, break_resolve, statement_import
 
+# The classes a break can have, in the order of ResultClass (for filters and the schema).
+BREAK_KINDS = [value for value in ResultClass.values if value in BREAK_CLASSES]
 DEFAULT_MAX_UPLOAD_BYTES = 50 * 1024 * 1024
 
 
@@ -91,7 +94,9 @@ class StrictPagination(Pagination):
 
     def get_page_size(self, request: Request) -> int | None:
         raw = request.query_params.get(self.page_size_query_param)
-        if raw is not None and not (raw.isdigit() and 0 < int(raw) <= self.max_page_size):
+        if raw is not None and not (
+            raw.isascii() and raw.isdigit() and 0 < int(raw) <= self.max_page_size
+        ):
             raise serializers.ValidationError(
                 {"page_size": f"A whole number from 1 to {self.max_page_size}."}
             )
@@ -367,7 +372,7 @@ class RunViewSet(viewsets.ReadOnlyModelViewSet):
             **errors(e400="A bad filter, page or page_size", e404="No such run or page"),
         },
         parameters=[
-            OpenApiParameter("kind", OpenApiTypes.STR, enum=ResultClass.values),
+            OpenApiParameter("kind", OpenApiTypes.STR, enum=BREAK_KINDS),
             OpenApiParameter("status", OpenApiTypes.STR, enum=BreakStatus.values),
         ],
         summary="The run's breaks",
@@ -377,8 +382,8 @@ class RunViewSet(viewsets.ReadOnlyModelViewSet):
         run = self.get_object()
         kind = request.query_params.get("kind")
         state = request.query_params.get("status")
-        if kind is not None and kind not in ResultClass.values:
-            raise serializers.ValidationError({"kind": f"Not one of {ResultClass.values}."})
+        if kind is not None and kind not in BREAK_KINDS:
+            raise serializers.ValidationError({"kind": f"Not one of {BREAK_KINDS}."})
         if state is not None and state not in BreakStatus.values:
             raise serializers.ValidationError({"status": f"Not one of {BreakStatus.values}."})
         page = self.paginate_queryset(break_list(run=run, kind=kind, status=state))
@@ -445,18 +450,17 @@ class BreakViewSet(viewsets.ReadOnlyModelViewSet):
         params = self.request.query_params
         kind, state, run = params.get("kind"), params.get("status"), params.get("run")
         if kind is not None:
-            if kind not in ResultClass.values:
-                raise serializers.ValidationError({"kind": f"Not one of {ResultClass.values}."})
+            if kind not in BREAK_KINDS:
+                raise serializers.ValidationError({"kind": f"Not one of {BREAK_KINDS}."})
             query = query.filter(kind=kind)
         if state is not None:
             if state not in BreakStatus.values:
                 raise serializers.ValidationError({"status": f"Not one of {BreakStatus.values}."})
             query = query.filter(status=state)
         if run is not None:
-            try:
-                run_id = int(run)
-            except ValueError:
-                raise serializers.ValidationError({"run": "A run id (an integer)."}) from None
+            if not (run.isascii() and run.isdigit()):
+                raise serializers.ValidationError({"run": "A run id (an integer)."})
+            run_id = int(run)
             # An integer no run can have (beyond bigint) matches nothing, like any other.
             query = query.filter(run_id=run_id) if abs(run_id) < 2**63 else query.none()
         return query
@@ -467,7 +471,7 @@ class BreakViewSet(viewsets.ReadOnlyModelViewSet):
             **errors(e400="A bad filter, page or page_size", e404="No such page"),
         },
         parameters=[
-            OpenApiParameter("kind", OpenApiTypes.STR, enum=ResultClass.values),
+            OpenApiParameter("kind", OpenApiTypes.STR, enum=BREAK_KINDS),
             OpenApiParameter("status", OpenApiTypes.STR, enum=BreakStatus.values),
             OpenApiParameter("run", OpenApiTypes.INT),
         ],

@@ -151,15 +151,17 @@ class Layout:
 
 _RECEIPT = re.compile(r"[A-Z0-9]{6,20}")
 _TOTAL = re.compile(r"(?:grand\s+)?totals?(?:\s*:.*|\s+.*)?", re.IGNORECASE)
-_DMY = re.compile(r"(\d{1,2})-(\d{1,2})-(\d{4})[ T](\d{1,2}):(\d{2})(?::(\d{2}))?")
+_DMY = re.compile(r"(\d{1,2})-(\d{1,2})-(\d{4})[ T](\d{1,2}):(\d{2})(?::(\d{2}))?", re.ASCII)
 _ISO = re.compile(
-    r"(\d{4})-(\d{2})-(\d{2})[ T](\d{2}):(\d{2})(?::(\d{2}))?(\.\d{1,6})?(Z|[+-]\d{2}:?\d{2})?"
+    r"(\d{4})-(\d{2})-(\d{2})[ T](\d{2}):(\d{2})(?::(\d{2}))?(\.\d{1,6})?(Z|[+-]\d{2}:?\d{2})?",
+    re.ASCII,
 )
 _SLASH = re.compile(
-    r"(\d{1,2})/(\d{1,2})/(\d{4})[ T](\d{1,2}):(\d{2})(?::(\d{2}))?(?: ?([AaPp][Mm]))?"
+    r"(\d{1,2})/(\d{1,2})/(\d{4})[ T](\d{1,2}):(\d{2})(?::(\d{2}))?(?: ?([AaPp][Mm]))?",
+    re.ASCII,
 )
-_SERIAL = re.compile(r"\d{5}(?:\.\d+)?")
-_AMOUNT = re.compile(r"[+-]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?")
+_SERIAL = re.compile(r"\d{5}(?:\.\d+)?", re.ASCII)
+_AMOUNT = re.compile(r"[+-]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?", re.ASCII)
 _CURRENCY = re.compile(r"^(?:KES|KSH|KSHS)\.?\s*|\s*(?:KES|KSH|KSHS)$", re.IGNORECASE)
 EXCEL_EPOCH = dt.datetime(1899, 12, 30)
 

@@ -117,7 +117,7 @@ def internal_error() -> DarajaError:
 
 def callback_result_code(code: str) -> int | str:
     """Callback ResultCode is a JSON number, except non-numeric codes such as SFC_IC0003."""
-    return int(code) if code.isdigit() else code
+    return int(code) if code.isascii() and code.isdigit() else code
 
 
 def dumps_compact(value: Any) -> str:

@@ -69,7 +69,7 @@ class SimulatorConfig:
         if self.callback_timeout <= 0:
             raise ValueError("callback_timeout must be positive")
         for name in ("shortcode", "till_number"):
-            if not getattr(self, name).isdigit():
+            if not (getattr(self, name).isascii() and getattr(self, name).isdigit()):
                 raise ValueError(f"{name} must be digits, got {getattr(self, name)!r}")
 
     @property

@@ -40,7 +40,7 @@ def daraja_timestamp(when: datetime) -> str:
 
 def parse_daraja_timestamp(value: str) -> datetime | None:
     """Parse a 14-digit EAT timestamp; None when it is not a real date and time."""
-    if len(value) != 14 or not value.isdigit():
+    if len(value) != 14 or not (value.isascii() and value.isdigit()):
         return None
     try:
         return datetime.strptime(value, "%Y%m%d%H%M%S").replace(tzinfo=EAT)

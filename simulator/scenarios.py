@@ -283,7 +283,9 @@ def _script_phone(value: Any) -> str:
         text = text[1:]
     if len(text) == 10 and text.startswith("0"):
         text = "254" + text[1:]
-    if not (len(text) == 12 and text.isdigit() and text.startswith(("2547", "2541"))):
+    if not (
+        len(text) == 12 and text.isascii() and text.isdigit() and text.startswith(("2547", "2541"))
+    ):
         raise ScriptError("phone must be an MSISDN like 254711000032")
     return text
 

@@ -27,7 +27,7 @@ MAX_AMOUNT = 250_000
 MAX_ACCOUNT_REFERENCE = 12
 MAX_TRANSACTION_DESC = 13
 
-_MSISDN = re.compile(r"^254[17]\d{8}$")
+_MSISDN = re.compile(r"^254[17][0-9]{8}$")
 
 
 @dataclass(frozen=True)
@@ -58,7 +58,7 @@ def digits(value: Any) -> str | None:
         return None
     if isinstance(value, int):
         return str(value) if value >= 0 else None
-    if isinstance(value, str) and value.strip().isdigit():
+    if isinstance(value, str) and value.strip().isascii() and value.strip().isdigit():
         return value.strip()
     return None
 

@@ -42,6 +42,8 @@ def test_01_numbers_normalise_to_2541(raw):
         True,
         7.12e8,
         "2547123456789",
+        "07\u0661\u0662\u0663\u0664\u0665\u0666\u0667\u0668",  # Arabic-Indic digits
+        "0712\uff13\uff14\uff15\uff16\uff17\uff18",  # full-width digits
     ],
 )
 def test_non_kenyan_mobile_numbers_are_refused_with_a_message(raw):

@@ -156,10 +156,20 @@ def test_bad_filters_are_400s_naming_the_field(api):
         "id"
     ]
 
-    response = api.get(f"/reconciliation/runs/{run_id}/breaks/", {"kind": "nonsense"})
+    for path, query in [
+        (f"/reconciliation/runs/{run_id}/breaks/", {"kind": "nonsense"}),
+        # Classes that are never breaks are not break kinds.
+        (f"/reconciliation/runs/{run_id}/breaks/", {"kind": "matched"}),
+        ("/reconciliation/breaks/", {"kind": "charge"}),
+        ("/reconciliation/breaks/", {"run": "1_0"}),
+        ("/reconciliation/breaks/", {"run": "\u0661"}),
+        ("/reconciliation/breaks/", {"run": "-1"}),
+        ("/reconciliation/breaks/", {"status": "closed"}),
+    ]:
+        response = api.get(path, query)
 
-    assert response.status_code == 400
-    assert "kind" in response.json()["error"]["fields"]
+        assert response.status_code == 400, (path, query)
+        assert set(response.json()["error"]["fields"]) == set(query), (path, query)
 
 
 def test_the_csv_report_has_the_summary_the_bridge_and_every_line(api, shop):
@@ -252,6 +262,15 @@ def test_an_upload_over_the_limit_is_refused(api, settings):
 
     assert response.status_code == 413
     assert response.json()["error"]["code"] == "payload_too_large"
+
+
+@pytest.mark.parametrize("page_size", ["0", "-1", "abc", "\u00b2", "\u0661", "1_0", "501"])
+def test_an_unreadable_page_size_is_a_400_naming_it(api, page_size):
+    for path in ["/reconciliation/runs/", "/reconciliation/breaks/"]:
+        response = api.get(path, {"page_size": page_size})
+
+        assert response.status_code == 400, (path, page_size, response.content)
+        assert "page_size" in response.json()["error"]["fields"]
 
 
 def test_a_statement_larger_than_other_api_bodies_is_taken(api, settings):

@@ -186,7 +186,10 @@ def test_amounts_are_read_exactly(text, expected):
     assert parse_amount(text) == expected
 
 
-@pytest.mark.parametrize("text", ["abc", "1,13,1340.00", "1.005", "NaN", "1e5", "12,34", "1" * 13])
+@pytest.mark.parametrize(
+    "text",
+    ["abc", "1,13,1340.00", "1.005", "NaN", "1e5", "12,34", "1" * 13, "\u0661\u0662.00", "1_000"],
+)
 def test_malformed_amounts_are_refused_never_zero(text):
     with pytest.raises(ValueProblem):
         parse_amount(text)
