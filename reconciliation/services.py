@@ -304,6 +304,12 @@ def _match(
     payment = scope.filter(pk=payment_id).first()
     if payment is None:
         raise BreakResolutionError("payment_not_found", "No such payment.")
+    if payment.mpesa_receipt_number not in (None, line.receipt_number):
+        raise BreakResolutionError(
+            "receipt_differs",
+            f"That payment was paid with receipt {payment.mpesa_receipt_number} and this line "
+            f"is receipt {line.receipt_number}: they are not the same payment.",
+        )
     match = LineMatch.objects.select_for_update().get(
         line_id=line.pk, statement_id=line.statement_id
     )
@@ -332,12 +338,28 @@ def _match(
                 "statement.",
             )
         if payment.status == PaymentStatus.SUCCESS:
+            note = f"matched to statement line {line.receipt_number}: {reason}"
+            if payment.mpesa_receipt_number is None:
+                # Confirmed without a receipt (STK Query): the statement gives it, so that the
+                # next statement matches this payment by its receipt, not by a person again.
+                try:
+                    with transaction.atomic():
+                        Payment.objects.filter(
+                            pk=payment.pk, mpesa_receipt_number__isnull=True
+                        ).update(mpesa_receipt_number=line.receipt_number)
+                except IntegrityError:
+                    raise BreakResolutionError(
+                        "receipt_taken",
+                        f"Receipt {line.receipt_number} already belongs to another payment.",
+                    ) from None
+                payment.mpesa_receipt_number = line.receipt_number
+                note = f"receipt {line.receipt_number} from the statement; {note}"
             payment_record_event(
                 payment=payment,
                 kind=EventKind.NOTE,
                 source=EventSource.RECONCILIATION,
                 actor=actor,
-                reason=f"matched to statement line {line.receipt_number}: {reason}",
+                reason=note,
                 evidence=evidence,
             )
             resolution = Resolution.MATCHED

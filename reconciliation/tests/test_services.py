@@ -509,6 +509,51 @@ def test_a_payment_already_claimed_by_another_line_cannot_be_matched_again():
     assert refused.value.code == "payment_already_matched"
 
 
+def test_a_payment_paid_with_one_receipt_cannot_explain_another():
+    # A PENDING payment a person credits from one statement's line takes that line's receipt;
+    # a line of another receipt, in the same or a later statement, cannot claim it too.
+    pending = make_payment(amount=650, status=S.PENDING, when=eat("01-11-2025 08:00:00"))
+    first = reconcile([pay_row("SAMEST0001", 650, "05-11-2025 10:00:00")]).run
+    (unknown,) = the_breaks(first)
+    break_resolve(
+        break_id=unknown.pk, action="match", actor="x", reason="paid", payment_id=pending.pk
+    )
+    pending.refresh_from_db()
+    assert (pending.status, pending.mpesa_receipt_number) == (S.SUCCESS, "SAMEST0001")
+    second = reconcile(
+        [pay_row("OTHERST001", 650, "06-11-2025 10:00:00")],
+        preamble=Preamble(short_code="4125224"),
+    ).run
+    other = Break.objects.get(run=second, kind="unknown_payment")
+
+    with pytest.raises(BreakResolutionError) as refused:
+        break_resolve(
+            break_id=other.pk, action="match", actor="x", reason="y", payment_id=pending.pk
+        )
+
+    assert refused.value.code == "receipt_differs"
+    assert "SAMEST0001" in refused.value.message and "OTHERST001" in refused.value.message
+    assert Break.objects.get(pk=other.pk).status == BreakStatus.OPEN
+
+
+def test_a_success_payment_without_a_receipt_takes_the_line_s_when_a_person_matches_it():
+    confirmed = make_payment(amount=650, when=eat("01-11-2025 08:00:00"))  # no receipt
+    run = reconcile([pay_row("SAMEST0002", 650, "05-11-2025 10:00:00")]).run
+    unknown = Break.objects.get(run=run, kind="unknown_payment")
+
+    break_resolve(
+        break_id=unknown.pk, action="match", actor="x", reason="same", payment_id=confirmed.pk
+    )
+
+    confirmed.refresh_from_db()
+    assert confirmed.mpesa_receipt_number == "SAMEST0002"
+    assert confirmed.status == S.SUCCESS
+    note = confirmed.events.filter(source=EventSource.RECONCILIATION).get()
+    assert "SAMEST0002" in note.reason
+    # Its "missing from the statement" break is settled by the same match.
+    assert not Break.objects.filter(run=run, status=BreakStatus.OPEN).exists()
+
+
 def test_auto_resolution_is_safe_to_run_again():
     make_payment(amount=500, receipt="TK5XA1BC2D", status=S.PENDING)
     run = reconcile([pay_row("TK5XA1BC2D", 500, "05-11-2025 10:00:00")], auto_resolve=False).run
