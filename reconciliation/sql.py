@@ -497,7 +497,11 @@ def copy_arrow(copy: Any, parsed: ParsedStatement, writer: LineWriter) -> None:
             read_options=pa_csv.ReadOptions(
                 column_names=names, block_size=ARROW_BLOCK_BYTES, encoding="utf8"
             ),
-            parse_options=pa_csv.ParseOptions(newlines_in_values=False, ignore_empty_lines=False),
+            # Quoted line breaks are followed when Arrow cuts the file into blocks: without
+            # this, a line break in a quoted cell just after a block's end started a new row
+            # (text shaped like a row after it read as one). Such a record then makes fewer
+            # rows than lines, and the file goes to the row-by-row read.
+            parse_options=pa_csv.ParseOptions(newlines_in_values=True, ignore_empty_lines=False),
             convert_options=pa_csv.ConvertOptions(
                 column_types=dict.fromkeys(names, pa.string()),
                 strings_can_be_null=False,

@@ -277,3 +277,30 @@ def test_the_file_is_cut_at_line_breaks_outside_quotes():
 
     assert [data[a:b] for a, b, _ in parts] == [b'"a\nb",1\nc,2\n', b"d,3\ne,4\n"]
     assert [before for _, _, before in parts] == [0, 3]
+
+
+def test_a_line_break_in_a_quoted_cell_at_a_block_boundary_does_not_make_a_row(monkeypatch):
+    """A quoted cell may hold a line break and, after it, text shaped like a statement row.
+    Wherever Arrow's blocks end, that text stays inside its cell: it is never read as a line
+    of its own (nor are the rows after it renumbered)."""
+    from reconciliation import sql
+
+    monkeypatch.setattr(sql, "ARROW_BLOCK_BYTES", 4096)
+    smuggled = (
+        "KES\nFAKE000001,05-11-2025 20:00:00,05-11-2025 20:00:00,Pay Utility,Completed,"
+        "99999.00,,1.00,,Pay Utility,254722****108 - X,, 1,KES"
+    )
+    # The carrier row at each position around the end of the first block.
+    for n in range(14, 30):
+        rows = [
+            pay_row(f"TK5BBBB{i:03d}", 10 + i, f"05-11-2025 09:{i:02d}:00") for i in range(n + 5)
+        ]
+        rows[n] = pay_row(f"TK5BBBB{n:03d}", 15, "05-11-2025 09:05:00", currency=smuggled)
+        data = g2_csv(rows, preamble=Preamble())
+
+        read = statement_import(data=data, engine="postgresql", auto_resolve=False)
+        serial = statement_import(data=data + b"\n", engine="python", auto_resolve=False)
+
+        lines = snapshot(read.statement.pk)
+        assert "FAKE000001" not in {line[1] for line in lines[0]}, n
+        assert lines == snapshot(serial.statement.pk), n
