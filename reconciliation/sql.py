@@ -312,11 +312,15 @@ def _parse_chunk(
         writer = LineWriter(layout, base=base, plain_text=plain_text)
         counter = _Counting(enumerate(reader, first_row))
         writer.write(_PipeSink(conn), counter, check_every_row=False)
+        # The rows are numbered by the line breaks (\n) before the chunk: every record must
+        # be one such line. Not so for a record spanning lines, nor for a lone carriage
+        # return, which ends a record for the csv module but is no line break here.
+        lines = data.count(b"\n", begin, end) + (0 if data[end - 1 : end] == b"\n" else 1)
         result = {
             "rejects": writer.rejects,
             "skipped": writer.skipped,
             "repeats": writer.repeats,
-            "one_line_records": counter.count == reader.line_num,
+            "one_line_records": counter.count == reader.line_num == lines,
         }
         conn.send_bytes(b"R" + pickle.dumps(result))
     except BaseException as exc:  # reported to the parent, which raises
