@@ -695,38 +695,35 @@ PULL_HEADER = [
 
 
 def parse_pull_transactions(data: bytes) -> ParsedStatement:
-    """A Pull Transactions query response (``{"Response": [[{...}, ...]]}``), a list of such
-    responses (several pages), or the bare array of arrays. Each transaction is one paid-in
-    line; ``trxDate`` without a zone is EAT, with ``Z`` it is UTC."""
+    """A Pull Transactions query response (``{"Response": [[{...}, ...]]}``; key case as it
+    comes), a list of such responses (several pages), or the bare array of arrays. Each
+    transaction is one paid-in line; ``trxDate`` without a zone is EAT, with ``Z`` it is UTC.
+    ResponseCode 1001 (no records) is an empty statement; an error response, or JSON of any
+    other shape, is refused: it holds no transactions to reconcile."""
     try:
         body = json.loads(decode_text(data), parse_float=Decimal, parse_int=Decimal)
+    except RecursionError:
+        raise StatementFormatError("the JSON is nested too deeply to be a response") from None
     except ValueError as exc:
         raise StatementFormatError(f"the file is not valid JSON: {exc}") from None
+    if isinstance(body, dict) and set(body) == {"status", "response"}:
+        # An HTTP exchange as captured (status and body), as in the format notes' samples.
+        body = body["response"]
     metadata = StatementMetadata()
-    pages = body if isinstance(body, list) and body and isinstance(body[0], dict) else [body]
+    if isinstance(body, list) and body and all(isinstance(item, list) for item in body):
+        pages: list[Any] = [{"Response": body}]  # the bare array of arrays
+    elif isinstance(body, list) and body and all(isinstance(item, dict) for item in body):
+        pages = body
+    elif isinstance(body, dict) and body:
+        pages = [body]
+    else:
+        raise StatementFormatError(
+            "the JSON is not a Pull Transactions response (an object with ResponseCode and "
+            "Response, a list of them, or an array of arrays of transactions)"
+        )
     transactions: list[Any] = []
-    for page in pages:
-        if isinstance(page, dict):
-            code = str(page.get("ResponseCode", "1000"))
-            if "ResponseRefID" in page:
-                metadata.labels.setdefault("ResponseRefID", []).append(str(page["ResponseRefID"]))
-            if code not in ("1000", "1001", "0"):
-                raise StatementFormatError(
-                    f"the Pull Transactions response reports an error: {code} "
-                    f"{page.get('ResponseMessage', '')}".strip()
-                )
-            response = page.get("Response", [])
-        else:
-            response = page
-        if isinstance(response, str):  # "[[]]" sent as a string when there is nothing
-            try:
-                response = json.loads(response, parse_float=Decimal, parse_int=Decimal)
-            except ValueError:
-                raise StatementFormatError("'Response' is not a list of transactions") from None
-        if not isinstance(response, list):
-            raise StatementFormatError("'Response' is not a list of transactions")
-        for item in response:
-            transactions.extend(item if isinstance(item, list) else [item])
+    for number, page in enumerate(pages, 1):
+        transactions.extend(_pull_page(page, number, len(pages), metadata))
     return ParsedStatement(
         file_format=StatementFormat.PULL_JSON,
         metadata=metadata,
@@ -734,6 +731,51 @@ def parse_pull_transactions(data: bytes) -> ParsedStatement:
         header_row=0,
         rows=_pull_rows(transactions),
     )
+
+
+def _pull_page(
+    page: dict[str, Any], number: int, pages: int, metadata: StatementMetadata
+) -> list[Any]:
+    """One response's transactions (keys matched whatever their case or spaces)."""
+    where = f"response {number} of {pages}: " if pages > 1 else ""
+    keys = {str(key).replace(" ", "").lower(): key for key in page}
+    if "errorcode" in keys:
+        code = _json_text(page[keys["errorcode"]])
+        message = _json_text(page.get(keys.get("errormessage", ""), ""))
+        raise StatementFormatError(
+            f"{where}a Daraja error response, not transactions: {code} {message}".strip()
+        )
+    if "response" not in keys and "responsecode" not in keys:
+        raise StatementFormatError(
+            f"{where}not a Pull Transactions response: it has neither ResponseCode nor "
+            f"Response (keys: {', '.join(sorted(map(str, page)))[:120]})"
+        )
+    code = _json_text(page[keys["responsecode"]]) if "responsecode" in keys else "1000"
+    if "responserefid" in keys:
+        metadata.labels.setdefault("ResponseRefID", []).append(
+            _json_text(page[keys["responserefid"]])
+        )
+    if code not in ("1000", "1001", "0"):
+        message = _json_text(page.get(keys.get("responsemessage", ""), ""))
+        raise StatementFormatError(
+            f"{where}the Pull Transactions response reports an error: {code} {message}".strip()
+        )
+    if "response" not in keys:
+        if code == "1001":  # no records
+            return []
+        raise StatementFormatError(f"{where}the response has no 'Response' list")
+    response = page[keys["response"]]
+    if isinstance(response, str):  # "[[]]" sent as a string when there is nothing
+        try:
+            response = json.loads(response, parse_float=Decimal, parse_int=Decimal)
+        except (ValueError, RecursionError):
+            raise StatementFormatError(f"{where}'Response' is not a list of transactions") from None
+    if not isinstance(response, list):
+        raise StatementFormatError(f"{where}'Response' is not a list of transactions")
+    transactions: list[Any] = []
+    for item in response:
+        transactions.extend(item if isinstance(item, list) else [item])
+    return transactions
 
 
 def _pull_rows(transactions: Iterable[Any]) -> Iterator[tuple[int, list[str]]]:

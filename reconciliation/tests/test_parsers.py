@@ -2,10 +2,14 @@
 
 import datetime as dt
 import json
+import os
+import re
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 
+from core.testing import REPO_ROOT
 from reconciliation.engine import read_lines
 from reconciliation.models import StatementFormat
 from reconciliation.parsers import (
@@ -435,6 +439,89 @@ def test_pull_transactions_with_no_transactions_is_an_empty_statement():
 def test_a_pull_transactions_error_response_is_refused():
     with pytest.raises(StatementFormatError, match="error"):
         parse_statement(pull_json([], code="500.001.1001"))
+
+
+TX = {
+    "transactionId": "LHG31AA5TX",
+    "trxDate": "2020-08-05T10:13:00Z",
+    "msisdn": 722000108,
+    "sender": "JOHN DOE",
+    "transactiontype": "c2b-pay-bill-debit",
+    "billreference": "37941535",
+    "amount": "168.00",
+}
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ({}, "not a Pull Transactions response"),
+        ([], "not a Pull Transactions response"),
+        ({"hello": "world"}, "neither ResponseCode nor Response"),
+        ([TX], "neither ResponseCode nor Response"),  # transactions without their response
+        (
+            {"requestId": "x", "errorCode": "401.001", "errorMessage": "Invalid Access Token"},
+            "error response, not transactions: 401.001 Invalid Access Token",
+        ),
+        ({"ResponseCode": "1000", "Response": {"a": 1}}, "'Response' is not a list"),
+        ({"ResponseCode": "1000"}, "no 'Response' list"),
+        ([{"ResponseCode": "1000", "Response": [[TX]]}, {"x": 1}], "response 2 of 2"),
+        ([1, 2], "not a Pull Transactions response"),
+    ],
+)
+def test_json_that_is_not_a_pull_transactions_response_is_refused_naming_why(body, message):
+    with pytest.raises(StatementFormatError, match=re.escape(message)):
+        parse_statement(json.dumps(body).encode())
+
+
+@pytest.mark.parametrize("depth", [3000, 100_000])
+def test_deeply_nested_json_is_refused_not_a_crash(depth):
+    with pytest.raises(StatementFormatError, match="nested too deeply"):
+        parse_statement(b"[" * depth + b"]" * depth)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"responseCode": "1000", "response": [[TX]]},  # keys in another case
+        {"Response Code": "1000", "Response": [[TX]]},  # with spaces, as transcribed
+        [[TX]],  # the bare array of arrays
+        [{"ResponseCode": "1000", "Response": [[TX]]}],  # pages
+        {"status": 200, "response": {"ResponseCode": "1000", "Response": [[TX]]}},  # captured
+    ],
+)
+def test_every_shape_of_a_pull_response_gives_its_transactions(body):
+    _, lines, rejects, _ = read(json.dumps(body).encode())
+
+    assert rejects == []
+    assert [(line.receipt, line.paid_in) for line in lines] == [("LHG31AA5TX", Decimal("168.00"))]
+
+
+def test_no_records_without_a_response_list_is_an_empty_statement():
+    body = {"RequestID": "x", "ResponseCode": "1001", "ResponseMessage": "No records found"}
+
+    _, lines, rejects, _ = read(json.dumps(body).encode())
+
+    assert lines == [] and rejects == []
+
+
+PAYLOADS = Path(
+    os.environ.get("DARAJA_PAYLOADS_DIR", REPO_ROOT.parent / "shared" / "daraja" / "payloads")
+)
+REAL_PULL = sorted(PAYLOADS.glob("pull_*.json")) if PAYLOADS.is_dir() else []
+
+
+@pytest.mark.skipif(not REAL_PULL, reason=f"real payloads not found in {PAYLOADS}")
+@pytest.mark.parametrize("path", REAL_PULL, ids=lambda p: p.name)
+def test_every_real_pull_transactions_payload_is_read_or_refused_with_its_error(path):
+    body = json.loads(path.read_text())
+    inner = body.get("response", body)
+    if "errorCode" in inner:
+        with pytest.raises(StatementFormatError, match=re.escape(inner["errorCode"])):
+            parse_statement(path.read_bytes())
+    else:
+        _, lines, rejects, _ = read(path.read_bytes())
+        assert inner["ResponseCode"] == "1001" and lines == [] and rejects == []
 
 
 def test_a_float_amount_in_pull_json_is_read_as_decimal_not_float():
