@@ -25,6 +25,11 @@ from .models import StatementFormat
 EAT = zoneinfo.ZoneInfo("Africa/Nairobi")
 UTC = dt.UTC
 
+# A statement cell may be longer than the csv module's default limit (131,072 characters):
+# it is data like any other, and the Arrow reader, which has no such limit, must read the
+# same rows. (Process-wide; the upload size bounds a cell anyway.)
+csv.field_size_limit(2**31 - 1)
+
 # How far down the file the header row may be (the G2 preamble is 6 rows).
 HEADER_SEARCH_ROWS = 60
 MAX_ROW_CELLS = 200
@@ -117,17 +122,31 @@ class Layout:
 
     header: tuple[str, ...]
     columns: dict[str, int]
+    # A spreadsheet leaves a row's empty cells past its last value out: its short rows are
+    # padded. A CSV row has all its cells; a short one has lost some, and which is not
+    # known, so it is rejected rather than read with its cells under the wrong names.
+    pads_short_rows: bool = True
 
     @property
     def width(self) -> int:
         return len(self.header)
 
     @classmethod
-    def from_header(cls, cells: list[str]) -> Layout:
+    def from_header(cls, cells: list[str], *, pads_short_rows: bool = True) -> Layout:
         columns: dict[str, int] = {}
+        seen: dict[str, int] = {}
         for index, cell in enumerate(cells):
-            name = HEADER_ALIASES.get(header_key(cell))
-            if name is not None and name not in columns:
+            key = header_key(cell)
+            name = HEADER_ALIASES.get(key)
+            if name is None:
+                continue
+            if key in seen:
+                raise StatementFormatError(
+                    f"the header row has two {cell.strip()!r} columns (columns "
+                    f"{seen[key] + 1} and {index + 1}): which one holds the values is not known"
+                )
+            seen[key] = index
+            if name not in columns:
                 columns[name] = index
         missing = [FIELD_LABELS[name] for name in ("receipt", "completed") if name not in columns]
         if missing:
@@ -141,7 +160,7 @@ class Layout:
         while width > 0 and not cells[width - 1].strip():
             width -= 1
         width = max(width, max(columns.values()) + 1)
-        return cls(header=tuple(cells[:width]), columns=columns)
+        return cls(header=tuple(cells[:width]), columns=columns, pads_short_rows=pads_short_rows)
 
     def is_header(self, cells: list[str]) -> bool:
         return [header_key(c) for c in cells[: self.width]] == [header_key(c) for c in self.header]
@@ -182,7 +201,15 @@ def parse_amount(text: str) -> Decimal | None:
         negative, value = True, value[1:-1]
     if not _AMOUNT.fullmatch(value):
         raise ValueProblem(f"{text!r} is not an amount")
-    number = Decimal(value.replace(",", ""))
+    plain = value.replace(",", "")
+    # Checked on the text, before any arithmetic: Decimal's context (28 digits) cannot even
+    # round a number of 27 digits to cents.
+    whole, _, fraction = plain.lstrip("+-").partition(".")
+    if len(whole.lstrip("0")) > MAX_INTEGER_DIGITS:
+        raise ValueProblem(f"{text!r} is too large")
+    if fraction.rstrip("0")[2:]:
+        raise ValueProblem(f"{text!r} has fractions of a cent")
+    number = Decimal(plain)
     if negative:
         number = -number
     cents = number.quantize(Decimal("0.01"))
@@ -220,8 +247,14 @@ def parse_statement_time(text: str) -> dt.datetime:
                 raise ValueProblem(f"{text!r} is not a valid time")
             hour = str(hour_number % 12 + (12 if meridiem.lower() == "pm" else 0))
     elif _SERIAL.fullmatch(value):
-        seconds = (Decimal(value) * 86400).quantize(Decimal(1))
-        return EXCEL_EPOCH + dt.timedelta(seconds=int(seconds))
+        serial = Decimal(value)
+        if serial == serial.to_integral_value():
+            # A whole day number is a date without its time, not midnight.
+            raise ValueProblem(f"{text!r} is a date without a time")
+        moment = EXCEL_EPOCH + dt.timedelta(seconds=int((serial * 86400).quantize(Decimal(1))))
+        if not 1900 <= moment.year <= 2099:
+            raise ValueProblem(f"{text!r} is not a plausible statement date")
+        return moment
     else:
         raise ValueProblem(f"{text!r} is not a date and time (expected DD-MM-YYYY HH:MM:SS)")
     try:
@@ -230,16 +263,19 @@ def parse_statement_time(text: str) -> dt.datetime:
         )
     except ValueError:
         raise ValueProblem(f"{text!r} is not a valid date and time") from None
-    if not 1900 <= moment.year <= 2099:
-        raise ValueProblem(f"{text!r} is not a plausible statement date")
     if zone:
         offset = dt.timedelta(0)
         if zone != "Z":
             sign = -1 if zone[0] == "-" else 1
             digits = zone[1:].replace(":", "")
             offset = sign * dt.timedelta(hours=int(digits[:2]), minutes=int(digits[2:]))
+            if offset.total_seconds() > 14 * 3600 or offset.total_seconds() < -12 * 3600:
+                raise ValueProblem(f"{text!r} has no real time zone offset")
         utc = moment.replace(tzinfo=dt.timezone(offset)).astimezone(UTC)
         moment = utc.astimezone(EAT).replace(tzinfo=None)
+    # Checked on the East Africa time that is stored (read again from it, it must pass).
+    if not 1900 <= moment.year <= 2099:
+        raise ValueProblem(f"{text!r} is not a plausible statement date")
     return moment
 
 
@@ -270,6 +306,10 @@ def cell_text(value: Any) -> str:
     if isinstance(value, Decimal):
         return format(value, "f")
     if isinstance(value, dt.datetime):
+        # To the nearest second: a spreadsheet keeps times as fractions of a day, and
+        # 21:45:13 may come back as 21:45:12.9999.
+        if value.microsecond >= 500_000:
+            value += dt.timedelta(seconds=1)
         return value.strftime("%Y-%m-%d %H:%M:%S")
     if isinstance(value, dt.date):
         return value.strftime("%Y-%m-%d 00:00:00")
@@ -317,6 +357,12 @@ class RowReader:
                 )
             cells = cells[:width]
         elif len(cells) < width:
+            if not any(c.strip() for c in cells):
+                return RowOutcome("skip", reason="blank")
+            if not self.layout.pads_short_rows:
+                return RowOutcome(
+                    "reject", reason=f"the row has {len(cells)} cells; the header has {width}"
+                )
             cells = [*cells, *([""] * (width - len(cells)))]
         if not any(c.strip() for c in cells):
             return RowOutcome("skip", reason="blank")
@@ -567,7 +613,7 @@ def parse_csv(data: bytes) -> ParsedStatement:
     preamble: list[list[str]] = []
     for number, cells in enumerate(reader, 1):
         if _looks_like_header(cells):
-            layout = Layout.from_header(cells)
+            layout = Layout.from_header(cells, pads_short_rows=False)
             metadata = StatementMetadata()
             metadata.read_preamble(preamble)
             return ParsedStatement(
@@ -636,31 +682,55 @@ def _xlsx_rows(data: bytes) -> Iterator[tuple[int, list[str]]]:
         book = openpyxl.load_workbook(io.BytesIO(data), read_only=True, data_only=True)
     except Exception as exc:  # openpyxl raises many types for a broken file
         raise StatementFormatError(f"the XLSX file cannot be opened: {exc}") from None
-    names = book.sheetnames
-    sheet = book["transaction"] if "transaction" in names else book[names[0]]
 
     def rows() -> Iterator[tuple[int, list[str]]]:
         expected = 1
         try:
+            names = book.sheetnames
+            sheet = book["transaction"] if "transaction" in names else book[names[0]]
             for row in sheet.iter_rows():
                 number = next((c.row for c in row if getattr(c, "row", None)), expected)
                 expected = number + 1
-                yield number, [cell_text(c.value) for c in row]
+                yield number, [_xlsx_cell_text(c) for c in row]
+        except Exception as exc:  # a damaged sheet is found only while it is read
+            raise StatementFormatError(
+                f"the XLSX file is damaged (after row {expected - 1}): {exc}"
+            ) from None
         finally:
             book.close()
 
     return rows()
 
 
+_TIME_CODES = re.compile(r"[hs]|am/pm", re.IGNORECASE)
+
+
+def _xlsx_cell_text(cell: Any) -> str:
+    """A date cell whose format shows no time is a date alone (``YYYY-MM-DD``), not midnight:
+    as a completion time it is then refused."""
+    value = cell.value
+    if isinstance(value, dt.datetime) and getattr(cell, "is_date", False):
+        shown = re.sub(r'"[^"]*"|\\.|\[[^]]*\]', "", str(cell.number_format or ""))
+        if not _TIME_CODES.search(shown):
+            return value.strftime("%Y-%m-%d")
+    return cell_text(value)
+
+
 def _xls_rows(data: bytes) -> Iterator[tuple[int, list[str]]]:
     import xlrd
 
     try:
-        book = xlrd.open_workbook(file_contents=data, on_demand=True)
+        # xlrd's warnings about a damaged file go to its log, not to our output.
+        book = xlrd.open_workbook(file_contents=data, on_demand=True, logfile=io.StringIO())
     except Exception as exc:  # xlrd raises many types for a broken file
         raise StatementFormatError(f"the XLS file cannot be opened: {exc}") from None
-    names = book.sheet_names()
-    sheet = book.sheet_by_name("transaction") if "transaction" in names else book.sheet_by_index(0)
+    try:
+        names = book.sheet_names()
+        sheet = (
+            book.sheet_by_name("transaction") if "transaction" in names else book.sheet_by_index(0)
+        )
+    except Exception as exc:  # xlrd raises many types for a damaged sheet
+        raise StatementFormatError(f"the XLS file is damaged: {exc!r}") from None
 
     def text(cell: Any) -> str:
         if cell.ctype == xlrd.XL_CELL_DATE:
@@ -676,7 +746,13 @@ def _xls_rows(data: bytes) -> Iterator[tuple[int, list[str]]]:
 
     def rows() -> Iterator[tuple[int, list[str]]]:
         for index in range(sheet.nrows):
-            yield index + 1, [text(c) for c in sheet.row(index)]
+            try:
+                cells = [text(c) for c in sheet.row(index)]
+            except Exception as exc:
+                raise StatementFormatError(
+                    f"the XLS file is damaged (row {index + 1}): {exc!r}"
+                ) from None
+            yield index + 1, cells
 
     return rows()
 

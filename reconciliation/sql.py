@@ -491,8 +491,8 @@ def copy_arrow(copy: Any, parsed: ParsedStatement, writer: LineWriter) -> None:
     first_line = data[start : end if end >= 0 else len(data)].decode(parsed.encoding)
     count = len(next(csv.reader([first_line]), []))
     if count != width:
-        # Rows wider than the header (empty cells past the table) are canonicalised row by
-        # row in the other reads too; narrower ones are padded.
+        # Rows wider than the header (empty cells past the table) are canonicalised, and
+        # narrower ones rejected, by the row-by-row read.
         raise ArrowUnsuitable
     names = [f"c{index}" for index in range(count)]
     try:

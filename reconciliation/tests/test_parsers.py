@@ -1,12 +1,16 @@
 """Parser tests, one per format quirk of FORMATS.md."""
 
 import datetime as dt
+import io
 import json
 import os
+import random
 import re
+import zipfile
 from decimal import Decimal
 from pathlib import Path
 
+import openpyxl
 import pytest
 
 from core.testing import REPO_ROOT
@@ -221,11 +225,78 @@ def test_statement_times_are_read_day_first_as_eat(text, expected):
 
 
 @pytest.mark.parametrize(
-    "text", ["05/11/2025 21:45", "11/25/2025 9:05 PM", "30-02-2025 10:00:00", "", "yesterday"]
+    "text",
+    [
+        "05/11/2025 21:45",
+        "11/25/2025 9:05 PM",
+        "30-02-2025 10:00:00",
+        "",
+        "yesterday",
+        "00000.5",  # an Excel serial in 1899
+        "99999.5",  # and one in 2173
+        "45966",  # a day number: a date without its time
+        "2099-12-31 23:00:00-05:00",  # 2100 in East Africa
+        "2025-11-05 10:00:00+99:00",  # no such offset
+        "\uff10\uff15-11-2025 21:45:13",  # full-width digits
+    ],
 )
-def test_ambiguous_or_impossible_times_are_refused(text):
+def test_ambiguous_impossible_or_implausible_times_are_refused(text):
     with pytest.raises(ValueProblem):
         parse_statement_time(text)
+
+
+@pytest.mark.parametrize("completed", ["00000.5", "99999.5", "45966", "2099-12-31 23:00:00-05:00"])
+def test_an_implausible_time_is_a_reject_of_its_row_not_a_failed_import(completed):
+    rows = [
+        pay_row("TK5XA1BC2D", 111, "05-11-2025 21:45:13"),
+        pay_row("TK5XA1BC2E", 5, completed),
+    ]
+
+    _, lines, rejects, _ = read(g2_csv(rows))
+
+    assert [line.receipt for line in lines] == ["TK5XA1BC2D"]
+    assert [(number, "Completion Time" in reason) for number, reason, _ in rejects] == [
+        (rejects[0][0], True)
+    ]
+
+
+@pytest.mark.parametrize(
+    "text", ["1" * 27 + ".00", "9" * 30, "111111111111111111111111111111111111111.5"]
+)
+def test_an_amount_of_any_length_is_refused_as_too_large_not_a_crash(text):
+    with pytest.raises(ValueProblem, match="too large"):
+        parse_amount(text)
+
+
+def test_a_cell_longer_than_the_csv_module_s_default_limit_is_read():
+    long = "x" * 200_000
+    rows = [pay_row("TK5XA1BC2D", 111, "05-11-2025 21:45:13", details=long)]
+
+    _, lines, rejects, _ = read(g2_csv(rows))
+
+    assert rejects == [] and lines[0].details == long
+
+
+def test_a_short_csv_row_is_rejected_not_read_with_its_cells_shifted():
+    header = "Receipt No.,Completion Time,Details,Paid In,Withdrawn,Balance"
+    data = (
+        f'{header}\nTK5XA1BC2D,05-11-2025 21:45:13,111.00,,"82,459.00"\n'
+        "TK5XA1BC2E,05-11-2025 21:46:13,Pay Bill,5.00,,10.00\n"
+    ).encode()
+
+    _, lines, rejects, _ = read(data)
+
+    assert [line.receipt for line in lines] == ["TK5XA1BC2E"]
+    assert [(number, reason) for number, reason, _ in rejects] == [
+        (2, "the row has 5 cells; the header has 6")
+    ]
+
+
+def test_a_header_naming_a_column_twice_is_refused():
+    data = b"Receipt No.,Completion Time,Paid In,Paid In\nTK5XA1BC2D,05-11-2025 21:45:13,1,999\n"
+
+    with pytest.raises(StatementFormatError, match="two 'Paid In' columns"):
+        parse_statement(data)
 
 
 def test_the_leading_space_of_the_account_number_is_trimmed():
@@ -378,6 +449,65 @@ def test_xls_date_cells_are_read_as_times_too():
 
     assert rejects == []
     assert lines[0].completed_at == dt.datetime(2025, 11, 5, 18, 45, 13, tzinfo=UTC)
+
+
+def _damaged_xlsx() -> bytes:
+    source = zipfile.ZipFile(io.BytesIO(g2_xlsx(sheet_rows(), preamble=Preamble())))
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as target:
+        for item in source.infolist():
+            content = source.read(item)
+            if item.filename.endswith("sheet1.xml"):
+                content = content[: len(content) * 2 // 3]  # cut off mid-row
+            target.writestr(item, content)
+    return out.getvalue()
+
+
+def test_a_damaged_xlsx_is_refused_as_a_file_not_a_crash():
+    with pytest.raises(StatementFormatError, match="XLSX file is damaged"):
+        read(_damaged_xlsx())
+
+
+def test_any_damage_to_an_xls_is_read_or_refused_never_a_crash():
+    good = g2_xls(sheet_rows(), preamble=Preamble())
+    outcomes = {"read": 0, "refused": 0}
+    for seed in range(1000, 1150):
+        chance = random.Random(seed)
+        damaged = bytearray(good)
+        for _ in range(3):
+            damaged[chance.randrange(512, len(damaged))] = chance.randrange(256)
+        try:
+            read(bytes(damaged))
+        except StatementFormatError:
+            outcomes["refused"] += 1
+        else:
+            outcomes["read"] += 1
+    assert outcomes["refused"] > 0 and outcomes["read"] > 0, outcomes
+
+
+def test_spreadsheet_times_are_rounded_to_the_second_and_a_date_alone_is_refused():
+    book = openpyxl.Workbook()
+    sheet = book.active
+    sheet.append(list(G2_HEADER))
+    for receipt, moment, shown in [
+        ("TK5XA1BC2D", dt.datetime(2025, 11, 5, 21, 45, 12, 999_000), "dd-mm-yyyy hh:mm:ss"),
+        ("TK5XA1BC2E", dt.datetime(2025, 11, 5, 21, 45, 13, 200_000), "dd-mm-yyyy hh:mm:ss"),
+        ("TK5XA1BC2F", dt.datetime(2025, 11, 5), "dd-mm-yyyy"),
+    ]:
+        cells = pay_row(receipt, 111, "05-11-2025 21:45:13").cells()
+        cells[1] = moment
+        sheet.append(cells)
+        sheet.cell(row=sheet.max_row, column=2).number_format = shown
+    out = io.BytesIO()
+    book.save(out)
+
+    _, lines, rejects, _ = read(out.getvalue())
+
+    assert [(line.receipt, line.completed_at) for line in lines] == [
+        ("TK5XA1BC2D", dt.datetime(2025, 11, 5, 18, 45, 13, tzinfo=UTC)),
+        ("TK5XA1BC2E", dt.datetime(2025, 11, 5, 18, 45, 13, tzinfo=UTC)),
+    ]
+    assert [(number, "Completion Time" in reason) for number, reason, _ in rejects] == [(4, True)]
 
 
 @pytest.mark.parametrize(
