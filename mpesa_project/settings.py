@@ -240,6 +240,7 @@ CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 CALLBACK_REDRIVE_INTERVAL = env_float("CALLBACK_REDRIVE_INTERVAL", 60.0, minimum=1.0)
 PAYMENTS_SWEEP_INTERVAL = env_float("PAYMENTS_SWEEP_INTERVAL", 15.0, minimum=1.0)
 CALLBACK_DRAIN_INTERVAL = env_float("CALLBACK_DRAIN_INTERVAL", 5.0, minimum=0.5)
+RECONCILIATION_REDRIVE_INTERVAL = env_float("RECONCILIATION_REDRIVE_INTERVAL", 300.0, minimum=1.0)
 CELERY_BEAT_SCHEDULE = {
     "callbacks-redrive": {
         "task": "callbacks.tasks.redrive_callbacks",
@@ -252,6 +253,11 @@ CELERY_BEAT_SCHEDULE = {
     "payments-sweep": {
         "task": "payments.tasks.sweep_payments",
         "schedule": PAYMENTS_SWEEP_INTERVAL,
+    },
+    # Exact statement matches whose automatic move to SUCCESS a crash interrupted.
+    "reconciliation-auto-resolve-redrive": {
+        "task": "reconciliation.tasks.redrive_auto_resolve",
+        "schedule": RECONCILIATION_REDRIVE_INTERVAL,
     },
 }
 

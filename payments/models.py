@@ -126,7 +126,7 @@ class PaymentEvent(models.Model):
     to_status = models.CharField(max_length=10, choices=PaymentStatus.choices, blank=True)
     source = models.CharField(max_length=20, choices=EventSource.choices)
     actor = models.CharField(max_length=150, blank=True, default="")
-    reason = models.CharField(max_length=500, blank=True, default="")
+    reason = models.TextField(blank=True, default="")
     evidence = models.JSONField(default=dict, blank=True)
     callback = models.ForeignKey(
         "callbacks.InboundCallback",

@@ -78,6 +78,18 @@ class TransitionResult:
     event: PaymentEvent | None
 
 
+# An event's reason is kept whole up to this many characters (a person's reason is at most
+# 2,000, with a prefix); longer text is cut with a note saying so, never silently.
+EVENT_REASON_MAX = 4000
+
+
+def event_reason(reason: str) -> str:
+    if len(reason) <= EVENT_REASON_MAX:
+        return reason
+    note = f" … [cut: {len(reason):,} characters]"
+    return reason[: EVENT_REASON_MAX - len(note)] + note
+
+
 def payment_transition(
     *,
     payment: Payment,
@@ -121,7 +133,7 @@ def payment_transition(
             to_status=to_status,
             source=source,
             actor=actor,
-            reason=reason[:500],
+            reason=event_reason(reason),
             evidence=evidence or {},
             callback=callback,
         )
@@ -181,7 +193,7 @@ def payment_transition_many(requests: Sequence[TransitionRequest]) -> None:
                 from_status=from_status,
                 to_status=request.to_status,
                 source=request.source,
-                reason=request.reason[:500],
+                reason=event_reason(request.reason),
                 evidence=request.evidence or {},
                 callback=request.callback,
             )
@@ -247,7 +259,7 @@ def payment_record_event(
             kind=kind,
             source=source,
             actor=actor,
-            reason=reason[:500],
+            reason=event_reason(reason),
             evidence=evidence or {},
             callback=callback,
         )
@@ -570,6 +582,6 @@ def payment_clear_review(*, payment: Payment, actor: str, reason: str) -> bool:
                 kind=EventKind.NOTE,
                 source=EventSource.ADMIN,
                 actor=actor,
-                reason=reason[:500],
+                reason=event_reason(reason),
             )
     return bool(cleared)

@@ -26,7 +26,7 @@ from drf_spectacular.utils import (
 from rest_framework import serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.parsers import FormParser, MultiPartParser
-from rest_framework.renderers import BaseRenderer
+from rest_framework.renderers import BaseRenderer, JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -82,16 +82,21 @@ ERROR_SCHEMA: dict[str, Any] = {
 }
 
 
-def errors(**statuses: str) -> dict[int, OpenApiResponse]:
+def errors(**statuses: str) -> dict[Any, OpenApiResponse]:
     """Documented error responses: the ones every operation can give, plus ``statuses``
-    (``e409="why"``)."""
+    (``e409="why"``). Always JSON, also where the success is not (the CSV report)."""
     common = {
         401: "No API key, or a bad one",
-        406: "An Accept header the JSON renderer cannot satisfy",
+        406: "An Accept header the operation's renderer cannot satisfy",
         429: "Too many requests for this API key",
     }
     common.update({int(name[1:]): why for name, why in statuses.items()})
     return {code: OpenApiResponse(ERROR_SCHEMA, description=why) for code, why in common.items()}
+
+
+def json_errors(**statuses: str) -> dict[Any, OpenApiResponse]:
+    """:func:`errors` for an operation whose success is not JSON (the CSV report)."""
+    return {(code, "application/json"): response for code, response in errors(**statuses).items()}
 
 
 class StrictPagination(Pagination):
@@ -118,8 +123,9 @@ class StrictPagination(Pagination):
 
 
 class CSVRenderer(BaseRenderer):
-    """``text/csv`` for the report, which streams its own body: what this renders is only an
-    error, as a one-row CSV (code, message) in the type the client asked for."""
+    """``text/csv``, for the report, which streams its own body (errors are JSON, as
+    everywhere: see ``RunViewSet.finalize_response``); a one-row CSV of code and message
+    should anything else be rendered."""
 
     media_type = "text/csv"
     format = "csv"
@@ -194,6 +200,7 @@ class RunSerializer(serializers.ModelSerializer):
             "finished_at",
             "duration_ms",
             "timings",
+            "auto_resolve",
             "summary",
         ]
         read_only_fields = fields
@@ -390,6 +397,15 @@ class RunViewSet(viewsets.ReadOnlyModelViewSet):
             return ReconciliationRun.objects.none()
         return run_list(client=_client(self.request)).order_by("-started_at", "-id")
 
+    def finalize_response(
+        self, request: Request, response: Response, *args: Any, **kwargs: Any
+    ) -> Response:
+        # An error is JSON in the API's one error shape, whatever the report's Accept asked.
+        if isinstance(response, Response) and response.status_code >= 400:
+            request.accepted_renderer = JSONRenderer()
+            request.accepted_media_type = JSONRenderer.media_type
+        return super().finalize_response(request, response, *args, **kwargs)
+
     @extend_schema(
         responses={200: OpenApiTypes.OBJECT, **errors(e404="No such run")},
         summary="The run's summary and bridge",
@@ -451,10 +467,15 @@ class RunViewSet(viewsets.ReadOnlyModelViewSet):
         return self.get_paginated_response(RejectSerializer(page, many=True).data)
 
     @extend_schema(
-        responses={(200, "text/csv"): OpenApiTypes.STR, **errors(e404="No such run")},
+        responses={(200, "text/csv"): OpenApiTypes.STR, **json_errors(e404="No such run")},
         summary="The run as CSV for the accountant",
     )
-    @action(detail=True, methods=["get"], filterset_class=None, renderer_classes=[CSVRenderer])
+    @action(
+        detail=True,
+        methods=["get"],
+        filterset_class=None,
+        renderer_classes=[CSVRenderer],
+    )
     def report(self, request: Request, pk: str | None = None) -> StreamingHttpResponse:
         run = self.get_object()
         response = StreamingHttpResponse(run_report_csv(run=run), content_type="text/csv")
@@ -490,7 +511,8 @@ class BreakViewSet(viewsets.ReadOnlyModelViewSet):
                 raise serializers.ValidationError({"status": f"Not one of {BreakStatus.values}."})
             query = query.filter(status=state)
         if run is not None:
-            if not (run.isascii() and run.isdigit()):
+            digits = run[1:] if run.startswith("-") else run
+            if not (digits.isascii() and digits.isdigit()):
                 raise serializers.ValidationError({"run": "A run id (an integer)."})
             run_id = int(run)
             # An integer no run can have (beyond bigint) matches nothing, like any other.

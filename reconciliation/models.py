@@ -253,6 +253,12 @@ class ReconciliationRun(models.Model):
     timings = models.JSONField(default=dict, blank=True)
     summary = models.JSONField(default=dict, blank=True)
     created_by = models.CharField(max_length=150, blank=True, default="")
+    auto_resolve = models.BooleanField(
+        default=True,
+        help_text="Exact matches of PENDING/FAILED payments are applied automatically (and "
+        "re-driven by the beat task if that was interrupted); off when imported with "
+        "auto_resolve=false.",
+    )
 
     class Meta:
         ordering = ["-started_at", "-id"]

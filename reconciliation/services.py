@@ -119,6 +119,7 @@ def statement_import(
             started_at=started,
             finished_at=started,
             created_by=actor,
+            auto_resolve=auto_resolve,
         )
         if engine == "postgresql":
             from .sql import run_postgresql

@@ -34,7 +34,8 @@ def auto_resolve_run(run_id: int) -> int:
 
 @shared_task(ignore_result=True)
 def redrive_auto_resolve(older_than_seconds: float = 300.0) -> int:
-    """Beat: enqueue runs with exact matches still waiting to be applied."""
+    """Beat: enqueue runs with exact matches still waiting to be applied (not of runs
+    imported with auto_resolve=false: those wait for a person)."""
     horizon = timezone.now() - timedelta(seconds=older_than_seconds)
     run_ids = list(
         Break.objects.filter(
@@ -42,6 +43,7 @@ def redrive_auto_resolve(older_than_seconds: float = 300.0) -> int:
             auto_resolvable=True,
             kind=ResultClass.NOT_SUCCESS,
             created_at__lte=horizon,
+            run__auto_resolve=True,
         )
         .values_list("run_id", flat=True)
         .distinct()[:100]

@@ -556,6 +556,21 @@ def test_a_success_payment_without_a_receipt_takes_the_line_s_when_a_person_matc
     assert not Break.objects.filter(run=run, status=BreakStatus.OPEN).exists()
 
 
+def test_a_long_reason_is_kept_whole_on_the_break_and_on_the_payment():
+    pending = make_payment(amount=650, status=S.PENDING, when=eat("01-11-2025 08:00:00"))
+    run = reconcile([pay_row("SAMEST0003", 650, "05-11-2025 10:00:00")]).run
+    unknown = Break.objects.get(run=run, kind="unknown_payment")
+    reason = ("Confirmed with the customer by phone. " * 52).strip()  # 1,975 characters
+
+    break_resolve(
+        break_id=unknown.pk, action="match", actor="x", reason=reason, payment_id=pending.pk
+    )
+
+    assert BreakEvent.objects.get(break_record=unknown).reason == reason
+    event = pending.events.get(to_status=S.SUCCESS)
+    assert event.reason.endswith(reason)
+
+
 def test_auto_resolution_is_safe_to_run_again():
     make_payment(amount=500, receipt="TK5XA1BC2D", status=S.PENDING)
     run = reconcile([pay_row("TK5XA1BC2D", 500, "05-11-2025 10:00:00")], auto_resolve=False).run
