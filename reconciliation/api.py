@@ -317,6 +317,18 @@ class ResolveSerializer(serializers.Serializer):
     reason = serializers.CharField(max_length=2000, trim_whitespace=True)
     payment_id = serializers.UUIDField(required=False, allow_null=True)
 
+    def validate_reason(self, value: str) -> str:
+        if not isinstance(self.initial_data.get("reason"), str):
+            raise serializers.ValidationError("A reason is text.")
+        return value
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        # A misspelt field (payment instead of payment_id) must not be silently ignored.
+        unknown = set(self.initial_data) - set(self.fields)
+        if unknown:
+            raise serializers.ValidationError({name: "Unknown field." for name in sorted(unknown)})
+        return attrs
+
 
 def _client(request: Request) -> ApiClient:
     assert isinstance(request.user, ApiClient)

@@ -349,6 +349,10 @@ class RowReader:
         ]
 
     def read(self, cells: list[str]) -> RowOutcome:
+        """``cells`` lose their NUL characters, in place (PostgreSQL's text cannot hold one:
+        dropped alike on every engine, in lines and in the cells kept with a reject)."""
+        if any("\x00" in cell for cell in cells):
+            cells[:] = [cell.replace("\x00", "") for cell in cells]
         width = self.width
         if len(cells) > width:
             if any(c.strip() for c in cells[width:]):
@@ -488,8 +492,10 @@ class StatementMetadata:
 
     def read_preamble(self, rows: list[list[str]]) -> None:
         """Label cells end in ``:``; the value is in the next non-empty cell(s). "Time
-        Period:" is followed by ``From <time> To <time>``."""
-        for cells in rows:
+        Period:" is followed by ``From <time> To <time>``. NUL characters are dropped, as
+        from rows."""
+        for row in rows:
+            cells = [cell.replace("\x00", "") for cell in row]
             index = 0
             while index < len(cells):
                 label = cells[index].strip()

@@ -186,7 +186,7 @@ def _statement_create(
     meta = parsed.metadata
     return Statement.objects.create(
         client=client,
-        file_name=file_name[:255],
+        file_name=file_name.replace("\x00", "")[:255],
         file_format=parsed.file_format,
         checksum=checksum,
         size_bytes=size,
@@ -285,7 +285,7 @@ def _match(
     if line is None or brk.kind not in MATCHABLE:
         raise BreakResolutionError(
             "not_matchable",
-            f"A {brk.get_kind_display().lower()} break can only be accepted with a reason.",
+            f"This break ({brk.get_kind_display().lower()}) can only be accepted with a reason.",
         )
     if brk.kind == R.NOT_SUCCESS:
         if payment_id is not None and payment_id != brk.payment_id:

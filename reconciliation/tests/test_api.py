@@ -385,6 +385,13 @@ def test_an_unreadable_page_size_is_a_400_naming_it(api, page_size):
         assert "page_size" in response.json()["error"]["fields"]
 
 
+def test_a_file_name_with_a_nul_character_is_taken_without_it(api):
+    response = upload(api, statement(pay_row("TK5XA1BC2E", 5, "05-11-2025 10:01:00")), "a\x00b.csv")
+
+    assert response.status_code == 201, response.content
+    assert "\x00" not in response.json()["run"]["statement"]["file_name"]
+
+
 def test_a_statement_larger_than_other_api_bodies_is_taken(api, settings):
     # Other API bodies are capped by DJANGO_MAX_BODY_BYTES; a statement only by its own limit.
     settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 2048

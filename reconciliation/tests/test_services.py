@@ -3,6 +3,7 @@ database's engine (SQLite: the Python engine; PostgreSQL: the SQL engine); resol
 its audit; idempotent import."""
 
 import datetime as dt
+import json
 from decimal import Decimal
 
 import pytest
@@ -569,6 +570,23 @@ def test_a_long_reason_is_kept_whole_on_the_break_and_on_the_payment():
     assert BreakEvent.objects.get(break_record=unknown).reason == reason
     event = pending.events.get(to_status=S.SUCCESS)
     assert event.reason.endswith(reason)
+
+
+def test_nul_characters_are_dropped_alike_from_lines_rejects_and_the_preamble():
+    # PostgreSQL's text and jsonb cannot hold NUL: a reject carrying one failed the import.
+    rows = [
+        pay_row("TK5XA1BC2D", 5, "05-11-2025 10:00:00", details="a\x00b"),
+        Row(receipt="TK5XA1BC2E", completed="05-11-2025 10:00:00", paid_in="x", details="c\x00d"),
+    ]
+    preamble = Preamble(extra=[["Operator:", "ops\x00desk"]])
+
+    result = reconcile(rows, preamble=preamble, auto_resolve=False)
+
+    (line,) = StatementLine.objects.filter(statement_id=result.statement.pk)
+    assert line.details == "ab"
+    (reject,) = StatementReject.objects.filter(statement_id=result.statement.pk)
+    assert "cd" in reject.raw
+    assert "\x00" not in json.dumps(result.statement.metadata)
 
 
 def test_auto_resolution_is_safe_to_run_again():
