@@ -351,6 +351,29 @@ def test_a_break_is_resolved_through_the_api_with_a_reason(api, shop):
     assert again.json()["error"]["code"] == "already_resolved"
 
 
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"action": "accept", "reason": "ok", "payment": "x"}, "payment"),  # misspelt
+        ({"action": "accept", "reason": 123}, "reason"),
+        ({"action": "accept", "reason": "   "}, "reason"),
+    ],
+)
+def test_a_resolve_body_with_an_unknown_field_or_a_reason_that_is_not_text_is_a_400(
+    api, body, field
+):
+    run_id = upload(api, statement(pay_row("TK5XA1BC2E", 5, "05-11-2025 10:01:00"))).json()["run"][
+        "id"
+    ]
+    (brk,) = api.get(f"/reconciliation/runs/{run_id}/breaks/").json()["results"]
+
+    response = api.post(f"/reconciliation/breaks/{brk['id']}/resolve/", body, format="json")
+
+    assert response.status_code == 400, response.content
+    assert list(response.json()["error"]["fields"]) == [field]
+    assert api.get(f"/reconciliation/breaks/{brk['id']}/").json()["status"] == "open"
+
+
 def test_a_resolution_that_does_not_fit_the_break_is_a_422(api):
     run_id = upload(api, statement(pay_row("TK5XA1BC2E", 5, "05-11-2025 10:01:00"))).json()["run"][
         "id"
