@@ -105,7 +105,7 @@ class StrictPagination(Pagination):
     def get_page_size(self, request: Request) -> int | None:
         raw = request.query_params.get(self.page_size_query_param)
         if raw is not None and not (
-            raw.isascii() and raw.isdigit() and 0 < int(raw) <= self.max_page_size
+            raw.isascii() and raw.isdigit() and len(raw) <= 6 and 0 < int(raw) <= self.max_page_size
         ):
             raise serializers.ValidationError(
                 {"page_size": f"A whole number from 1 to {self.max_page_size}."}
@@ -526,8 +526,9 @@ class BreakViewSet(viewsets.ReadOnlyModelViewSet):
             digits = run[1:] if run.startswith("-") else run
             if not (digits.isascii() and digits.isdigit()):
                 raise serializers.ValidationError({"run": "A run id (an integer)."})
-            run_id = int(run)
-            # An integer no run can have (beyond bigint) matches nothing, like any other.
+            # An integer no run can have (beyond bigint, or too long for int()) matches
+            # nothing, like any other.
+            run_id = int(run) if len(digits) <= 19 else 2**63
             query = query.filter(run_id=run_id) if abs(run_id) < 2**63 else query.none()
         return query
 

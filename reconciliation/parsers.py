@@ -123,8 +123,9 @@ class Layout:
     header: tuple[str, ...]
     columns: dict[str, int]
     # A spreadsheet leaves a row's empty cells past its last value out: its short rows are
-    # padded. A CSV row has all its cells; a short one has lost some, and which is not
-    # known, so it is rejected rather than read with its cells under the wrong names.
+    # padded. A CSV row normally has all its cells; one that stops before the last column a
+    # line needs (receipt, time, amounts) has lost cells, and which is not known, so it is
+    # rejected rather than read with its cells under the wrong names.
     pads_short_rows: bool = True
 
     @property
@@ -263,6 +264,9 @@ def parse_statement_time(text: str) -> dt.datetime:
         )
     except ValueError:
         raise ValueProblem(f"{text!r} is not a valid date and time") from None
+    # Checked before and after the zone: year 1 or 9999 cannot even be moved to East Africa.
+    if not 1900 <= moment.year <= 2099:
+        raise ValueProblem(f"{text!r} is not a plausible statement date")
     if zone:
         offset = dt.timedelta(0)
         if zone != "Z":
@@ -347,6 +351,10 @@ class RowReader:
         self.amounts = [
             (name, layout.columns[name]) for name in AMOUNT_FIELDS if name in layout.columns
         ]
+        # The last column a line cannot do without (receipt, time, amounts).
+        self.last_needed = max(
+            [self.receipt, self.completed, *(index for _, index in self.amounts)]
+        )
 
     def read(self, cells: list[str]) -> RowOutcome:
         """``cells`` lose their NUL characters, in place (PostgreSQL's text cannot hold one:
@@ -360,14 +368,10 @@ class RowReader:
                     "reject", reason=f"the row has {len(cells)} cells; the header has {width}"
                 )
             cells = cells[:width]
-        elif len(cells) < width:
-            if not any(c.strip() for c in cells):
-                return RowOutcome("skip", reason="blank")
-            if not self.layout.pads_short_rows:
-                return RowOutcome(
-                    "reject", reason=f"the row has {len(cells)} cells; the header has {width}"
-                )
-            cells = [*cells, *([""] * (width - len(cells)))]
+        short = len(cells) < width
+        if short:
+            given = len(cells)
+            cells = [*cells, *([""] * (width - given))]
         if not any(c.strip() for c in cells):
             return RowOutcome("skip", reason="blank")
         if self.layout.is_header(cells):
@@ -375,6 +379,10 @@ class RowReader:
         first = cells[self.receipt].strip()
         if _TOTAL.fullmatch(first):
             return RowOutcome("skip", reason="total")
+        if short and not self.layout.pads_short_rows and given <= self.last_needed:
+            # A cell the line needs is missing: which one was lost (and whether the others
+            # moved left) is not known. Trailing text and unnamed cells may be left out.
+            return RowOutcome("reject", reason=f"the row has {given} cells; the header has {width}")
         out = list(cells)
         problems: list[str] = []
         receipt = first.upper()
@@ -788,6 +796,10 @@ def parse_pull_transactions(data: bytes) -> ParsedStatement:
         raise StatementFormatError("the JSON is nested too deeply to be a response") from None
     except ValueError as exc:
         raise StatementFormatError(f"the file is not valid JSON: {exc}") from None
+    if not _json_depth_ok(body):
+        raise StatementFormatError(
+            f"the JSON is nested too deeply to be a response (over {MAX_JSON_DEPTH} levels)"
+        )
     if isinstance(body, dict) and set(body) == {"status", "response"}:
         # An HTTP exchange as captured (status and body), as in the format notes' samples.
         body = body["response"]
@@ -863,7 +875,8 @@ def _pull_page(
 def _pull_rows(transactions: Iterable[Any]) -> Iterator[tuple[int, list[str]]]:
     for number, item in enumerate(transactions, 1):
         if not isinstance(item, dict):
-            yield number, ["", "", f"not a transaction object: {str(item)[:80]}", "", "", "", ""]
+            text = _json_text(item)[:80]
+            yield number, ["", "", f"not a transaction object: {text}", "", "", "", ""]
             continue
         kind = _json_text(item.get("transactiontype"))
         msisdn = _json_text(item.get("msisdn"))
@@ -891,5 +904,25 @@ def _json_text(value: Any) -> str:
     if isinstance(value, Decimal):
         return format(value, "f")
     if isinstance(value, (dict, list)):
-        return json.dumps(value, default=str)
-    return str(value)
+        text = json.dumps(value, default=str)
+    else:
+        text = str(value)
+    return text.replace("\x00", "")  # as from every other format's cells
+
+
+# Far deeper than a response (object, Response, page, transaction, value) ever is; checked
+# before any value is turned back into text, which recurses.
+MAX_JSON_DEPTH = 32
+
+
+def _json_depth_ok(body: Any) -> bool:
+    stack = [(body, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if depth > MAX_JSON_DEPTH:
+            return False
+        if isinstance(value, dict):
+            stack.extend((item, depth + 1) for item in value.values())
+        elif isinstance(value, list):
+            stack.extend((item, depth + 1) for item in value)
+    return True

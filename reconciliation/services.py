@@ -347,7 +347,9 @@ def _match(
                     with transaction.atomic():
                         Payment.objects.filter(
                             pk=payment.pk, mpesa_receipt_number__isnull=True
-                        ).update(mpesa_receipt_number=line.receipt_number)
+                        ).update(
+                            mpesa_receipt_number=line.receipt_number, updated_at=timezone.now()
+                        )
                 except IntegrityError:
                     raise BreakResolutionError(
                         "receipt_taken",

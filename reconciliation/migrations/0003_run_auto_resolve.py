@@ -2,8 +2,17 @@
 
 from django.db import migrations, models
 
+HELP = (
+    "Exact matches of PENDING/FAILED payments are applied automatically (and re-driven by the "
+    "beat task if that was interrupted); off when imported with auto_resolve=false."
+)
+
 
 class Migration(migrations.Migration):
+    """Runs imported before the flag existed are marked False: which of them were imported
+    with auto_resolve=false is not known, and the newly scheduled re-drive must not credit
+    their payments without a person. New runs default to True."""
+
     dependencies = [
         ("reconciliation", "0002_payment_first_in_claim_index"),
     ]
@@ -12,9 +21,11 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name="reconciliationrun",
             name="auto_resolve",
-            field=models.BooleanField(
-                default=True,
-                help_text="Exact matches of PENDING/FAILED payments are applied automatically (and re-driven by the beat task if that was interrupted); off when imported with auto_resolve=false.",
-            ),
+            field=models.BooleanField(default=False, help_text=HELP),
+        ),
+        migrations.AlterField(
+            model_name="reconciliationrun",
+            name="auto_resolve",
+            field=models.BooleanField(default=True, help_text=HELP),
         ),
     ]

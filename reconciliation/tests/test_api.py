@@ -438,6 +438,16 @@ def test_a_body_far_over_the_statement_limit_is_refused_before_it_is_read(api, s
 
     assert response.status_code == 413
     assert response.json()["error"]["code"] == "payload_too_large"
+    # The middleware's answer (it reads nothing), not the view's after reading the file.
+    assert response.json()["error"]["message"].startswith("Request body over")
+
+
+def test_ids_too_long_for_an_integer_match_nothing_or_are_refused(api):
+    many = "1" * 5000
+
+    assert api.get("/reconciliation/breaks/", {"run": many}).json()["results"] == []
+    response = api.get("/reconciliation/breaks/", {"page_size": many})
+    assert response.status_code == 400 and "page_size" in response.json()["error"]["fields"]
 
 
 def test_the_schema_documents_the_reconciliation_api(api):

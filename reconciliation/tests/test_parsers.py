@@ -237,6 +237,8 @@ def test_statement_times_are_read_day_first_as_eat(text, expected):
         "45966",  # a day number: a date without its time
         "2099-12-31 23:00:00-05:00",  # 2100 in East Africa
         "2025-11-05 10:00:00+99:00",  # no such offset
+        "9999-12-31 23:00:00Z",  # cannot even be moved to East Africa time
+        "0001-01-01 00:00:00+03:00",
         "\uff10\uff15-11-2025 21:45:13",  # full-width digits
     ],
 )
@@ -277,19 +279,28 @@ def test_a_cell_longer_than_the_csv_module_s_default_limit_is_read():
     assert rejects == [] and lines[0].details == long
 
 
-def test_a_short_csv_row_is_rejected_not_read_with_its_cells_shifted():
-    header = "Receipt No.,Completion Time,Details,Paid In,Withdrawn,Balance"
+def test_a_short_csv_row_is_rejected_when_it_lacks_a_cell_a_line_needs():
+    header = "Receipt No.,Completion Time,Details,Paid In,Withdrawn,Balance,A/C No.,Currency"
     data = (
-        f'{header}\nTK5XA1BC2D,05-11-2025 21:45:13,111.00,,"82,459.00"\n'
-        "TK5XA1BC2E,05-11-2025 21:46:13,Pay Bill,5.00,,10.00\n"
+        f"{header}\n"
+        # Stops before Balance: a cell was lost, and the others may have moved left.
+        'TK5XA1BC2D,05-11-2025 21:45:13,111.00,,"82,459.00"\n'
+        # Stops after A/C No. or Balance: only trailing text cells are left out.
+        "TK5XA1BC2E,05-11-2025 21:46:13,Pay Bill,5.00,,10.00, 123\n"
+        "TK5XA1BC2F,05-11-2025 21:47:13,Pay Bill,6.00,,16.00\n"
+        "TOTAL:,,,11.00\n"
     ).encode()
 
-    _, lines, rejects, _ = read(data)
+    _, lines, rejects, skipped = read(data)
 
-    assert [line.receipt for line in lines] == ["TK5XA1BC2E"]
-    assert [(number, reason) for number, reason, _ in rejects] == [
-        (2, "the row has 5 cells; the header has 6")
+    assert [(line.receipt, line.account) for line in lines] == [
+        ("TK5XA1BC2E", "123"),
+        ("TK5XA1BC2F", ""),
     ]
+    assert [(number, reason) for number, reason, _ in rejects] == [
+        (2, "the row has 5 cells; the header has 8")
+    ]
+    assert skipped == {"total": 1}
 
 
 def test_a_header_naming_a_column_twice_is_refused():
@@ -604,10 +615,15 @@ def test_json_that_is_not_a_pull_transactions_response_is_refused_naming_why(bod
         parse_statement(json.dumps(body).encode())
 
 
-@pytest.mark.parametrize("depth", [3000, 100_000])
+@pytest.mark.parametrize("depth", [40, 900, 3000, 100_000])
 def test_deeply_nested_json_is_refused_not_a_crash(depth):
     with pytest.raises(StatementFormatError, match="nested too deeply"):
         parse_statement(b"[" * depth + b"]" * depth)
+    # Inside a transaction too, where a value would be turned back into text.
+    nested = "[" * depth + "]" * depth
+    body = f'{{"ResponseCode": "1000", "Response": [[{{"transactionId": {nested}}}]]}}'
+    with pytest.raises(StatementFormatError, match="nested too deeply"):
+        read(body.encode())
 
 
 @pytest.mark.parametrize(

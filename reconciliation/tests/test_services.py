@@ -587,6 +587,11 @@ def test_nul_characters_are_dropped_alike_from_lines_rejects_and_the_preamble():
     (reject,) = StatementReject.objects.filter(statement_id=result.statement.pk)
     assert "cd" in reject.raw
     assert "\x00" not in json.dumps(result.statement.metadata)
+    pull = statement_import(
+        data=b'{"ResponseCode": "1000", "ResponseRefID": "a\\u0000b", "Response": [[]]}',
+        auto_resolve=False,
+    )
+    assert pull.statement.metadata["labels"]["ResponseRefID"] == ["ab"]
 
 
 def test_auto_resolution_is_safe_to_run_again():
