@@ -32,5 +32,27 @@ def _reject_constant(name: str) -> Any:
 
 
 class Pagination(PageNumberPagination):
+    """Page-number pagination that refuses a page size it cannot read or that is out of range
+    (400 naming ``page_size``) instead of quietly using another."""
+
     page_size_query_param = "page_size"
     max_page_size = 500
+
+    def get_page_size(self, request: Any) -> int | None:
+        raw = request.query_params.get(self.page_size_query_param)
+        if raw is not None and not (
+            raw.isascii() and raw.isdigit() and len(raw) <= 6 and 0 < int(raw) <= self.max_page_size
+        ):
+            raise exceptions.ValidationError(
+                {"page_size": f"A whole number from 1 to {self.max_page_size}."}
+            )
+        return super().get_page_size(request)
+
+    def get_schema_operation_parameters(self, view: Any) -> list[dict[str, Any]]:
+        parameters = super().get_schema_operation_parameters(view)
+        for parameter in parameters:
+            if parameter["name"] == self.page_size_query_param:
+                parameter["schema"].update({"minimum": 1, "maximum": self.max_page_size})
+            elif parameter["name"] == self.page_query_param:
+                parameter["schema"]["minimum"] = 1
+        return parameters

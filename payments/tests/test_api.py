@@ -305,6 +305,10 @@ def test_get_list_filters_and_events(api, daraja):
     assert api.get("/payments/", {"page_size": 1}).json()["next"] is not None
     events = api.get(f"/payments/{first['id']}/events/").json()
     assert [e["to_status"] for e in events] == ["INITIATED", "PENDING"]
+    for page_size in ["AAA", "0", "501", "\u00b2", "1" * 5000]:
+        refused = api.get("/payments/", {"page_size": page_size})
+        assert refused.status_code == 400, page_size
+        assert list(refused.json()["error"]["fields"]) == ["page_size"]
 
 
 def test_bad_filters_are_400_not_500(api):
