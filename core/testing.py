@@ -20,6 +20,16 @@ from django.conf import settings
 from django.db import connection
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+# Real Daraja payloads captured in the wild, kept outside the repository (the project's shared
+# folder beside it, or DARAJA_PAYLOADS_DIR); tests over them skip when they are absent.
+REAL_PAYLOADS = Path(
+    os.environ.get("DARAJA_PAYLOADS_DIR", REPO_ROOT.parent / "shared" / "daraja" / "payloads")
+)
+
+
+def real_payloads(pattern: str) -> list[Path]:
+    """The captured payloads whose names match ``pattern`` (none when the folder is absent)."""
+    return sorted(REAL_PAYLOADS.glob(pattern)) if REAL_PAYLOADS.is_dir() else []
 
 
 def stk_success_body(

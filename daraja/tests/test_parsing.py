@@ -1,12 +1,10 @@
 import json
-import os
 from datetime import UTC, datetime
 from decimal import Decimal
-from pathlib import Path
 
 import pytest
 
-from core.testing import REPO_ROOT, stk_failure_body, stk_success_body
+from core.testing import REAL_PAYLOADS, real_payloads, stk_failure_body, stk_success_body
 from daraja.parsing import (
     PayloadError,
     parse_stk_callback,
@@ -160,13 +158,10 @@ def test_query_answers_pending_4999_and_final_string_code():
 
 
 # --- The real captured payloads (kept outside the repository, in the project's shared folder).
-PAYLOADS = Path(
-    os.environ.get("DARAJA_PAYLOADS_DIR", REPO_ROOT.parent / "shared" / "daraja" / "payloads")
-)
-REAL_CALLBACKS = sorted(PAYLOADS.glob("stk_callback_*.json")) if PAYLOADS.is_dir() else []
+REAL_CALLBACKS = real_payloads("stk_callback_*.json")
 
 
-@pytest.mark.skipif(not REAL_CALLBACKS, reason=f"real payloads not found in {PAYLOADS}")
+@pytest.mark.skipif(not REAL_CALLBACKS, reason=f"real payloads not found in {REAL_PAYLOADS}")
 @pytest.mark.parametrize("path", REAL_CALLBACKS, ids=lambda p: p.name)
 def test_every_real_stk_callback_payload_parses(path):
     parsed = parse_stk_callback(path.read_bytes())
@@ -182,10 +177,10 @@ def test_every_real_stk_callback_payload_parses(path):
         assert parsed.amount is None
 
 
-REAL_QUERIES = sorted(PAYLOADS.glob("stkquery_response_*.json")) if PAYLOADS.is_dir() else []
+REAL_QUERIES = real_payloads("stkquery_response_*.json")
 
 
-@pytest.mark.skipif(not REAL_QUERIES, reason=f"real payloads not found in {PAYLOADS}")
+@pytest.mark.skipif(not REAL_QUERIES, reason=f"real payloads not found in {REAL_PAYLOADS}")
 @pytest.mark.parametrize("path", REAL_QUERIES, ids=lambda p: p.name)
 def test_every_real_stk_query_answer_parses(path):
     raw = json.loads(path.read_text())

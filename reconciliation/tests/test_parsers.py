@@ -3,17 +3,15 @@
 import datetime as dt
 import io
 import json
-import os
 import random
 import re
 import zipfile
 from decimal import Decimal
-from pathlib import Path
 
 import openpyxl
 import pytest
 
-from core.testing import REPO_ROOT
+from core.testing import REAL_PAYLOADS, real_payloads
 from reconciliation.engine import read_lines
 from reconciliation.models import StatementFormat
 from reconciliation.parsers import (
@@ -651,13 +649,10 @@ def test_no_records_without_a_response_list_is_an_empty_statement():
     assert lines == [] and rejects == []
 
 
-PAYLOADS = Path(
-    os.environ.get("DARAJA_PAYLOADS_DIR", REPO_ROOT.parent / "shared" / "daraja" / "payloads")
-)
-REAL_PULL = sorted(PAYLOADS.glob("pull_*.json")) if PAYLOADS.is_dir() else []
+REAL_PULL = real_payloads("pull_*.json")
 
 
-@pytest.mark.skipif(not REAL_PULL, reason=f"real payloads not found in {PAYLOADS}")
+@pytest.mark.skipif(not REAL_PULL, reason=f"real payloads not found in {REAL_PAYLOADS}")
 @pytest.mark.parametrize("path", REAL_PULL, ids=lambda p: p.name)
 def test_every_real_pull_transactions_payload_is_read_or_refused_with_its_error(path):
     body = json.loads(path.read_text())
