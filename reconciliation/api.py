@@ -33,7 +33,7 @@ from rest_framework.views import APIView
 
 from core.api import ApiError
 from core.models import ApiClient
-from core.parsers import DecimalJSONParser, Pagination
+from core.parsers import DecimalJSONParser
 
 from .engine import summary_in_order
 from .models import (
@@ -379,7 +379,6 @@ class StatementUploadView(APIView):
 class RunViewSet(viewsets.ReadOnlyModelViewSet):
     serializer_class = RunSerializer
     filterset_class = None
-    pagination_class = Pagination
 
     def get_queryset(self) -> QuerySet[ReconciliationRun]:
         if getattr(self, "swagger_fake_view", False):  # schema generation: no client
@@ -481,7 +480,6 @@ class RunViewSet(viewsets.ReadOnlyModelViewSet):
 class BreakViewSet(viewsets.ReadOnlyModelViewSet):
     serializer_class = BreakSerializer
     filterset_class = None
-    pagination_class = Pagination
 
     def get_queryset(self) -> QuerySet[Break]:
         if getattr(self, "swagger_fake_view", False):  # schema generation: no client
