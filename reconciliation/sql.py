@@ -660,19 +660,23 @@ def _account_key(expression: str) -> str:
 
 
 # The payer's normalised (masked) number, as :func:`matching.payer_mask` and
-# :func:`matching.normalise_mask`, and the line's account, over columns of ``e``.
+# :func:`matching.normalise_mask`, over columns of ``e``. OFFSET 0 keeps each step a subquery
+# computed once per row: pulled up, every use of a step would repeat its regular expressions.
 _MASK_LATERALS = """
     CROSS JOIN LATERAL (SELECT CASE
         WHEN btrim(e.other_party) <> ''
             THEN btrim(split_part(replace(btrim(e.other_party), '–', '-'), ' - ', 1))
         ELSE coalesce(substring(e.details FROM 'from ([^ ]+) [-–] '), '')
-        END AS payer) y
+        END AS payer OFFSET 0) y
     CROSS JOIN LATERAL (SELECT CASE WHEN left(y.payer, 1) = '+'
-        THEN substr(y.payer, 2) ELSE y.payer END AS plain) z
+        THEN substr(y.payer, 2) ELSE y.payer END AS plain OFFSET 0) z
     CROSS JOIN LATERAL (SELECT CASE
         WHEN left(z.plain, 1) = '0' THEN '254' || substr(z.plain, 2)
         WHEN z.plain ~ '^[17][0-9]{8}$' THEN '254' || z.plain
-        ELSE z.plain END AS mask) m
+        ELSE z.plain END AS mask OFFSET 0) m
+"""
+# The line's account (its own column, else what follows "Acc." in the details), over ``e``.
+_ACCOUNT_LATERAL = """
     CROSS JOIN LATERAL (SELECT CASE
         WHEN e.account_reference <> '' THEN e.account_reference
         WHEN strpos(e.details, 'Acc.') > 0
@@ -1037,10 +1041,15 @@ class _Runner:
                     SELECT r.line_id, m2.payment_id, row_number() OVER (
                         PARTITION BY l.receipt_number ORDER BY r.line_id) AS rank
                     FROM {self.repeats} r
-                    JOIN {self.matches} m2
-                      ON m2.line_id = r.line_id AND m2.statement_id = %(sid)s
+                    -- A lookup by the line index per repeated row (LIMIT keeps the planner,
+                    -- which has no statistics of the new table, from scanning all matches).
+                    CROSS JOIN LATERAL (
+                        SELECT m2.payment_id FROM {self.matches} m2
+                        WHERE m2.line_id = r.line_id AND m2.statement_id = %(sid)s
+                          AND m2.result IN ({_literals(PAYMENT_RESULTS)})
+                        LIMIT 1
+                    ) m2
                     JOIN {self.lines} l ON l.id = r.line_id AND l.statement_id = %(sid)s
-                    WHERE m2.result IN ({_literals(PAYMENT_RESULTS)})
                 ) x WHERE x.rank > 1
             ) d
             WHERE m.line_id = d.line_id AND m.statement_id = %(sid)s
@@ -1050,9 +1059,10 @@ class _Runner:
 
     def exceptions(self, cursor: Any) -> None:
         """The few matches that are not settled yet, or are breaks, with their line."""
-        self.execute(
-            cursor,
-            f"""
+        with _parallel(cursor):
+            self.execute(
+                cursor,
+                f"""
             CREATE TEMP TABLE {self.exc} ON COMMIT DROP AS
             SELECT m.line_id AS id, l.line_no, l.receipt_number, l.completed_at, m.amount,
                    l.other_party,
@@ -1063,8 +1073,8 @@ class _Runner:
             JOIN {self.lines} l ON l.id = m.line_id AND l.statement_id = %(sid)s
             WHERE m.result IN ({_literals(EXCEPTIONS)})
             """,
-            self.params,
-        )
+                self.params,
+            )
         cursor.execute(f"ANALYZE {self.exc}")
         # Unknown lines repeating a receipt that parallel readers saw in different chunks.
         self.execute(
@@ -1085,50 +1095,67 @@ class _Runner:
     def tolerance(self, cursor: Any) -> None:
         """Lines still unknown against payments without a receipt: the candidates, then the
         pairs that are each other's only candidate."""
+        # The lines' time span, as values the planner sees (a subquery's bounds would be a
+        # guess, and a guessed narrow span makes it read the created_at index for all
+        # payments).
+        cursor.execute(
+            f"SELECT min(completed_at), max(completed_at) FROM {self.exc} "
+            f"WHERE result = '{R.UNKNOWN_PAYMENT}'"
+        )
+        low, high = cursor.fetchone()
+        params = {**self.params, "low": low, "high": high}
         self.execute(
             cursor,
             f"""
             CREATE TEMP TABLE {self.cand} ON COMMIT DROP AS
             WITH leftover AS (
-                SELECT e.id, e.line_no, e.completed_at, e.amount, m.mask,
+                SELECT e.id, e.line_no, e.completed_at, e.amount, e.other_party, e.details,
+                       {_account_key("a.account")} AS account_key
+                FROM {self.exc} e
+                {_ACCOUNT_LATERAL}
+                WHERE e.result = '{R.UNKNOWN_PAYMENT}'
+            ), pool AS (
+                SELECT p.id, p.status, p.amount, p.phone_number AS phone,
+                       {_account_key("p.account_reference")} AS account_key,
+                       coalesce(p.transaction_date, p.created_at) AS time
+                FROM {PAYMENT_TABLE} p
+                WHERE p.mpesa_receipt_number IS NULL
+                  AND p.status IN ('INITIATED', 'PENDING', 'SUCCESS', 'FAILED')
+                  AND p.created_at >= %(low)s::timestamptz - %(window)s - %(slack)s
+                  AND p.created_at <= %(high)s::timestamptz + %(window)s
+                  {self.scope}
+            ), near AS MATERIALIZED (
+                -- Same amount, account and time: only these pairs need the payer's number
+                -- (regular expressions over the details).
+                SELECT l.id, l.line_no, l.other_party, l.details,
+                       p.id AS pid, p.status, p.phone
+                FROM leftover l
+                JOIN pool p
+                  ON p.amount = l.amount
+                 AND p.account_key <> '' AND p.account_key = l.account_key
+                 AND l.completed_at BETWEEN p.time - %(window)s AND p.time + %(window)s
+            ), payer AS (
+                SELECT e.id, e.line_no, e.pid, e.status, e.phone, m.mask,
                     CASE WHEN m.mask ~ '^254[0-9]{{9}}$' THEN 'full'
                          WHEN m.mask ~ '^254[0-9]*\\*+[0-9]+$'
                               AND length(split_part(m.mask, '*', 1))
                                   + length(reverse(split_part(reverse(m.mask), '*', 1))) <= 12
                          THEN 'masked' ELSE '' END AS mask_kind,
                     split_part(m.mask, '*', 1) AS prefix,
-                    reverse(split_part(reverse(m.mask), '*', 1)) AS suffix,
-                    {_account_key("a.account")} AS account_key
-                FROM {self.exc} e
+                    reverse(split_part(reverse(m.mask), '*', 1)) AS suffix
+                FROM near e
                 {_MASK_LATERALS}
-                WHERE e.result = '{R.UNKNOWN_PAYMENT}'
-            ), bounds AS (
-                SELECT min(completed_at) AS lo, max(completed_at) AS hi FROM leftover
-            ), pool AS (
-                SELECT p.id, p.status, p.amount, p.phone_number AS phone,
-                       {_account_key("p.account_reference")} AS account_key,
-                       coalesce(p.transaction_date, p.created_at) AS time
-                FROM {PAYMENT_TABLE} p, bounds b
-                WHERE p.mpesa_receipt_number IS NULL
-                  AND p.status IN ('INITIATED', 'PENDING', 'SUCCESS', 'FAILED')
-                  AND p.created_at >= b.lo - %(window)s - %(slack)s
-                  AND p.created_at <= b.hi + %(window)s
-                  {self.scope}
             )
-            SELECT l.id AS line_id, l.line_no, p.id, p.status,
-                   count(*) OVER (PARTITION BY l.id) AS line_degree,
-                   count(*) OVER (PARTITION BY p.id) AS payment_degree
-            FROM leftover l
-            JOIN pool p
-              ON p.amount = l.amount
-             AND p.account_key <> '' AND p.account_key = l.account_key
-             AND l.completed_at BETWEEN p.time - %(window)s AND p.time + %(window)s
-             AND ((l.mask_kind = 'full' AND p.phone = l.mask)
-                  OR (l.mask_kind = 'masked'
-                      AND left(p.phone, length(l.prefix)) = l.prefix
-                      AND right(p.phone, length(l.suffix)) = l.suffix))
+            SELECT e.id AS line_id, e.line_no, e.pid AS id, e.status,
+                   count(*) OVER (PARTITION BY e.id) AS line_degree,
+                   count(*) OVER (PARTITION BY e.pid) AS payment_degree
+            FROM payer e
+            WHERE (e.mask_kind = 'full' AND e.phone = e.mask)
+               OR (e.mask_kind = 'masked'
+                   AND left(e.phone, length(e.prefix)) = e.prefix
+                   AND right(e.phone, length(e.suffix)) = e.suffix)
             """,
-            self.params,
+            params,
         )
         self.execute(
             cursor,
