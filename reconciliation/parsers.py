@@ -16,7 +16,7 @@ import json
 import re
 import zoneinfo
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import Any
 
@@ -355,6 +355,8 @@ class RowReader:
         self.last_needed = max(
             [self.receipt, self.completed, *(index for _, index in self.amounts)]
         )
+        # A column the format's own reader fills with the reason a row cannot be a line.
+        self.problem = layout.columns.get(PROBLEM)
 
     def read(self, cells: list[str]) -> RowOutcome:
         """``cells`` lose their NUL characters, in place (PostgreSQL's text cannot hold one:
@@ -372,6 +374,8 @@ class RowReader:
         if short:
             given = len(cells)
             cells = [*cells, *([""] * (width - given))]
+        if self.problem is not None and cells[self.problem]:
+            return RowOutcome("reject", reason=cells[self.problem])
         if not any(c.strip() for c in cells):
             return RowOutcome("skip", reason="blank")
         if self.layout.is_header(cells):
@@ -782,6 +786,18 @@ PULL_HEADER = [
     "Other Party Info",
     "A/C No.",
 ]
+# Not a field of a line: the key of the column in which a format's reader says why a row
+# cannot be one (rows with such a column are all read by RowReader).
+PROBLEM = "problem"
+
+
+def _pull_layout() -> Layout:
+    layout = Layout.from_header(PULL_HEADER)
+    return replace(
+        layout,
+        header=(*layout.header, "(problem)"),
+        columns={**layout.columns, PROBLEM: layout.width},
+    )
 
 
 def parse_pull_transactions(data: bytes) -> ParsedStatement:
@@ -821,7 +837,7 @@ def parse_pull_transactions(data: bytes) -> ParsedStatement:
     return ParsedStatement(
         file_format=StatementFormat.PULL_JSON,
         metadata=metadata,
-        layout=Layout.from_header(PULL_HEADER),
+        layout=_pull_layout(),
         header_row=0,
         rows=_pull_rows(transactions),
     )
@@ -873,27 +889,39 @@ def _pull_page(
 
 
 def _pull_rows(transactions: Iterable[Any]) -> Iterator[tuple[int, list[str]]]:
+    """The transactions as rows of :data:`PULL_HEADER`, plus the problem column."""
     for number, item in enumerate(transactions, 1):
         if not isinstance(item, dict):
             text = _json_text(item)[:80]
-            yield number, ["", "", f"not a transaction object: {text}", "", "", "", ""]
+            problem = f"the transaction is not a JSON object: {text}"
+            yield number, ["", "", "", "", "", "", "", problem]
             continue
         kind = _json_text(item.get("transactiontype"))
         msisdn = _json_text(item.get("msisdn"))
         sender = _json_text(item.get("sender"))
         party = f"{msisdn} - {sender}" if sender else msisdn
         amount = item.get("amount")
+        # A float never reaches here (parse_float=Decimal); a bool is not an amount.
+        amount_text = "true" if amount is True else _json_text(amount)
+        problem = ""
+        if amount_text.strip().startswith("-"):
+            # Every Pull transaction is money in; what a negative one would be (a reversal?)
+            # is not documented, so it is not read as a payment of the opposite sign.
+            problem = (
+                f"the amount {amount_text.strip()!r} is negative: a Pull transaction is money "
+                "paid in, and a negative one has no documented meaning"
+            )
         yield (
             number,
             [
                 _json_text(item.get("transactionId")),
                 _json_text(item.get("trxDate")),
                 f"{kind} from {party}".strip() if kind else party,
-                # A float never reaches here (parse_float=Decimal); a bool is not an amount.
-                "true" if amount is True else _json_text(amount),
+                amount_text,
                 kind,
                 party,
                 _json_text(item.get("billreference")),
+                problem,
             ],
         )
 

@@ -55,6 +55,7 @@ from .models import BREAK_CLASSES, LINE_ID_FACTOR, ReconciliationRun, ResultClas
 from .parsers import (
     AMOUNT_FIELDS,
     MAX_ROW_CELLS,
+    PROBLEM,
     SHAPE,
     TEXT_FIELDS,
     FastKey,
@@ -168,7 +169,8 @@ class LineWriter:
     def write(
         self, copy: Any, rows: Iterable[tuple[int, list[str]]], *, check_every_row: bool
     ) -> int:
-        fast = not check_every_row
+        # A format whose reader marks problem rows has every row checked (Pull JSON: small).
+        fast = not check_every_row and PROBLEM not in self.layout.columns
         width, base, pad, plain = self.width, self.base, self.pad, self.plain_text
         paid_at, withdrawn_at, balance_at, account_at = (
             self.paid,

@@ -698,3 +698,35 @@ def test_the_row_reader_keeps_the_amount_on_one_side_only():
 
     assert outcome.kind == "ok"
     assert outcome.cells[5] == "" and outcome.cells[6] == "-650.00"
+
+
+def test_a_negative_pull_amount_is_rejected_not_read_as_money_paid_in():
+    data = pull_json(
+        [
+            pull_transaction("LHG31AA5TX", "-168.00", "2020-08-05 10:13:00"),
+            pull_transaction("LHG31AA5TY", "233.80", "2020-08-05 10:20:00"),
+        ]
+    ).replace(b'"-168.00"', b"-168")
+
+    _, lines, rejects, _ = read(data)
+
+    assert [line.receipt for line in lines] == ["LHG31AA5TY"]
+    assert [(number, reason) for number, reason, *_ in rejects] == [
+        (
+            1,
+            "the amount '-168' is negative: a Pull transaction is money paid in, and a "
+            "negative one has no documented meaning",
+        )
+    ]
+
+
+def test_a_pull_transaction_that_is_not_an_object_is_rejected_saying_so():
+    body = {"ResponseCode": "1000", "Response": [[TX, 42, "LHG31AA5TZ"]]}
+
+    _, lines, rejects, _ = read(json.dumps(body).encode())
+
+    assert [line.receipt for line in lines] == ["LHG31AA5TX"]
+    assert [(number, reason) for number, reason, *_ in rejects] == [
+        (2, "the transaction is not a JSON object: 42"),
+        (3, "the transaction is not a JSON object: LHG31AA5TZ"),
+    ]

@@ -11,7 +11,17 @@ from django.db import IntegrityError, connection, transaction
 from reconciliation.models import LineMatch, Statement, StatementLine, StatementReject
 from reconciliation.services import statement_import
 
-from .builders import Preamble, Row, charge_row, eat, g2_csv, make_payment, pay_row
+from .builders import (
+    Preamble,
+    Row,
+    charge_row,
+    eat,
+    g2_csv,
+    make_payment,
+    pay_row,
+    pull_json,
+    pull_transaction,
+)
 
 pytestmark = [pytest.mark.services, pytest.mark.django_db]
 
@@ -102,6 +112,24 @@ def test_the_fast_path_reads_every_row_as_the_python_reader_does():
     assert details["TK5XA1BC2G"] == "line\nbreak"
     receipts = [line[1] for line in sql_lines]
     assert "TK5XA1BC2C" in receipts and "TK5XA1BC2D" in receipts
+
+
+def test_pull_rows_are_read_one_by_one_so_a_problem_the_reader_marks_is_a_reject():
+    # Times in the portal's own form, which the fast path would otherwise take as they are.
+    transactions = [
+        pull_transaction("LHG31AA5TX", "168.00", "05-08-2020 10:13:00"),
+        pull_transaction("LHG31AA5TY", "-233.80", "05-08-2020 10:20:00"),
+    ]
+    data = pull_json(transactions)
+
+    sql = statement_import(data=data, engine="postgresql", auto_resolve=False)
+    python = statement_import(data=data + b" ", engine="python", auto_resolve=False)
+
+    sql_lines, sql_rejects = snapshot(sql.statement.pk)
+    assert (sql_lines, sql_rejects) == snapshot(python.statement.pk)
+    assert [line[1] for line in sql_lines] == ["LHG31AA5TX"]
+    assert [number for number, _ in sql_rejects] == [2]
+    assert "'-233.80' is negative" in sql_rejects[0][1]
 
 
 def test_a_day_postgresql_refuses_makes_the_import_check_every_row():
