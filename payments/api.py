@@ -252,6 +252,21 @@ class PaymentFilter(django_filters.FilterSet):
         model = Payment
         fields = ["status", "phone", "created_after", "created_before", "needs_review"]
 
+    def is_valid(self) -> bool:
+        """Also refuses a filter given with an empty value (``?created_after=``), which
+        django-filter would drop: a client that meant to filter is told, not sent everything."""
+        valid = super().is_valid()
+        data = self.data
+        for name in self.filters:
+            values = data.getlist(name) if hasattr(data, "getlist") else [data.get(name)]
+            if name in data and any(value is None or not str(value).strip() for value in values):
+                self.form.errors.pop(name, None)  # "Enter a valid date/time." says less
+                self.form.add_error(
+                    name, "An empty value filters nothing: give a value or leave the parameter out."
+                )
+                valid = False
+        return valid
+
     def filter_created(
         self, queryset: QuerySet[Payment], name: str, value: datetime
     ) -> QuerySet[Payment]:

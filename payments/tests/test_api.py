@@ -318,6 +318,28 @@ def test_bad_filters_are_400_not_500(api):
     assert api.get("/payments/not-a-uuid/").status_code == 404
 
 
+@pytest.mark.parametrize(
+    "query",
+    [
+        "created_after=",
+        "created_before=%20",
+        "status=",
+        "status=PENDING&status=",
+        "phone=",
+        "needs_review=",
+    ],
+)
+def test_a_filter_given_with_an_empty_value_is_refused_naming_it(api, query):
+    response = api.get(f"/payments/?{query}")
+
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert error["code"] == "validation_error"
+    name = query.split("=")[0]
+    assert list(error["fields"]) == [name]
+    assert "empty value" in error["fields"][name]
+
+
 def test_a_client_cannot_read_another_clients_payments(api, daraja):
     stk_route(daraja)
     mine = api.post("/payments/stk-push/", VALID, format="json").json()

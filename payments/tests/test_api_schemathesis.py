@@ -194,9 +194,9 @@ EXCLUDED_CHECKS = {
     # (1-255 printable) the schema does not state; unknown body fields are refused (400).
     # And amount is documented as a string, but a JSON integer is accepted (by design).
     PUSH: [positive_data_acceptance, negative_data_rejection],
-    # phone is any string in the schema but must be a phone number; empty
-    # created_after/created_before values that violate the schema are ignored rather than
-    # refused (created_after= → 200, filter not applied).
+    # phone is any string in the schema but must be a phone number; needs_review is declared
+    # a boolean with the enum "true"/"false", so schemathesis takes needs_review=true for
+    # schema-violating data (the API accepts it, as documented).
     LIST: [positive_data_acceptance, negative_data_rejection],
     # The statement upload's file is any binary in the schema, but must be an M-Pesa
     # statement (G2 XLS/XLSX/CSV or Pull Transactions): random bytes are refused with 400
