@@ -219,7 +219,8 @@ class BreakSerializer(serializers.ModelSerializer):
             "id": line.pk,
             "row": line.line_no,
             "receipt_number": line.receipt_number,
-            "completed_at": line.completed_at.isoformat(),
+            # In the API's time zone, as every other time (isoformat() gave UTC).
+            "completed_at": serializers.DateTimeField().to_representation(line.completed_at),
             "paid_in": None if line.paid_in is None else f"{line.paid_in:.2f}",
             "withdrawn": None if line.withdrawn is None else f"{line.withdrawn:.2f}",
             "reason_type": line.reason_type,

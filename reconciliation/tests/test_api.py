@@ -120,6 +120,9 @@ def test_runs_summary_breaks_lines_and_rejects_can_be_read(api, shop):
     assert summary["lines"] == 2 and summary["rejects"] == 1
     breaks = api.get(f"/reconciliation/runs/{run_id}/breaks/", {"kind": "unknown_payment"}).json()
     assert [b["line"]["receipt_number"] for b in breaks["results"]] == ["TK5XA1BC2E"]
+    # The statement's own time, in East Africa time like every other time the API gives.
+    assert breaks["results"][0]["line"]["completed_at"] == "2025-11-05T10:01:00+03:00"
+    assert breaks["results"][0]["created_at"].endswith("+03:00")
     assert breaks["results"][0]["bridge_amount"] == "5.00"
     assert (
         api.get(f"/reconciliation/runs/{run_id}/breaks/", {"kind": "duplicate"}).json()["results"]
