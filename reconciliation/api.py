@@ -158,6 +158,9 @@ class StatementSerializer(serializers.ModelSerializer):
 
 class RunSerializer(serializers.ModelSerializer):
     statement = StatementSerializer(read_only=True)
+    open_breaks = serializers.IntegerField(
+        read_only=True, help_text="Breaks still open now (summary.breaks is the count at import)."
+    )
 
     def to_representation(self, instance: ReconciliationRun) -> dict[str, Any]:
         data = super().to_representation(instance)
@@ -178,6 +181,7 @@ class RunSerializer(serializers.ModelSerializer):
             "duration_ms",
             "timings",
             "auto_resolve",
+            "open_breaks",
             "summary",
         ]
         read_only_fields = fields
@@ -360,7 +364,9 @@ class StatementUploadView(APIView):
                 http_status=400,
                 fields={"file": str(exc)},
             ) from None
-        body = {"already_imported": not result.created, "run": RunSerializer(result.run).data}
+        # Read back as the runs list reads it (with the open breaks after auto-resolution).
+        run = run_list(client=_client(request)).get(pk=result.run.pk)
+        body = {"already_imported": not result.created, "run": RunSerializer(run).data}
         return Response(body, status=status.HTTP_201_CREATED if result.created else 200)
 
 

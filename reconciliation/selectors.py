@@ -12,7 +12,8 @@ from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
 
-from django.db.models import QuerySet
+from django.db.models import Count, OuterRef, QuerySet, Subquery
+from django.db.models.functions import Coalesce
 
 from core.models import ApiClient
 from payments.models import Payment
@@ -22,6 +23,7 @@ from .models import (
     LINE_ID_FACTOR,
     Break,
     BreakEvent,
+    BreakStatus,
     ReconciliationRun,
     ResultClass,
     StatementLine,
@@ -31,8 +33,20 @@ from .parsers import EAT
 
 
 def run_list(*, client: ApiClient | None) -> QuerySet[ReconciliationRun]:
-    """Runs of one API client only (``None``: the runs imported without a client)."""
-    return ReconciliationRun.objects.filter(client=client).select_related("statement")
+    """Runs of one API client only (``None``: the runs imported without a client), each with
+    ``open_breaks``: its breaks still open now (the summary's count is the one at import)."""
+    still_open = (
+        Break.objects.filter(run=OuterRef("pk"), status=BreakStatus.OPEN)
+        .order_by()
+        .values("run")
+        .annotate(count=Count("id"))
+        .values("count")
+    )
+    return (
+        ReconciliationRun.objects.filter(client=client)
+        .select_related("statement")
+        .annotate(open_breaks=Coalesce(Subquery(still_open), 0))
+    )
 
 
 def break_list(

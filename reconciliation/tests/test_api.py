@@ -317,9 +317,9 @@ def test_a_line_a_person_credited_shows_the_payment_in_the_report(api, shop):
 
 def test_a_break_is_resolved_through_the_api_with_a_reason(api, shop):
     failed = make_payment(amount=300, status=PaymentStatus.FAILED, client=shop)
-    run_id = upload(api, statement(pay_row("TK5XA1BC2D", 300, "05-11-2025 10:00:30"))).json()[
-        "run"
-    ]["id"]
+    uploaded = upload(api, statement(pay_row("TK5XA1BC2D", 300, "05-11-2025 10:00:30"))).json()
+    run_id = uploaded["run"]["id"]
+    assert uploaded["run"]["open_breaks"] == 1
     (brk,) = api.get(f"/reconciliation/runs/{run_id}/breaks/").json()["results"]
     assert brk["kind"] == "not_success" and brk["payment_status"] == "FAILED"
 
@@ -343,6 +343,10 @@ def test_a_break_is_resolved_through_the_api_with_a_reason(api, shop):
     )
     failed.refresh_from_db()
     assert failed.status == PaymentStatus.SUCCESS
+    # The run now has no open break; its summary still says what the import found.
+    run = api.get(f"/reconciliation/runs/{run_id}/").json()
+    assert (run["open_breaks"], run["summary"]["breaks"]) == (0, 1)
+    assert [r["open_breaks"] for r in api.get("/reconciliation/runs/").json()["results"]] == [0]
     events = api.get(f"/reconciliation/breaks/{brk['id']}/events/").json()
     assert [(e["action"], e["actor"]) for e in events] == [("resolved:credited", "api:shop")]
     again = api.post(
