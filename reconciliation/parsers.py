@@ -723,25 +723,45 @@ def _xlsx_rows(data: bytes) -> Iterator[tuple[int, list[str]]]:
 _TIME_CODES = re.compile(r"[hs]|am/pm", re.IGNORECASE)
 
 
+def _without_literals(number_format: str) -> str:
+    """A number format without its quoted text, escaped characters and [colour]/[locale]
+    parts, which are not codes."""
+    return re.sub(r'"[^"]*"|\\.|\[[^]]*\]', "", number_format)
+
+
 def _xlsx_cell_text(cell: Any) -> str:
     """A date cell whose format shows no time is a date alone (``YYYY-MM-DD``), not midnight:
     as a completion time it is then refused."""
     value = cell.value
-    if isinstance(value, dt.datetime) and getattr(cell, "is_date", False):
-        shown = re.sub(r'"[^"]*"|\\.|\[[^]]*\]', "", str(cell.number_format or ""))
-        if not _TIME_CODES.search(shown):
-            return value.strftime("%Y-%m-%d")
+    if (
+        isinstance(value, dt.datetime)
+        and getattr(cell, "is_date", False)
+        and not _TIME_CODES.search(_without_literals(str(cell.number_format or "")))
+    ):
+        return value.strftime("%Y-%m-%d")
     return cell_text(value)
 
 
 def _xls_rows(data: bytes) -> Iterator[tuple[int, list[str]]]:
     import xlrd
 
-    try:
+    def open_book(formatting_info: bool) -> Any:
         # xlrd's warnings about a damaged file go to its log, not to our output.
-        book = xlrd.open_workbook(file_contents=data, on_demand=True, logfile=io.StringIO())
-    except Exception as exc:  # xlrd raises many types for a broken file
-        raise StatementFormatError(f"the XLS file cannot be opened: {exc}") from None
+        return xlrd.open_workbook(
+            file_contents=data,
+            on_demand=True,
+            logfile=io.StringIO(),
+            formatting_info=formatting_info,
+        )
+
+    try:
+        # With the cells' number formats, to tell a date alone from a date and time.
+        book = open_book(True)
+    except Exception:  # xlrd raises many types for a broken file
+        try:
+            book = open_book(False)
+        except Exception as exc:
+            raise StatementFormatError(f"the XLS file cannot be opened: {exc}") from None
     try:
         names = book.sheet_names()
         sheet = (
@@ -750,12 +770,22 @@ def _xls_rows(data: bytes) -> Iterator[tuple[int, list[str]]]:
     except Exception as exc:  # xlrd raises many types for a damaged sheet
         raise StatementFormatError(f"the XLS file is damaged: {exc!r}") from None
 
+    def date_alone(cell: Any) -> bool:
+        """The cell's number format shows no time (known only with formatting info)."""
+        try:
+            shown = book.format_map[book.xf_list[cell.xf_index].format_key].format_str
+        except (AttributeError, IndexError, KeyError, TypeError):
+            return False
+        return not _TIME_CODES.search(_without_literals(shown))
+
     def text(cell: Any) -> str:
         if cell.ctype == xlrd.XL_CELL_DATE:
             try:
-                return cell_text(xlrd.xldate.xldate_as_datetime(cell.value, book.datemode))
+                moment = xlrd.xldate.xldate_as_datetime(cell.value, book.datemode)
             except (ValueError, OverflowError, xlrd.xldate.XLDateError):
                 return cell_text(cell.value)
+            # A date alone is not midnight: as a completion time it is then refused.
+            return moment.strftime("%Y-%m-%d") if date_alone(cell) else cell_text(moment)
         if cell.ctype == xlrd.XL_CELL_BOOLEAN:
             return "true" if cell.value else "false"
         if cell.ctype == xlrd.XL_CELL_ERROR:

@@ -460,6 +460,28 @@ def test_xls_date_cells_are_read_as_times_too():
     assert lines[0].completed_at == dt.datetime(2025, 11, 5, 18, 45, 13, tzinfo=UTC)
 
 
+def test_an_xls_date_cell_without_a_time_is_a_reject_not_midnight():
+    from .xls import xls_bytes
+
+    rows = [list(G2_HEADER)]
+    for receipt, moment in [
+        ("TK5XA1BC2D", dt.date(2025, 11, 5)),  # a date alone, as a date-only format shows it
+        ("TK5XA1BC2E", dt.datetime(2025, 11, 5, 0, 0, 0)),  # midnight, shown with its time
+    ]:
+        cells = pay_row(receipt, 111, "05-11-2025 21:45:13").cells()
+        cells[1] = moment
+        cells[5] = 111.0
+        rows.append(cells)
+
+    _, lines, rejects, _ = read(xls_bytes(rows))
+
+    assert [(line.receipt, line.completed_at) for line in lines] == [
+        ("TK5XA1BC2E", dt.datetime(2025, 11, 4, 21, 0, tzinfo=UTC))
+    ]
+    assert [number for number, *_ in rejects] == [2]
+    assert "Completion Time" in rejects[0][1]
+
+
 def _damaged_xlsx() -> bytes:
     source = zipfile.ZipFile(io.BytesIO(g2_xlsx(sheet_rows(), preamble=Preamble())))
     out = io.BytesIO()

@@ -1,9 +1,9 @@
 """A minimal legacy Excel (BIFF8 in an OLE2 compound file) writer for test fixtures.
 
 xlwt is not a dependency, and the real portal export is a BIFF8 ``.xls``: this writes one sheet
-of text cells (LABEL records), number cells (NUMBER) and, for ``datetime`` values, date cells
-(NUMBER with a date format), which is what xlrd needs to read it the way it reads the portal's
-files. Not a general-purpose writer.
+of text cells (LABEL records), number cells (NUMBER) and date cells (NUMBER with a date and
+time format for a ``datetime``, a date-only format for a ``date``), which is what xlrd needs
+to read it the way it reads the portal's files. Not a general-purpose writer.
 """
 
 from __future__ import annotations
@@ -51,6 +51,9 @@ def _cells(rows: list[list[Any]]) -> bytes:
             if isinstance(value, dt.datetime):
                 serial = (value - EXCEL_EPOCH).total_seconds() / 86400
                 out.append(_record(0x0203, struct.pack("<HHHd", r, c, 1, serial)))
+            elif isinstance(value, dt.date):  # a date alone: format 14, no time shown
+                serial = (value - EXCEL_EPOCH.date()).days
+                out.append(_record(0x0203, struct.pack("<HHHd", r, c, 2, float(serial))))
             elif isinstance(value, (int, float, Decimal)) and not isinstance(value, bool):
                 out.append(_record(0x0203, struct.pack("<HHHd", r, c, 0, float(value))))
             else:
@@ -60,7 +63,7 @@ def _cells(rows: list[list[Any]]) -> bytes:
 
 def workbook_stream(rows: list[list[Any]], sheet_name: str = "transaction") -> bytes:
     globals_head = _bof(0x0005) + _record(0x0042, struct.pack("<H", 1200))
-    globals_head += _xf(0) + _xf(22)
+    globals_head += _xf(0) + _xf(22) + _xf(14)
     sheet_name_bytes = _unicode(sheet_name, 1)
     boundsheet_len = 4 + 6 + len(sheet_name_bytes)
     eof = _record(0x000A, b"")
