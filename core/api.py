@@ -10,6 +10,7 @@ from typing import Any
 
 from django.core.exceptions import PermissionDenied
 from django.http import Http404
+from drf_spectacular.utils import OpenApiResponse
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
@@ -88,3 +89,38 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
             )
         response.data = error_body(code, message)
     return response
+
+
+# The one error shape, as an OpenAPI schema (for the operations' documented errors).
+ERROR_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["error"],
+    "properties": {
+        "error": {
+            "type": "object",
+            "required": ["code", "message"],
+            "properties": {
+                "code": {"type": "string"},
+                "message": {"type": "string"},
+                "fields": {"type": "object", "additionalProperties": True},
+            },
+        }
+    },
+}
+
+
+def errors(**statuses: str) -> dict[Any, OpenApiResponse]:
+    """Documented error responses: the ones every operation can give, plus ``statuses``
+    (``e409="why"``). Always JSON, also where the success is not (the CSV report)."""
+    common = {
+        401: "No API key, or a bad one",
+        406: "An Accept header the operation's renderer cannot satisfy",
+        429: "Too many requests for this API key",
+    }
+    common.update({int(name[1:]): why for name, why in statuses.items()})
+    return {code: OpenApiResponse(ERROR_SCHEMA, description=why) for code, why in common.items()}
+
+
+def json_errors(**statuses: str) -> dict[Any, OpenApiResponse]:
+    """:func:`errors` for an operation whose success is not JSON (the CSV report)."""
+    return {(code, "application/json"): response for code, response in errors(**statuses).items()}

@@ -17,6 +17,7 @@ from drf_spectacular.utils import (
     OpenApiResponse,
     extend_schema,
     extend_schema_field,
+    extend_schema_view,
 )
 from rest_framework import serializers, status, viewsets
 from rest_framework.decorators import action
@@ -24,7 +25,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from core.api import ApiError
+from core.api import ApiError, errors
 from core.money import InvalidAmount, whole_shillings
 from core.phones import InvalidPhoneNumber, normalize_phone
 from core.services import (
@@ -109,7 +110,9 @@ class StkPushRequestSerializer(serializers.Serializer):
 
 class PaymentSerializer(serializers.ModelSerializer):
     amount = AmountField(read_only=True)
-    paid_amount = serializers.DecimalField(max_digits=12, decimal_places=2, read_only=True)
+    paid_amount = serializers.DecimalField(
+        max_digits=12, decimal_places=2, read_only=True, allow_null=True
+    )
 
     class Meta:
         model = Payment
@@ -138,6 +141,14 @@ class PaymentSerializer(serializers.ModelSerializer):
 
 
 class PaymentEventSerializer(serializers.ModelSerializer):
+    # '' on the creation event (no status before it) and on events that change no status.
+    from_status = serializers.ChoiceField(
+        choices=PaymentStatus.choices, allow_blank=True, read_only=True
+    )
+    to_status = serializers.ChoiceField(
+        choices=PaymentStatus.choices, allow_blank=True, read_only=True
+    )
+
     class Meta:
         model = PaymentEvent
         fields = [
@@ -177,9 +188,13 @@ class StkPushView(APIView):
                 description="Daraja's answer was lost "
                 "(timeout): the payment stays INITIATED and is resolved later.",
             ),
-            400: OpenApiResponse(description="Validation error naming each field"),
-            409: OpenApiResponse(description="Same Idempotency-Key still in progress"),
-            422: OpenApiResponse(description="Idempotency-Key reused with a different body"),
+            **errors(
+                e400="Validation error naming each field",
+                e409="Same Idempotency-Key still in progress",
+                e413="A body over DJANGO_MAX_BODY_BYTES",
+                e415="A body that is not JSON",
+                e422="Idempotency-Key reused with a different body",
+            ),
         },
         summary="Start an STK Push (M-Pesa Express) payment",
     )
@@ -283,6 +298,23 @@ class PaymentFilter(django_filters.FilterSet):
         return queryset.filter(phone_number=phone)
 
 
+@extend_schema_view(
+    list=extend_schema(
+        responses={
+            200: PaymentSerializer(many=True),
+            **errors(
+                e400="A bad filter (status, phone, created_after/before, needs_review, or one "
+                "given empty), page or page_size",
+                e404="No such page",
+            ),
+        },
+        summary="Payments, newest first, with filters",
+    ),
+    retrieve=extend_schema(
+        responses={200: PaymentSerializer, **errors(e404="No such payment (or another client's)")},
+        summary="One payment",
+    ),
+)
 class PaymentViewSet(viewsets.ReadOnlyModelViewSet):
     serializer_class = PaymentSerializer
     filterset_class = PaymentFilter
@@ -293,7 +325,13 @@ class PaymentViewSet(viewsets.ReadOnlyModelViewSet):
     def get_queryset(self) -> QuerySet[Payment]:
         return payment_list(client=self.request.user)  # type: ignore[arg-type]
 
-    @extend_schema(responses=PaymentEventSerializer(many=True), summary="The payment's audit trail")
+    @extend_schema(
+        responses={
+            200: PaymentEventSerializer(many=True),
+            **errors(e404="No such payment (or another client's)"),
+        },
+        summary="The payment's audit trail",
+    )
     @action(detail=True, methods=["get"], pagination_class=None, filterset_class=None)
     def events(self, request: Request, pk: str | None = None) -> Response:
         payment = self.get_object()

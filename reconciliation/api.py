@@ -31,7 +31,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from core.api import ApiError
+from core.api import ApiError, errors, json_errors
 from core.models import ApiClient
 from core.parsers import DecimalJSONParser
 
@@ -62,41 +62,6 @@ from .services import BreakAction, BreakResolutionError, break_resolve, statemen
 # The classes a break can have, in the order of ResultClass (for filters and the schema).
 BREAK_KINDS = [value for value in ResultClass.values if value in BREAK_CLASSES]
 DEFAULT_MAX_UPLOAD_BYTES = 50 * 1024 * 1024
-
-
-# The one error shape (``core.api``), as an OpenAPI schema.
-ERROR_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "required": ["error"],
-    "properties": {
-        "error": {
-            "type": "object",
-            "required": ["code", "message"],
-            "properties": {
-                "code": {"type": "string"},
-                "message": {"type": "string"},
-                "fields": {"type": "object", "additionalProperties": True},
-            },
-        }
-    },
-}
-
-
-def errors(**statuses: str) -> dict[Any, OpenApiResponse]:
-    """Documented error responses: the ones every operation can give, plus ``statuses``
-    (``e409="why"``). Always JSON, also where the success is not (the CSV report)."""
-    common = {
-        401: "No API key, or a bad one",
-        406: "An Accept header the operation's renderer cannot satisfy",
-        429: "Too many requests for this API key",
-    }
-    common.update({int(name[1:]): why for name, why in statuses.items()})
-    return {code: OpenApiResponse(ERROR_SCHEMA, description=why) for code, why in common.items()}
-
-
-def json_errors(**statuses: str) -> dict[Any, OpenApiResponse]:
-    """:func:`errors` for an operation whose success is not JSON (the CSV report)."""
-    return {(code, "application/json"): response for code, response in errors(**statuses).items()}
 
 
 class CSVRenderer(BaseRenderer):

@@ -14,10 +14,9 @@ test transaction; :class:`InTestTransactionApp` detaches it during the call, exa
 ``payment_initiate``'s "never inside a transaction" guard truthful (the test's wrapping
 transaction does not count).
 
-Schema gaps: the real schema leaves some responses undocumented. The tests run against a
-copy of it with those gaps filled (see ``GAPS``); the real schema is checked for each of them
-by the strict xfail tests at the end, so the list stays honest: when the schema documents a
-gap, its xfail test passes (reported as XPASS, a failure) and the entry can go.
+Documented errors: every error status the API gives is in the schema with the error shape,
+nullable fields are nullable and enum fields that can be '' allow it; the tests at the end hold
+the schema to that (see ``ERROR_STATUSES``, ``NULLABLE``, ``BLANK_ENUMS``).
 
 ``schemathesis.pytest.from_fixture`` (a lazily loaded schema) does not work with pytest 9
 (``'Function' object has no attribute '_nodeid'``), so the schema is loaded at import.
@@ -25,7 +24,6 @@ gap, its xfail test passes (reported as XPASS, a failure) and the entry can go.
 
 from __future__ import annotations
 
-import copy
 import os
 from datetime import timedelta
 from decimal import Decimal
@@ -94,25 +92,8 @@ class InTestTransactionApp:
 APP = InTestTransactionApp()
 REAL_SCHEMA: dict[str, Any] = WsgiClient(APP).get("/api/schema/?format=json").json
 
-# --- Gaps: what the real schema does not document, and the tests' copy fills in -------------
+# --- What the schema must document ------------------------------------------------------
 
-ERROR_SCHEMA = {
-    "type": "object",
-    "required": ["error"],
-    "additionalProperties": False,
-    "properties": {
-        "error": {
-            "type": "object",
-            "required": ["code", "message"],
-            "additionalProperties": False,
-            "properties": {
-                "code": {"type": "string", "minLength": 1},
-                "message": {"type": "string", "minLength": 1},
-                "fields": {"type": "object", "minProperties": 1},
-            },
-        }
-    },
-}
 LIST, DETAIL, EVENTS, PUSH = (
     ("get", "/payments/"),
     ("get", "/payments/{id}/"),
@@ -120,54 +101,29 @@ LIST, DETAIL, EVENTS, PUSH = (
     ("post", "/payments/stk-push/"),
 )
 ALL = (LIST, DETAIL, EVENTS, PUSH)
-# (operation, status, why) for every undocumented response the API gives.
-UNDOCUMENTED = [
+# (operation, status, why) for every error response the API gives.
+ERROR_STATUSES = [
     *((op, "401", "no or bad API key (every operation requires one)") for op in ALL),
     *((op, "429", "API_RATE_LIMIT / API_STK_PUSH_RATE_LIMIT exceeded") for op in ALL),
     *((op, "406", "an Accept header the JSON renderer cannot satisfy") for op in ALL),
-    (LIST, "400", "an invalid filter (status, phone, created_after/before)"),
+    (LIST, "400", "an invalid or empty filter (status, phone, created_after/before)"),
     (LIST, "404", "a page that does not exist (page=0, page past the end)"),
     (DETAIL, "404", "no such payment (or another client's)"),
     (EVENTS, "404", "no such payment (or another client's)"),
     (PUSH, "413", "body over DJANGO_MAX_BODY_BYTES (BodySizeLimitMiddleware)"),
     (PUSH, "415", "a body that is not JSON (only DecimalJSONParser is installed)"),
+    *(
+        (PUSH, status, "validation, Idempotency-Key in progress or reused")
+        for status in ["400", "409", "422"]
+    ),
 ]
 NULLABLE = [
-    ("Payment", "paid_amount", "null until the payment succeeds (serializers.DecimalField "
-     "declared without allow_null=True)"),
+    ("Payment", "paid_amount", "null until the payment succeeds"),
 ]  # fmt: skip
 BLANK_ENUMS = [
     ("PaymentEvent", "from_status", "'' on the creation event (no status before it)"),
     ("PaymentEvent", "to_status", "'' on flagged/note events (no status change)"),
 ]
-
-
-def _schema_with_gaps_filled() -> dict[str, Any]:
-    filled = copy.deepcopy(REAL_SCHEMA)
-    filled["components"]["schemas"]["Error"] = ERROR_SCHEMA
-    for (method, path), status, why in UNDOCUMENTED:
-        filled["paths"][path][method]["responses"].setdefault(
-            status,
-            {
-                "description": why,
-                "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
-            },
-        )
-    # The documented 4xx of STK Push have no body schema: they have the error shape too.
-    for status in ("400", "409", "422"):
-        filled["paths"]["/payments/stk-push/"]["post"]["responses"][status]["content"] = {
-            "application/json": {"schema": {"$ref": "#/components/schemas/Error"}}
-        }
-    for component, field, _ in NULLABLE:
-        filled["components"]["schemas"][component]["properties"][field]["nullable"] = True
-    for component, field, _ in BLANK_ENUMS:
-        properties = filled["components"]["schemas"][component]["properties"]
-        properties[field] = {
-            "type": "string",
-            "enum": [*_enum_values(REAL_SCHEMA, properties[field]), ""],
-            "readOnly": True,
-        }
-    return filled
 
 
 def _enum_values(document: dict[str, Any], node: dict[str, Any]) -> list[Any]:
@@ -182,7 +138,7 @@ def _enum_values(document: dict[str, Any], node: dict[str, Any]) -> list[Any]:
     return values
 
 
-schema = schemathesis.openapi.from_dict(_schema_with_gaps_filled())
+schema = schemathesis.openapi.from_dict(REAL_SCHEMA)
 schema.app = APP
 schema.location = "/api/schema/"
 
@@ -358,21 +314,22 @@ def test_the_list_of_existing_payments_conforms_to_the_schema(known_payments, au
         )
 
 
-# --- The gaps, against the real schema (xfail until documented) ------------------------------
+# --- The schema documents what the API does ---------------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="GAP: the schema does not document this response")
 @pytest.mark.parametrize(
     ("operation", "status"),
-    [(op, status) for op, status, _ in UNDOCUMENTED],
-    ids=[f"{m.upper()} {p} {status}" for (m, p), status, _ in UNDOCUMENTED],
+    [(op, status) for op, status, _ in ERROR_STATUSES],
+    ids=[f"{m.upper()} {p} {status}" for (m, p), status, _ in ERROR_STATUSES],
 )
-def test_the_schema_documents_every_error_status(operation, status):
+def test_the_schema_documents_every_error_status_with_the_error_shape(operation, status):
     method, path = operation
-    assert status in REAL_SCHEMA["paths"][path][method]["responses"]
+    response = REAL_SCHEMA["paths"][path][method]["responses"][status]
+    body = response["content"]["application/json"]["schema"]
+    assert body["required"] == ["error"]
+    assert body["properties"]["error"]["required"] == ["code", "message"]
 
 
-@pytest.mark.xfail(strict=True, reason="GAP: a response field that can be null is not nullable")
 @pytest.mark.parametrize(
     ("component", "field"), [(c, f) for c, f, _ in NULLABLE], ids=[f for _, f, _ in NULLABLE]
 )
@@ -380,23 +337,12 @@ def test_the_schema_marks_nullable_fields(component, field):
     assert REAL_SCHEMA["components"]["schemas"][component]["properties"][field].get("nullable")
 
 
-@pytest.mark.xfail(strict=True, reason="GAP: an enum response field that can be '' has no ''")
 @pytest.mark.parametrize(
     ("component", "field"), [(c, f) for c, f, _ in BLANK_ENUMS], ids=[f for _, f, _ in BLANK_ENUMS]
 )
 def test_the_schema_allows_blank_enum_fields(component, field):
     node = REAL_SCHEMA["components"]["schemas"][component]["properties"][field]
     assert "" in _enum_values(REAL_SCHEMA, node)
-
-
-@pytest.mark.xfail(
-    strict=True,
-    reason="GAP: STK Push's documented 400/409/422 responses have no body schema (they carry "
-    "the error shape)",
-)
-@pytest.mark.parametrize("status", ["400", "409", "422"])
-def test_the_schema_describes_stk_push_error_bodies(status):
-    assert REAL_SCHEMA["paths"]["/payments/stk-push/"]["post"]["responses"][status].get("content")
 
 
 # --- Regressions: bugs found by fuzzing, fixed -------------------------------------------------
