@@ -730,12 +730,13 @@ def _without_literals(number_format: str) -> str:
 
 
 def _xlsx_cell_text(cell: Any) -> str:
-    """A date cell whose format shows no time is a date alone (``YYYY-MM-DD``), not midnight:
-    as a completion time it is then refused."""
+    """A date cell whose format shows no time and whose value has none is a date alone
+    (``YYYY-MM-DD``), not midnight: as a completion time it is then refused."""
     value = cell.value
     if (
         isinstance(value, dt.datetime)
         and getattr(cell, "is_date", False)
+        and value.time() == dt.time()
         and not _TIME_CODES.search(_without_literals(str(cell.number_format or "")))
     ):
         return value.strftime("%Y-%m-%d")
@@ -754,21 +755,27 @@ def _xls_rows(data: bytes) -> Iterator[tuple[int, list[str]]]:
             formatting_info=formatting_info,
         )
 
+    def pick_sheet(book: Any) -> Any:
+        # With on_demand, this is where the sheet is parsed.
+        names = book.sheet_names()
+        return (
+            book.sheet_by_name("transaction") if "transaction" in names else book.sheet_by_index(0)
+        )
+
     try:
-        # With the cells' number formats, to tell a date alone from a date and time.
+        # With the cells' number formats, to tell a date alone from a date and time. Reading
+        # them runs more of xlrd on the file: if that fails, the file is read without them.
         book = open_book(True)
-    except Exception:  # xlrd raises many types for a broken file
+        sheet = pick_sheet(book)
+    except Exception:  # xlrd raises many types for a broken file or sheet
         try:
             book = open_book(False)
         except Exception as exc:
             raise StatementFormatError(f"the XLS file cannot be opened: {exc}") from None
-    try:
-        names = book.sheet_names()
-        sheet = (
-            book.sheet_by_name("transaction") if "transaction" in names else book.sheet_by_index(0)
-        )
-    except Exception as exc:  # xlrd raises many types for a damaged sheet
-        raise StatementFormatError(f"the XLS file is damaged: {exc!r}") from None
+        try:
+            sheet = pick_sheet(book)
+        except Exception as exc:
+            raise StatementFormatError(f"the XLS file is damaged: {exc!r}") from None
 
     def date_alone(cell: Any) -> bool:
         """The cell's number format shows no time (known only with formatting info)."""
@@ -784,8 +791,11 @@ def _xls_rows(data: bytes) -> Iterator[tuple[int, list[str]]]:
                 moment = xlrd.xldate.xldate_as_datetime(cell.value, book.datemode)
             except (ValueError, OverflowError, xlrd.xldate.XLDateError):
                 return cell_text(cell.value)
-            # A date alone is not midnight: as a completion time it is then refused.
-            return moment.strftime("%Y-%m-%d") if date_alone(cell) else cell_text(moment)
+            # A date alone (midnight, shown without a time) is not midnight: as a completion
+            # time it is then refused. A time of day hidden by the format is still a time.
+            if moment.time() == dt.time() and date_alone(cell):
+                return moment.strftime("%Y-%m-%d")
+            return cell_text(moment)
         if cell.ctype == xlrd.XL_CELL_BOOLEAN:
             return "true" if cell.value else "false"
         if cell.ctype == xlrd.XL_CELL_ERROR:
@@ -934,7 +944,11 @@ def _pull_rows(transactions: Iterable[Any]) -> Iterator[tuple[int, list[str]]]:
         # A float never reaches here (parse_float=Decimal); a bool is not an amount.
         amount_text = "true" if amount is True else _json_text(amount)
         problem = ""
-        if amount_text.strip().startswith("-"):
+        try:
+            negative = (parse_amount(amount_text) or 0) < 0  # -168, (168.00), KES -168
+        except ValueProblem:
+            negative = False  # not an amount: the row reader rejects it, saying so
+        if negative:
             # Every Pull transaction is money in; what a negative one would be (a reversal?)
             # is not documented, so it is not read as a payment of the opposite sign.
             problem = (

@@ -5,6 +5,7 @@ import io
 import json
 import random
 import re
+import struct
 import zipfile
 from decimal import Decimal
 
@@ -461,12 +462,14 @@ def test_xls_date_cells_are_read_as_times_too():
 
 
 def test_an_xls_date_cell_without_a_time_is_a_reject_not_midnight():
-    from .xls import xls_bytes
+    from .xls import ShownAsDate, xls_bytes
 
     rows = [list(G2_HEADER)]
     for receipt, moment in [
         ("TK5XA1BC2D", dt.date(2025, 11, 5)),  # a date alone, as a date-only format shows it
         ("TK5XA1BC2E", dt.datetime(2025, 11, 5, 0, 0, 0)),  # midnight, shown with its time
+        # A time of day the format does not show is still the line's time.
+        ("TK5XA1BC2F", ShownAsDate(dt.datetime(2025, 11, 5, 10, 0, 0))),
     ]:
         cells = pay_row(receipt, 111, "05-11-2025 21:45:13").cells()
         cells[1] = moment
@@ -476,10 +479,29 @@ def test_an_xls_date_cell_without_a_time_is_a_reject_not_midnight():
     _, lines, rejects, _ = read(xls_bytes(rows))
 
     assert [(line.receipt, line.completed_at) for line in lines] == [
-        ("TK5XA1BC2E", dt.datetime(2025, 11, 4, 21, 0, tzinfo=UTC))
+        ("TK5XA1BC2E", dt.datetime(2025, 11, 4, 21, 0, tzinfo=UTC)),
+        ("TK5XA1BC2F", dt.datetime(2025, 11, 5, 7, 0, tzinfo=UTC)),
     ]
     assert [number for number, *_ in rejects] == [2]
     assert "Completion Time" in rejects[0][1]
+
+
+def test_an_xls_whose_formatting_xlrd_cannot_read_is_read_without_it():
+    from .xls import xls_bytes
+
+    rows = [list(G2_HEADER)]
+    cells = pay_row("TK5XA1BC2D", 111, "05-11-2025 21:45:13").cells()
+    cells[1] = dt.datetime(2025, 11, 5, 21, 45, 13)
+    cells[5] = 111.0
+    rows.append(cells)
+    # A column-width record (GCW) of the wrong size: xlrd only checks it when it reads the
+    # formatting, and then fails with an AssertionError.
+    broken_formatting = struct.pack("<HH", 0x00AB, 4) + b"\x00" * 4
+
+    _, lines, rejects, _ = read(xls_bytes(rows, sheet_records=broken_formatting))
+
+    assert rejects == []
+    assert [(line.receipt, line.paid_in) for line in lines] == [("TK5XA1BC2D", Decimal("111.00"))]
 
 
 def _damaged_xlsx() -> bytes:
@@ -524,6 +546,8 @@ def test_spreadsheet_times_are_rounded_to_the_second_and_a_date_alone_is_refused
         ("TK5XA1BC2D", dt.datetime(2025, 11, 5, 21, 45, 12, 999_000), "dd-mm-yyyy hh:mm:ss"),
         ("TK5XA1BC2E", dt.datetime(2025, 11, 5, 21, 45, 13, 200_000), "dd-mm-yyyy hh:mm:ss"),
         ("TK5XA1BC2F", dt.datetime(2025, 11, 5), "dd-mm-yyyy"),
+        # A time of day the format does not show is still the line's time.
+        ("TK5XA1BC2G", dt.datetime(2025, 11, 5, 10, 0, 0), "dd-mm-yyyy"),
     ]:
         cells = pay_row(receipt, 111, "05-11-2025 21:45:13").cells()
         cells[1] = moment
@@ -537,6 +561,7 @@ def test_spreadsheet_times_are_rounded_to_the_second_and_a_date_alone_is_refused
     assert [(line.receipt, line.completed_at) for line in lines] == [
         ("TK5XA1BC2D", dt.datetime(2025, 11, 5, 18, 45, 13, tzinfo=UTC)),
         ("TK5XA1BC2E", dt.datetime(2025, 11, 5, 18, 45, 13, tzinfo=UTC)),
+        ("TK5XA1BC2G", dt.datetime(2025, 11, 5, 7, 0, tzinfo=UTC)),
     ]
     assert [(number, "Completion Time" in reason) for number, reason, _ in rejects] == [(4, True)]
 
@@ -722,21 +747,23 @@ def test_the_row_reader_keeps_the_amount_on_one_side_only():
     assert outcome.cells[5] == "" and outcome.cells[6] == "-650.00"
 
 
-def test_a_negative_pull_amount_is_rejected_not_read_as_money_paid_in():
+@pytest.mark.parametrize("amount", ["-168", '"-168.00"', '"(168.00)"', '"KES -168"'])
+def test_a_negative_pull_amount_is_rejected_not_read_as_money_paid_in(amount):
     data = pull_json(
         [
-            pull_transaction("LHG31AA5TX", "-168.00", "2020-08-05 10:13:00"),
+            pull_transaction("LHG31AA5TX", "AMOUNT", "2020-08-05 10:13:00"),
             pull_transaction("LHG31AA5TY", "233.80", "2020-08-05 10:20:00"),
         ]
-    ).replace(b'"-168.00"', b"-168")
+    ).replace(b'"AMOUNT"', amount.encode())
 
     _, lines, rejects, _ = read(data)
 
     assert [line.receipt for line in lines] == ["LHG31AA5TY"]
+    text = amount.strip('"')
     assert [(number, reason) for number, reason, *_ in rejects] == [
         (
             1,
-            "the amount '-168' is negative: a Pull transaction is money paid in, and a "
+            f"the amount {text!r} is negative: a Pull transaction is money paid in, and a "
             "negative one has no documented meaning",
         )
     ]

@@ -42,6 +42,13 @@ def _unicode(text: str, length_bytes: int) -> bytes:
     return head + b"\x01" + raw
 
 
+class ShownAsDate:
+    """A date and time in a cell whose number format shows only the date (format 14)."""
+
+    def __init__(self, moment: dt.datetime) -> None:
+        self.moment = moment
+
+
 def _cells(rows: list[list[Any]]) -> bytes:
     out = []
     for r, row in enumerate(rows):
@@ -54,6 +61,9 @@ def _cells(rows: list[list[Any]]) -> bytes:
             elif isinstance(value, dt.date):  # a date alone: format 14, no time shown
                 serial = (value - EXCEL_EPOCH.date()).days
                 out.append(_record(0x0203, struct.pack("<HHHd", r, c, 2, float(serial))))
+            elif isinstance(value, ShownAsDate):
+                serial = (value.moment - EXCEL_EPOCH).total_seconds() / 86400
+                out.append(_record(0x0203, struct.pack("<HHHd", r, c, 2, serial)))
             elif isinstance(value, (int, float, Decimal)) and not isinstance(value, bool):
                 out.append(_record(0x0203, struct.pack("<HHHd", r, c, 0, float(value))))
             else:
@@ -61,7 +71,10 @@ def _cells(rows: list[list[Any]]) -> bytes:
     return b"".join(out)
 
 
-def workbook_stream(rows: list[list[Any]], sheet_name: str = "transaction") -> bytes:
+def workbook_stream(
+    rows: list[list[Any]], sheet_name: str = "transaction", sheet_records: bytes = b""
+) -> bytes:
+    """``sheet_records``: raw records to put in the sheet before its cells."""
     globals_head = _bof(0x0005) + _record(0x0042, struct.pack("<H", 1200))
     globals_head += _xf(0) + _xf(22) + _xf(14)
     sheet_name_bytes = _unicode(sheet_name, 1)
@@ -73,6 +86,7 @@ def workbook_stream(rows: list[list[Any]], sheet_name: str = "transaction") -> b
     sheet = (
         _bof(0x0010)
         + _record(0x0200, struct.pack("<IIHHH", 0, len(rows), 0, ncols, 0))
+        + sheet_records
         + _cells(rows)
         + eof
     )
@@ -95,8 +109,10 @@ def _directory_entry(name: str, kind: int, child: int, start: int, size: int) ->
     )
 
 
-def xls_bytes(rows: list[list[Any]], sheet_name: str = "transaction") -> bytes:
-    stream = workbook_stream(rows, sheet_name)
+def xls_bytes(
+    rows: list[list[Any]], sheet_name: str = "transaction", sheet_records: bytes = b""
+) -> bytes:
+    stream = workbook_stream(rows, sheet_name, sheet_records)
     stream_sectors = len(stream) // SECTOR
     directory_sector = stream_sectors
     fat_entries = stream_sectors + 1
