@@ -20,8 +20,8 @@ from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, InterfaceError, OperationalError, transaction
-from django.db.models import F, Q, Value
-from django.db.models.functions import Concat
+from django.db.models import F, OuterRef, Q, Subquery, UUIDField, Value
+from django.db.models.functions import Coalesce, Concat
 from django.utils import timezone
 
 from core.db import update_rows
@@ -378,6 +378,18 @@ _PROCESSED_FIELDS = (
 )
 
 
+def _payment_of_token() -> Coalesce:
+    """SQL for an UPDATE of callbacks: the callback's payment, else the one whose token its
+    path carried. Processing links them; a callback parked because processing failed may not
+    have got that far, and its payment's API client must still find it (to replay it)."""
+    by_token = (
+        Payment.objects.filter(callback_token_hash=OuterRef("token_hash"))
+        .exclude(callback_token_hash="")
+        .values("pk")[:1]
+    )
+    return Coalesce(F("payment_id"), Subquery(by_token), output_field=UUIDField())
+
+
 def _park_in_batch(callback: InboundCallback, exc: BaseException) -> None:
     logger.exception("callback processing failed", extra=ctx(callback_id=callback.pk))
     InboundCallback.objects.filter(pk=callback.pk).update(
@@ -385,6 +397,7 @@ def _park_in_batch(callback: InboundCallback, exc: BaseException) -> None:
         attempts=F("attempts") + 1,
         last_error="".join(traceback.format_exception(exc))[-8000:],
         processed_at=timezone.now(),
+        payment=_payment_of_token(),
     )
 
 
@@ -442,7 +455,10 @@ def callback_mark_failed(*, callback_id: int, error: BaseException) -> None:
     """Processing kept failing: park it, with the traceback, for an operator to replay."""
     text = "".join(traceback.format_exception(error))[-8000:]
     InboundCallback.objects.filter(pk=callback_id).exclude(state__in=FINAL_STATES).update(
-        state=CallbackState.FAILED, last_error=text, processed_at=timezone.now()
+        state=CallbackState.FAILED,
+        last_error=text,
+        processed_at=timezone.now(),
+        payment=_payment_of_token(),
     )
 
 
@@ -810,6 +826,7 @@ def callbacks_redrive(*, older_than: float | None = None, limit: int = 1000) -> 
         state=CallbackState.FAILED,
         last_error=_gave_up(),
         processed_at=now,
+        payment=_payment_of_token(),
     )
     verifying = list(
         InboundCallback.objects.filter(
@@ -845,9 +862,54 @@ def callback_replay(*, callback_id: int) -> InboundCallback:
     with transaction.atomic():
         callback = InboundCallback.objects.select_for_update().get(pk=callback_id)
         if callback.state in (CallbackState.FAILED, CallbackState.ORPHAN):
-            callback.state = CallbackState.RECEIVED
-            callback.attempts = 0
-            callback.next_attempt_at = None
-            callback.save(update_fields=["state", "attempts", "next_attempt_at"])
-            transaction.on_commit(lambda: callback_wake(callback_id=callback_id))
+            _requeue(callback)
     return callback
+
+
+class CallbackNotReplayable(Exception):
+    """Only a callback whose processing failed is replayed for an API client; the message
+    says the state it is in."""
+
+
+def payment_callback_replay(*, payment: Payment, callback_id: int, actor: str) -> InboundCallback:
+    """Put one of ``payment``'s failed callbacks back in the queue, for the payment's API
+    client, and record it on the payment's audit trail. Raises
+    ``InboundCallback.DoesNotExist`` for a callback that is not this payment's and
+    :class:`CallbackNotReplayable` for one that did not fail (processed, duplicate, for
+    review, ...: processing it again would change nothing, or is a person's decision)."""
+    with transaction.atomic():
+        callback = InboundCallback.objects.select_for_update().get(pk=callback_id, payment=payment)
+        if callback.state != CallbackState.FAILED:
+            raise CallbackNotReplayable(
+                f"callback {callback.pk} is {callback.state}: only a callback whose processing "
+                "failed can be replayed"
+            )
+        error = callback_error_summary(callback.last_error)
+        _requeue(callback)
+        payment_record_event(
+            payment=payment,
+            kind=EventKind.NOTE,
+            source=EventSource.API,
+            actor=actor,
+            reason=f"callback {callback.pk} replayed (its processing had failed: {error})",
+            callback=callback,
+        )
+    logger.info("callback replayed", extra=ctx(callback_id=callback.pk, actor=actor))
+    return callback
+
+
+def callback_error_summary(last_error: str, limit: int = 300) -> str:
+    """The last line of a stored error (a traceback's exception line), at most ``limit``
+    characters."""
+    lines = [line for line in last_error.strip().splitlines() if line.strip()]
+    text = lines[-1].strip() if lines else ""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _requeue(callback: InboundCallback) -> None:
+    callback.state = CallbackState.RECEIVED
+    callback.attempts = 0
+    callback.next_attempt_at = None
+    callback.save(update_fields=["state", "attempts", "next_attempt_at"])
+    callback_id = callback.pk
+    transaction.on_commit(lambda: callback_wake(callback_id=callback_id))

@@ -60,6 +60,12 @@ class HasApiClient(BasePermission):
         return isinstance(request.user, ApiClient)
 
 
+def request_client(request: Request) -> ApiClient:
+    """The API client of an authenticated request (every merchant API view requires one)."""
+    assert isinstance(request.user, ApiClient)
+    return request.user
+
+
 class ApiKeyAuthenticationScheme(OpenApiAuthenticationExtension):
     target_class = "core.auth.ApiKeyAuthentication"
     name = "ApiKey"

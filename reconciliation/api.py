@@ -32,7 +32,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from core.api import ApiError, errors, json_errors
-from core.models import ApiClient
+from core.auth import request_client
 from core.parsers import DecimalJSONParser
 
 from .engine import summary_in_order
@@ -277,11 +277,6 @@ class ResolveSerializer(serializers.Serializer):
         return attrs
 
 
-def _client(request: Request) -> ApiClient:
-    assert isinstance(request.user, ApiClient)
-    return request.user
-
-
 class StatementUploadView(APIView):
     parser_classes = [MultiPartParser, FormParser]
 
@@ -317,8 +312,8 @@ class StatementUploadView(APIView):
             result = statement_import(
                 data=data,
                 file_name=upload.name or "",
-                client=_client(request),
-                actor=_client(request).name,
+                client=request_client(request),
+                actor=request_client(request).name,
                 time_window_seconds=serializer.validated_data.get("time_window_seconds"),
                 auto_resolve=serializer.validated_data["auto_resolve"],
             )
@@ -330,7 +325,7 @@ class StatementUploadView(APIView):
                 fields={"file": str(exc)},
             ) from None
         # Read back as the runs list reads it (with the open breaks after auto-resolution).
-        run = run_list(client=_client(request)).get(pk=result.run.pk)
+        run = run_list(client=request_client(request)).get(pk=result.run.pk)
         body = {"already_imported": not result.created, "run": RunSerializer(run).data}
         return Response(body, status=status.HTTP_201_CREATED if result.created else 200)
 
@@ -355,7 +350,7 @@ class RunViewSet(viewsets.ReadOnlyModelViewSet):
     def get_queryset(self) -> QuerySet[ReconciliationRun]:
         if getattr(self, "swagger_fake_view", False):  # schema generation: no client
             return ReconciliationRun.objects.none()
-        return run_list(client=_client(self.request)).order_by("-started_at", "-id")
+        return run_list(client=request_client(self.request)).order_by("-started_at", "-id")
 
     def finalize_response(
         self, request: Request, response: Response, *args: Any, **kwargs: Any
@@ -456,7 +451,7 @@ class BreakViewSet(viewsets.ReadOnlyModelViewSet):
     def get_queryset(self) -> QuerySet[Break]:
         if getattr(self, "swagger_fake_view", False):  # schema generation: no client
             return Break.objects.none()
-        query = break_scope(client=_client(self.request)).order_by("id")
+        query = break_scope(client=request_client(self.request)).order_by("id")
         if self.action != "list":
             return query
         params = self.request.query_params
@@ -532,10 +527,10 @@ class BreakViewSet(viewsets.ReadOnlyModelViewSet):
             resolved = break_resolve(
                 break_id=brk.pk,
                 action=data["action"],
-                actor=f"api:{_client(request).name}",
+                actor=f"api:{request_client(request).name}",
                 reason=data["reason"],
                 payment_id=payment_id,
-                client=_client(request),
+                client=request_client(request),
             )
         except BreakResolutionError as exc:
             conflict = exc.code in (
@@ -546,5 +541,5 @@ class BreakViewSet(viewsets.ReadOnlyModelViewSet):
             raise ApiError(
                 code=exc.code, message=exc.message, http_status=409 if conflict else 422
             ) from None
-        resolved = break_scope(client=_client(request)).get(pk=resolved.pk)
+        resolved = break_scope(client=request_client(request)).get(pk=resolved.pk)
         return Response(BreakSerializer(resolved).data)

@@ -378,3 +378,49 @@ def test_invariant_one_receipt_one_payment_in_the_database(deliver):
     Payment.objects.filter(pk=first.pk).update(mpesa_receipt_number="UKR1DUPLIC")
     with pytest.raises(IntegrityError), transaction.atomic():
         Payment.objects.filter(pk=second.pk).update(mpesa_receipt_number="UKR1DUPLIC")
+
+
+@pytest.mark.parametrize("path", ["task", "batch", "redrive"])
+def test_a_parked_callback_is_linked_to_the_payment_its_token_names(
+    client, monkeypatch, settings, path
+):
+    # Processing links a callback to its payment; one parked before it got that far must still
+    # be found by the payment (its API client lists and replays it).
+    payment, token = pending_payment()
+    client.post(
+        f"/payments/callback/{token}/",
+        # Another amount than the payment's: a batch decides it one by one (not set-based).
+        data=stk_success_body(checkout_request_id=payment.checkout_request_id, amount=99),
+        content_type="application/json",
+    )
+    callback = InboundCallback.objects.get()
+    assert callback.payment_id is None
+
+    def boom(*args):
+        raise RuntimeError("bug in processing")
+
+    monkeypatch.setattr("callbacks.services._decide", boom)
+    if path == "task":
+        process_callback.apply(args=(callback.pk,))
+    elif path == "batch":
+        drain_callbacks.apply()
+    else:
+        settings.CALLBACK_MAX_ATTEMPTS = 1
+        monkeypatch.setattr("callbacks.services.drain_enqueue", lambda countdown=None: True)
+        callbacks_redrive(older_than=0)
+        callbacks_redrive(older_than=0)
+    callback.refresh_from_db()
+
+    assert callback.state == CallbackState.FAILED
+    assert callback.payment_id == payment.pk
+
+
+def test_a_parked_callback_without_a_token_stays_without_a_payment(client, monkeypatch):
+    pending_payment()
+    client.post(f"/payments/callback/{WELL_FORMED}/", data=b"{}", content_type="application/json")
+    monkeypatch.setattr("callbacks.services._decide", lambda *args: 1 / 0)
+
+    drain_callbacks.apply()
+
+    callback = InboundCallback.objects.get()
+    assert callback.state == CallbackState.FAILED and callback.payment_id is None

@@ -7,9 +7,11 @@ import pytest
 from django.db import connection
 from rest_framework.test import APIClient
 
+from callbacks.models import InboundCallback
+from callbacks.tasks import process_callback
 from core.db import in_transaction
 from core.services import api_client_create, api_client_revoke
-from core.testing import stk_accepted
+from core.testing import stk_accepted, stk_success_body
 from payments.models import Payment, PaymentEvent, PaymentStatus
 
 pytestmark = pytest.mark.django_db
@@ -365,3 +367,70 @@ def test_events_are_append_only(api, daraja):
 def test_openapi_schema_and_docs_are_served(client):
     assert client.get("/api/schema/").status_code == 200
     assert client.get("/api/docs/").status_code == 200
+
+
+def _failed_callback(api, daraja, client, monkeypatch):
+    """A payment made through the API and a success callback for it whose processing failed
+    (a bug in processing, as the inbox parks it)."""
+    route = stk_route(daraja)
+    payment = api.post("/payments/stk-push/", VALID, format="json").json()
+    callback_url = json.loads(route.calls.last.request.content)["CallBackURL"]
+    client.post(
+        "/" + callback_url.split("/", 3)[3],
+        data=stk_success_body(checkout_request_id=payment["checkout_request_id"], amount=100),
+        content_type="application/json",
+    )
+    callback = InboundCallback.objects.get()
+
+    def boom(*args):
+        raise RuntimeError("bug in processing")
+
+    with monkeypatch.context() as patched:
+        patched.setattr("callbacks.services._decide", boom)
+        assert process_callback.apply(args=(callback.pk,)).get() == "failed"
+    return payment, callback
+
+
+def test_a_failed_callback_is_listed_and_replayed_through_the_api(api, daraja, client, monkeypatch):
+    payment, callback = _failed_callback(api, daraja, client, monkeypatch)
+
+    listed = api.get(f"/payments/{payment['id']}/callbacks/").json()
+    assert [(c["id"], c["state"], c["error"]) for c in listed] == [
+        (callback.pk, "failed", "RuntimeError: bug in processing")
+    ]
+
+    response = api.post(f"/payments/{payment['id']}/callbacks/{callback.pk}/replay/")
+
+    assert response.status_code == 202, response.content
+    assert response.json()["state"] == "received"
+    process_callback.apply(args=(callback.pk,))
+    after = api.get(f"/payments/{payment['id']}/").json()
+    assert after["status"] == "SUCCESS"
+    notes = [e for e in api.get(f"/payments/{payment['id']}/events/").json() if e["kind"] == "note"]
+    assert [(e["actor"], e["callback"]) for e in notes] == [("api:shop", callback.pk)]
+    assert "RuntimeError: bug in processing" in notes[0]["reason"]
+    # Processed now: a second replay would change nothing and is refused.
+    again = api.post(f"/payments/{payment['id']}/callbacks/{callback.pk}/replay/")
+    assert again.status_code == 409
+    assert again.json()["error"]["code"] == "not_replayable"
+
+
+def test_only_the_payments_own_callbacks_can_be_replayed(api, daraja, client, monkeypatch):
+    payment, callback = _failed_callback(api, daraja, client, monkeypatch)
+    other_payment = api.post("/payments/stk-push/", VALID, format="json").json()
+    other = APIClient()
+    other.credentials(HTTP_AUTHORIZATION=f"Bearer {api_client_create(name='other').key}")
+
+    for caller, path in [
+        (api, f"/payments/{other_payment['id']}/callbacks/{callback.pk}/replay/"),
+        (api, f"/payments/{payment['id']}/callbacks/{callback.pk + 1}/replay/"),
+        (api, f"/payments/{payment['id']}/callbacks/x1/replay/"),
+        (api, f"/payments/{payment['id']}/callbacks/{'9' * 40}/replay/"),
+        (other, f"/payments/{payment['id']}/callbacks/{callback.pk}/replay/"),
+    ]:
+        response = caller.post(path)
+        assert response.status_code == 404, (path, response.content)
+        assert "error" in response.json()
+    assert other.get(f"/payments/{payment['id']}/callbacks/").status_code == 404
+    callback.refresh_from_db()
+    assert callback.state == "failed"
