@@ -68,7 +68,7 @@ class InboundCallbackAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         replayable = queryset.filter(state__in=[CallbackState.FAILED, CallbackState.ORPHAN])
         count = 0
         for callback in replayable:
-            callback_replay(callback_id=callback.pk)
+            callback_replay(callback_id=callback.pk, actor=request.user.get_username())
             self.log_change(request, callback, f"Replayed (was {callback.state})")
             count += 1
         self.message_user(request, f"Queued {count} callback(s) for processing.", messages.SUCCESS)

@@ -30,7 +30,7 @@ from core.models import hash_secret
 from daraja.client import get_client
 from daraja.errors import DarajaError
 from daraja.parsing import PayloadError, StkCallback, parse_stk_callback
-from payments.models import EventKind, EventSource, Payment, PaymentStatus
+from payments.models import EventKind, EventSource, Payment, PaymentEvent, PaymentStatus
 from payments.services import (
     InvalidTransition,
     TransitionRequest,
@@ -857,18 +857,37 @@ def _gave_up() -> Concat:
     )
 
 
-def callback_replay(*, callback_id: int) -> InboundCallback:
-    """Put a parked (failed/orphan) callback back in the queue, for an operator."""
+def callback_replay(*, callback_id: int, actor: str = "") -> InboundCallback:
+    """Put a parked (failed/orphan) callback back in the queue, for an operator; recorded on
+    its payment's audit trail when it has one."""
     with transaction.atomic():
-        callback = InboundCallback.objects.select_for_update().get(pk=callback_id)
+        callback = (
+            InboundCallback.objects.select_for_update(of=("self",))
+            .select_related("payment")
+            .get(pk=callback_id)
+        )
         if callback.state in (CallbackState.FAILED, CallbackState.ORPHAN):
+            was = callback.state
             _requeue(callback)
+            if callback.payment is not None:
+                payment_record_event(
+                    payment=callback.payment,
+                    kind=EventKind.NOTE,
+                    source=EventSource.ADMIN,
+                    actor=actor,
+                    reason=f"callback {callback.pk} replayed by an operator (it was {was})",
+                    evidence={"action": REPLAY_ACTION},
+                    callback=callback,
+                )
     return callback
 
 
 class CallbackNotReplayable(Exception):
-    """Only a callback whose processing failed is replayed for an API client; the message
-    says the state it is in."""
+    """Only a callback whose processing failed is replayed for an API client, a bounded
+    number of times; the message says why this one is not."""
+
+
+REPLAY_ACTION = "callback_replay"
 
 
 def payment_callback_replay(*, payment: Payment, callback_id: int, actor: str) -> InboundCallback:
@@ -876,7 +895,9 @@ def payment_callback_replay(*, payment: Payment, callback_id: int, actor: str) -
     client, and record it on the payment's audit trail. Raises
     ``InboundCallback.DoesNotExist`` for a callback that is not this payment's and
     :class:`CallbackNotReplayable` for one that did not fail (processed, duplicate, for
-    review, ...: processing it again would change nothing, or is a person's decision)."""
+    review, ...: processing it again would change nothing, or is a person's decision) or was
+    replayed through the API CALLBACK_API_REPLAY_LIMIT times already (a callback that keeps
+    crashing its worker is then an operator's to replay, from the admin)."""
     with transaction.atomic():
         callback = InboundCallback.objects.select_for_update().get(pk=callback_id, payment=payment)
         if callback.state != CallbackState.FAILED:
@@ -884,25 +905,54 @@ def payment_callback_replay(*, payment: Payment, callback_id: int, actor: str) -
                 f"callback {callback.pk} is {callback.state}: only a callback whose processing "
                 "failed can be replayed"
             )
-        error = callback_error_summary(callback.last_error)
+        limit = settings.CALLBACK_API_REPLAY_LIMIT
+        done = PaymentEvent.objects.filter(
+            callback=callback, source=EventSource.API, evidence__action=REPLAY_ACTION
+        ).count()
+        if done >= limit:
+            raise CallbackNotReplayable(
+                f"callback {callback.pk} was replayed {done} times through the API already "
+                f"(CALLBACK_API_REPLAY_LIMIT is {limit}); an operator can replay it"
+            )
         _requeue(callback)
         payment_record_event(
             payment=payment,
             kind=EventKind.NOTE,
             source=EventSource.API,
             actor=actor,
-            reason=f"callback {callback.pk} replayed (its processing had failed: {error})",
+            reason=f"callback {callback.pk} replayed (its processing had failed; replay "
+            f"{done + 1} of at most {limit} through the API)",
+            evidence={"action": REPLAY_ACTION},
             callback=callback,
         )
     logger.info("callback replayed", extra=ctx(callback_id=callback.pk, actor=actor))
     return callback
 
 
-def callback_error_summary(last_error: str, limit: int = 300) -> str:
-    """The last line of a stored error (a traceback's exception line), at most ``limit``
-    characters."""
-    lines = [line for line in last_error.strip().splitlines() if line.strip()]
-    text = lines[-1].strip() if lines else ""
+# States whose stored error is a reason this code wrote about the callback (shown to the
+# payment's API client); a failed or waiting callback's is a traceback, kept for operators.
+_REASON_STATES = frozenset(
+    {
+        CallbackState.VERIFYING,
+        CallbackState.DUPLICATE,
+        CallbackState.IGNORED,
+        CallbackState.REVIEW,
+        CallbackState.ORPHAN,
+        CallbackState.INVALID,
+        CallbackState.REJECTED,
+    }
+)
+
+
+def callback_public_error(callback: InboundCallback, limit: int = 300) -> str:
+    """What a payment's API client is told of a callback's error: the reason for the states
+    that have one, a fixed sentence for a failed callback (its traceback can name hosts,
+    users and rows: it stays with the operators), else ''."""
+    if callback.state == CallbackState.FAILED:
+        return "processing failed; the error is kept for the operators"
+    if callback.state not in _REASON_STATES:
+        return ""
+    text = " ".join(callback.last_error.split())
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
@@ -910,6 +960,7 @@ def _requeue(callback: InboundCallback) -> None:
     callback.state = CallbackState.RECEIVED
     callback.attempts = 0
     callback.next_attempt_at = None
-    callback.save(update_fields=["state", "attempts", "next_attempt_at"])
+    callback.processed_at = None
+    callback.save(update_fields=["state", "attempts", "next_attempt_at", "processed_at"])
     callback_id = callback.pk
     transaction.on_commit(lambda: callback_wake(callback_id=callback_id))

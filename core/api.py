@@ -115,6 +115,7 @@ def errors(**statuses: str) -> dict[Any, OpenApiResponse]:
     common = {
         401: "No API key, or a bad one",
         406: "An Accept header the operation's renderer cannot satisfy",
+        413: "A body over DJANGO_MAX_BODY_BYTES",
         429: "Too many requests for this API key",
     }
     common.update({int(name[1:]): why for name, why in statuses.items()})

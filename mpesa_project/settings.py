@@ -332,6 +332,9 @@ CALLBACK_ORPHAN_RETRIES = env_int("CALLBACK_ORPHAN_RETRIES", 5, minimum=0)
 CALLBACK_ORPHAN_RETRY_DELAY = env_float("CALLBACK_ORPHAN_RETRY_DELAY", 2.0, minimum=0.0)
 # Transient processing errors (database restarted, lock timeout) are retried with backoff.
 CALLBACK_MAX_ATTEMPTS = env_int("CALLBACK_MAX_ATTEMPTS", 10, minimum=1)
+# Times an API client may replay one failed callback (POST …/callbacks/<id>/replay/); past it,
+# only an operator can (the admin's replay): a callback that crashes its worker stays bounded.
+CALLBACK_API_REPLAY_LIMIT = env_int("CALLBACK_API_REPLAY_LIMIT", 3, minimum=0)
 # Stored callbacks not processed after this many seconds are re-enqueued by the beat sweeper.
 CALLBACK_REDRIVE_AFTER = env_float("CALLBACK_REDRIVE_AFTER", 60.0, minimum=1.0)
 CALLBACK_MAX_BODY_BYTES = env_int("CALLBACK_MAX_BODY_BYTES", 64 * 1024, minimum=1024)

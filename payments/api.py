@@ -29,7 +29,7 @@ from rest_framework.views import APIView
 from callbacks.models import InboundCallback
 from callbacks.services import (
     CallbackNotReplayable,
-    callback_error_summary,
+    callback_public_error,
     payment_callback_replay,
 )
 from core.api import ApiError, errors
@@ -176,8 +176,9 @@ class PaymentEventSerializer(serializers.ModelSerializer):
 
 class PaymentCallbackSerializer(serializers.ModelSerializer):
     error = serializers.SerializerMethodField(
-        help_text="Why it failed, was kept for review or was refused (the last line of the "
-        "stored error); '' otherwise."
+        help_text="Why it was kept for review, refused, found invalid, a duplicate, ignored or "
+        "an orphan; for a failed one, that processing failed (the details stay with the "
+        "operators); '' otherwise."
     )
 
     class Meta:
@@ -186,7 +187,7 @@ class PaymentCallbackSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
     def get_error(self, callback: InboundCallback) -> str:
-        return callback_error_summary(callback.last_error)
+        return callback_public_error(callback)
 
 
 class StkPushView(APIView):
@@ -214,7 +215,6 @@ class StkPushView(APIView):
             **errors(
                 e400="Validation error naming each field",
                 e409="Same Idempotency-Key still in progress",
-                e413="A body over DJANGO_MAX_BODY_BYTES",
                 e415="A body that is not JSON",
                 e422="Idempotency-Key reused with a different body",
             ),
@@ -385,7 +385,8 @@ class PaymentViewSet(viewsets.ReadOnlyModelViewSet):
             ),
             **errors(
                 e404="No such payment (or another client's), or no such callback of it",
-                e409="The callback did not fail (only a failed one is replayed)",
+                e409="The callback did not fail (only a failed one is replayed), or was "
+                "replayed CALLBACK_API_REPLAY_LIMIT times already",
             ),
         },
         summary="Replay a callback of the payment whose processing failed",

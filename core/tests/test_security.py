@@ -196,6 +196,47 @@ def test_admin_actions_on_payments_are_audited_with_the_user(client, daraja):
 
 
 @pytest.mark.django_db
+def test_an_admin_replay_of_a_callback_is_on_the_payments_trail(client, monkeypatch):
+    from callbacks.models import InboundCallback
+    from callbacks.tasks import process_callback
+    from core.testing import stk_success_body
+    from payments.services import payment_create, payment_transition
+
+    payment, token = payment_create(
+        client=None, phone_number="254712345678", amount=10, account_reference="A", description="B"
+    )
+    payment_transition(
+        payment=payment,
+        to_status="PENDING",
+        source="daraja",
+        fields={"checkout_request_id": "ws_CO_ADMIN_REPLAY"},
+    )
+    client.post(
+        f"/payments/callback/{token}/",
+        data=stk_success_body(checkout_request_id="ws_CO_ADMIN_REPLAY"),
+        content_type="application/json",
+    )
+    callback = InboundCallback.objects.get()
+    monkeypatch.setattr("callbacks.services._decide", lambda *args: 1 / 0)
+    process_callback.apply(args=(callback.pk,))
+    monkeypatch.undo()
+    admin = get_user_model().objects.create_superuser("boss", "b@example.com", "pw-12345-long")
+    client.force_login(admin)
+
+    response = client.post(
+        "/admin/callbacks/inboundcallback/",
+        {"action": "replay", "_selected_action": [str(callback.pk)]},
+    )
+
+    assert response.status_code == 302
+    callback.refresh_from_db()
+    assert callback.state == "received"
+    note = payment.events.get(kind="note")
+    assert (note.actor, note.source, note.callback_id) == ("boss", "admin", callback.pk)
+    assert LogEntry.objects.filter(user=admin, object_id=str(callback.pk)).exists()
+
+
+@pytest.mark.django_db
 def test_admin_cannot_edit_a_payment_status(client):
     from payments.services import payment_create
 

@@ -41,9 +41,11 @@ from hypothesis import HealthCheck, settings
 from schemathesis.specs.openapi.checks import negative_data_rejection, positive_data_acceptance
 from werkzeug.test import Client as WsgiClient
 
+from callbacks.models import InboundCallback
+from callbacks.tasks import process_callback
 from core.models import ApiClient
 from core.services import api_client_create
-from core.testing import stk_accepted
+from core.testing import stk_accepted, stk_success_body
 from payments.models import EventSource, PaymentStatus
 from payments.services import payment_create, payment_transition
 
@@ -94,23 +96,28 @@ REAL_SCHEMA: dict[str, Any] = WsgiClient(APP).get("/api/schema/?format=json").js
 
 # --- What the schema must document ------------------------------------------------------
 
-LIST, DETAIL, EVENTS, PUSH = (
+LIST, DETAIL, EVENTS, CALLBACKS, REPLAY, PUSH = (
     ("get", "/payments/"),
     ("get", "/payments/{id}/"),
     ("get", "/payments/{id}/events/"),
+    ("get", "/payments/{id}/callbacks/"),
+    ("post", "/payments/{id}/callbacks/{callback_id}/replay/"),
     ("post", "/payments/stk-push/"),
 )
-ALL = (LIST, DETAIL, EVENTS, PUSH)
+ALL = (LIST, DETAIL, EVENTS, CALLBACKS, REPLAY, PUSH)
 # (operation, status, why) for every error response the API gives.
 ERROR_STATUSES = [
     *((op, "401", "no or bad API key (every operation requires one)") for op in ALL),
     *((op, "429", "API_RATE_LIMIT / API_STK_PUSH_RATE_LIMIT exceeded") for op in ALL),
     *((op, "406", "an Accept header the JSON renderer cannot satisfy") for op in ALL),
+    *((op, "413", "body over DJANGO_MAX_BODY_BYTES (BodySizeLimitMiddleware)") for op in ALL),
     (LIST, "400", "an invalid or empty filter (status, phone, created_after/before)"),
     (LIST, "404", "a page that does not exist (page=0, page past the end)"),
     (DETAIL, "404", "no such payment (or another client's)"),
     (EVENTS, "404", "no such payment (or another client's)"),
-    (PUSH, "413", "body over DJANGO_MAX_BODY_BYTES (BodySizeLimitMiddleware)"),
+    (CALLBACKS, "404", "no such payment (or another client's)"),
+    (REPLAY, "404", "no such payment, or no such callback of it"),
+    (REPLAY, "409", "the callback did not fail, or was replayed too often"),
     (PUSH, "415", "a body that is not JSON (only DecimalJSONParser is installed)"),
     *(
         (PUSH, status, "validation, Idempotency-Key in progress or reused")
@@ -312,6 +319,46 @@ def test_the_list_of_existing_payments_conforms_to_the_schema(known_payments, au
         case.validate_response(
             response, headers=auth_headers, excluded_checks=EXCLUDED_CHECKS[LIST]
         )
+
+
+def test_a_payments_callbacks_and_their_replay_conform_to_the_schema(auth_headers, monkeypatch):
+    payment, token = payment_create(
+        client=ApiClient.objects.get(name="schemathesis"),
+        phone_number="254712345678",
+        amount=Decimal("100.00"),
+        account_reference="ORDER1",
+        description="Test",
+    )
+    payment_transition(
+        payment=payment,
+        to_status=PaymentStatus.PENDING,
+        source=EventSource.DARAJA,
+        fields={"checkout_request_id": "ws_CO_SCHEMA_CALLBACK"},
+    )
+    WsgiClient(APP).post(
+        f"/payments/callback/{token}/",
+        data=stk_success_body(checkout_request_id="ws_CO_SCHEMA_CALLBACK", amount=100),
+        content_type="application/json",
+    )
+    callback = InboundCallback.objects.get(token_hash=payment.callback_token_hash)
+    with monkeypatch.context() as patched:
+        patched.setattr("callbacks.services._decide", lambda *args: 1 / 0)
+        process_callback.apply(args=(callback.pk,))
+    ids = {"id": str(payment.pk)}
+
+    listing = schema["/payments/{id}/callbacks/"]["GET"].Case(path_parameters=ids)
+    response = listing.call(headers=auth_headers)
+    assert response.status_code == 200, response.text[:2000]
+    assert [c["state"] for c in response.json()] == ["failed"]
+    listing.validate_response(response, headers=auth_headers)
+    replay = schema["/payments/{id}/callbacks/{callback_id}/replay/"]["POST"].Case(
+        path_parameters={**ids, "callback_id": callback.pk}
+    )
+    for expected in (202, 409):  # replayed, then no longer failed
+        response = replay.call(headers=auth_headers)
+        assert response.status_code == expected, response.text[:2000]
+        replay.validate_response(response, headers=auth_headers)
+    assert_error_shape(response)
 
 
 # --- The schema documents what the API does ---------------------------------------------------
