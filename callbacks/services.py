@@ -930,18 +930,11 @@ def payment_callback_replay(*, payment: Payment, callback_id: int, actor: str) -
 
 
 # States whose stored error is a reason this code wrote about the callback (shown to the
-# payment's API client); a failed or waiting callback's is a traceback, kept for operators.
-_REASON_STATES = frozenset(
-    {
-        CallbackState.VERIFYING,
-        CallbackState.DUPLICATE,
-        CallbackState.IGNORED,
-        CallbackState.REVIEW,
-        CallbackState.ORPHAN,
-        CallbackState.INVALID,
-        CallbackState.REJECTED,
-    }
-)
+# payment's API client): every final state but processed (no error) and failed, whose error
+# is a traceback kept for operators, as is a waiting callback's; and verifying.
+_REASON_STATES = (FINAL_STATES - {CallbackState.PROCESSED, CallbackState.FAILED}) | {
+    CallbackState.VERIFYING
+}
 
 
 def callback_public_error(callback: InboundCallback, limit: int = 300) -> str:

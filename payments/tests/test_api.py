@@ -460,3 +460,22 @@ def test_a_callback_is_replayed_through_the_api_a_bounded_number_of_times(
     assert "replayed 1 times through the API already" in refused.json()["error"]["message"]
     callback.refresh_from_db()
     assert callback.state == "failed"
+
+
+def test_a_callback_kept_for_review_is_listed_with_its_reason(api, daraja, client):
+    route = stk_route(daraja)
+    payment = api.post("/payments/stk-push/", VALID, format="json").json()
+    callback_url = json.loads(route.calls.last.request.content)["CallBackURL"]
+    client.post(
+        "/" + callback_url.split("/", 3)[3],
+        data=stk_success_body(checkout_request_id=payment["checkout_request_id"], amount=99),
+        content_type="application/json",
+    )
+    process_callback.apply(args=(InboundCallback.objects.get().pk,))
+
+    (listed,) = api.get(f"/payments/{payment['id']}/callbacks/").json()
+
+    assert listed["state"] == "review"
+    assert "99" in listed["error"] and "100" in listed["error"]
+    refused = api.post(f"/payments/{payment['id']}/callbacks/{listed['id']}/replay/")
+    assert refused.status_code == 409  # a person's decision, not a replay
