@@ -867,27 +867,19 @@ def callback_replay(*, callback_id: int, actor: str = "") -> InboundCallback:
             .get(pk=callback_id)
         )
         if callback.state in (CallbackState.FAILED, CallbackState.ORPHAN):
-            was = callback.state
-            _requeue(callback)
-            if callback.payment is not None:
-                payment_record_event(
-                    payment=callback.payment,
-                    kind=EventKind.NOTE,
-                    source=EventSource.ADMIN,
-                    actor=actor,
-                    reason=f"callback {callback.pk} replayed by an operator (it was {was})",
-                    evidence={"action": REPLAY_ACTION},
-                    callback=callback,
-                )
+            _requeue(
+                callback,
+                payment=callback.payment,
+                source=EventSource.ADMIN,
+                actor=actor,
+                reason=f"callback {callback.pk} replayed by an operator (it was {callback.state})",
+            )
     return callback
 
 
 class CallbackNotReplayable(Exception):
     """Only a callback whose processing failed is replayed for an API client, a bounded
     number of times; the message says why this one is not."""
-
-
-REPLAY_ACTION = "callback_replay"
 
 
 def payment_callback_replay(*, payment: Payment, callback_id: int, actor: str) -> InboundCallback:
@@ -914,16 +906,13 @@ def payment_callback_replay(*, payment: Payment, callback_id: int, actor: str) -
                 f"callback {callback.pk} was replayed {done} times through the API already "
                 f"(CALLBACK_API_REPLAY_LIMIT is {limit}); an operator can replay it"
             )
-        _requeue(callback)
-        payment_record_event(
+        _requeue(
+            callback,
             payment=payment,
-            kind=EventKind.NOTE,
             source=EventSource.API,
             actor=actor,
             reason=f"callback {callback.pk} replayed (its processing had failed; replay "
             f"{done + 1} of at most {limit} through the API)",
-            evidence={"action": REPLAY_ACTION},
-            callback=callback,
         )
     logger.info("callback replayed", extra=ctx(callback_id=callback.pk, actor=actor))
     return callback
@@ -949,11 +938,29 @@ def callback_public_error(callback: InboundCallback, limit: int = 300) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def _requeue(callback: InboundCallback) -> None:
+# The evidence that marks a replay on the payment's trail (counted for the API's limit).
+REPLAY_ACTION = "callback_replay"
+
+
+def _requeue(
+    callback: InboundCallback, *, payment: Payment | None, source: str, actor: str, reason: str
+) -> None:
+    """Back in the queue as if it had just arrived; the replay recorded on ``payment``'s
+    audit trail when there is one."""
     callback.state = CallbackState.RECEIVED
     callback.attempts = 0
     callback.next_attempt_at = None
     callback.processed_at = None
     callback.save(update_fields=["state", "attempts", "next_attempt_at", "processed_at"])
+    if payment is not None:
+        payment_record_event(
+            payment=payment,
+            kind=EventKind.NOTE,
+            source=source,
+            actor=actor,
+            reason=reason,
+            evidence={"action": REPLAY_ACTION},
+            callback=callback,
+        )
     callback_id = callback.pk
     transaction.on_commit(lambda: callback_wake(callback_id=callback_id))

@@ -377,18 +377,24 @@ def test_openapi_schema_and_docs_are_served(client):
     assert client.get("/api/docs/").status_code == 200
 
 
-def _failed_callback(api, daraja, client, monkeypatch):
-    """A payment made through the API and a success callback for it whose processing failed
-    (a bug in processing, as the inbox parks it)."""
+def _paid_callback(api, daraja, client, amount):
+    """A payment of 100 made through the API, and a success callback for ``amount`` sent to
+    the callback URL given to Daraja (stored, not processed yet)."""
     route = stk_route(daraja)
     payment = api.post("/payments/stk-push/", VALID, format="json").json()
     callback_url = json.loads(route.calls.last.request.content)["CallBackURL"]
     client.post(
         "/" + callback_url.split("/", 3)[3],
-        data=stk_success_body(checkout_request_id=payment["checkout_request_id"], amount=100),
+        data=stk_success_body(checkout_request_id=payment["checkout_request_id"], amount=amount),
         content_type="application/json",
     )
-    callback = InboundCallback.objects.get()
+    return payment, InboundCallback.objects.get()
+
+
+def _failed_callback(api, daraja, client, monkeypatch):
+    """A payment made through the API and a success callback for it whose processing failed
+    (a bug in processing, as the inbox parks it)."""
+    payment, callback = _paid_callback(api, daraja, client, amount=100)
 
     def boom(*args):
         raise RuntimeError("bug in processing")
@@ -471,15 +477,8 @@ def test_a_callback_is_replayed_through_the_api_a_bounded_number_of_times(
 
 
 def test_a_callback_kept_for_review_is_listed_with_its_reason(api, daraja, client):
-    route = stk_route(daraja)
-    payment = api.post("/payments/stk-push/", VALID, format="json").json()
-    callback_url = json.loads(route.calls.last.request.content)["CallBackURL"]
-    client.post(
-        "/" + callback_url.split("/", 3)[3],
-        data=stk_success_body(checkout_request_id=payment["checkout_request_id"], amount=99),
-        content_type="application/json",
-    )
-    process_callback.apply(args=(InboundCallback.objects.get().pk,))
+    payment, callback = _paid_callback(api, daraja, client, amount=99)
+    process_callback.apply(args=(callback.pk,))
 
     (listed,) = api.get(f"/payments/{payment['id']}/callbacks/").json()
 
