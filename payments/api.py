@@ -321,6 +321,14 @@ class PaymentFilter(django_filters.FilterSet):
         return queryset.filter(phone_number=phone)
 
 
+# An id that is a path of another endpoint under /payments/ reaches that endpoint, which does
+# not take the method (ids are UUIDs: no payment has such an id).
+OTHER_ENDPOINT = "The id is 'callback' or 'stk-push', another endpoint's path"
+# A payment id is a UUID; the route takes anything up to the next slash only so that a
+# malformed id gets the JSON 404 (see lookup_value_regex).
+PAYMENT_ID = OpenApiParameter("id", OpenApiTypes.UUID, OpenApiParameter.PATH)
+
+
 @extend_schema_view(
     list=extend_schema(
         responses={
@@ -334,8 +342,12 @@ class PaymentFilter(django_filters.FilterSet):
         summary="Payments, newest first, with filters",
     ),
     retrieve=extend_schema(
-        responses={200: PaymentSerializer, **errors(e404="No such payment (or another client's)")},
+        responses={
+            200: PaymentSerializer,
+            **errors(e404="No such payment (or another client's)", e405=OTHER_ENDPOINT),
+        },
         summary="One payment",
+        parameters=[PAYMENT_ID],
     ),
 )
 class PaymentViewSet(viewsets.ReadOnlyModelViewSet):
@@ -351,9 +363,10 @@ class PaymentViewSet(viewsets.ReadOnlyModelViewSet):
     @extend_schema(
         responses={
             200: PaymentEventSerializer(many=True),
-            **errors(e404="No such payment (or another client's)"),
+            **errors(e404="No such payment (or another client's)", e405=OTHER_ENDPOINT),
         },
         summary="The payment's audit trail",
+        parameters=[PAYMENT_ID],
     )
     @action(detail=True, methods=["get"], pagination_class=None, filterset_class=None)
     def events(self, request: Request, pk: str | None = None) -> Response:
@@ -364,9 +377,10 @@ class PaymentViewSet(viewsets.ReadOnlyModelViewSet):
     @extend_schema(
         responses={
             200: PaymentCallbackSerializer(many=True),
-            **errors(e404="No such payment (or another client's)"),
+            **errors(e404="No such payment (or another client's)", e405=OTHER_ENDPOINT),
         },
         summary="The Daraja callbacks received for the payment, as stored",
+        parameters=[PAYMENT_ID],
     )
     @action(detail=True, methods=["get"], pagination_class=None, filterset_class=None)
     def callbacks(self, request: Request, pk: str | None = None) -> Response:
@@ -390,6 +404,10 @@ class PaymentViewSet(viewsets.ReadOnlyModelViewSet):
             ),
         },
         summary="Replay a callback of the payment whose processing failed",
+        parameters=[
+            PAYMENT_ID,
+            OpenApiParameter("callback_id", OpenApiTypes.INT, OpenApiParameter.PATH),
+        ],
     )
     @action(
         detail=True,

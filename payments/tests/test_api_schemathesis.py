@@ -116,6 +116,10 @@ ERROR_STATUSES = [
     (DETAIL, "404", "no such payment (or another client's)"),
     (EVENTS, "404", "no such payment (or another client's)"),
     (CALLBACKS, "404", "no such payment (or another client's)"),
+    *(
+        (op, "405", "the id 'callback' or 'stk-push' names another endpoint")
+        for op in (DETAIL, EVENTS, CALLBACKS)
+    ),
     (REPLAY, "404", "no such payment, or no such callback of it"),
     (REPLAY, "409", "the callback did not fail, or was replayed too often"),
     (PUSH, "415", "a body that is not JSON (only DecimalJSONParser is installed)"),
