@@ -114,6 +114,7 @@ def errors(**statuses: str) -> dict[Any, OpenApiResponse]:
     (``e409="why"``). Always JSON, also where the success is not (the CSV report)."""
     common = {
         401: "No API key, or a bad one",
+        403: "The API key lacks the scope this operation needs (missing_scope names it)",
         406: "An Accept header the operation's renderer cannot satisfy",
         413: "A body over DJANGO_MAX_BODY_BYTES",
         429: "Too many requests for this API key",

@@ -13,7 +13,7 @@ from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
 from rest_framework.throttling import SimpleRateThrottle
 
-from .models import ApiClient, hash_secret
+from .models import ApiClient, Scope, hash_secret
 from .services import API_KEY_PREFIX, api_client_touch
 
 
@@ -41,7 +41,7 @@ class ApiKeyAuthentication(BaseAuthentication):
         parts = key.split("_")
         if len(parts) < 3 or parts[0] != API_KEY_PREFIX:
             raise exceptions.AuthenticationFailed("Invalid API key.", code="invalid_api_key")
-        client = ApiClient.objects.filter(key_prefix=parts[1]).first()
+        client = ApiClient.objects.select_related("acts_for").filter(key_prefix=parts[1]).first()
         if client is None or not hmac.compare_digest(client.key_hash, hash_secret(key)):
             raise exceptions.AuthenticationFailed("Invalid API key.", code="invalid_api_key")
         if client.revoked_at is not None:
@@ -60,8 +60,49 @@ class HasApiClient(BasePermission):
         return isinstance(request.user, ApiClient)
 
 
+class HasScope(HasApiClient):
+    """An API client whose key has ``required_scope``; otherwise a 403 ``missing_scope`` in the
+    one error shape, naming the scope. (No client at all stays a 401.)"""
+
+    required_scope: str = ""
+
+    def has_permission(self, request: Request, view: Any) -> bool:
+        client = request.user
+        if not isinstance(client, ApiClient):
+            return False
+        if not client.has_scope(self.required_scope):
+            # Imported here: core.api imports DRF's views, which import this module's
+            # authentication class through the settings.
+            from .api import ApiError
+
+            raise ApiError(
+                code="missing_scope",
+                message=f"This API key lacks the '{self.required_scope}' scope this operation "
+                f"needs (it has: {', '.join(client.scopes) or 'none'}); an operator grants it "
+                "in the admin or with create_api_key --scope.",
+                http_status=403,
+                fields={"scope": self.required_scope},
+            )
+        return True
+
+
+class HasPaymentsScope(HasScope):
+    required_scope = Scope.PAYMENTS
+
+
+class HasReconciliationScope(HasScope):
+    required_scope = Scope.RECONCILIATION
+
+
 def request_client(request: Request) -> ApiClient:
-    """The API client of an authenticated request (every merchant API view requires one)."""
+    """The API client whose data an authenticated request works on (every merchant API view
+    requires one): the key's own client, or the one a second key acts for."""
+    assert isinstance(request.user, ApiClient)
+    return request.user.owner
+
+
+def request_key(request: Request) -> ApiClient:
+    """The API key's own client: who acts, for the audit trail and the second-person rule."""
     assert isinstance(request.user, ApiClient)
     return request.user
 

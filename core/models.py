@@ -14,8 +14,21 @@ def hash_secret(value: str) -> str:
     return hashlib.sha256(value.encode()).hexdigest()
 
 
+class Scope(models.TextChoices):
+    """What an API key may do. A key that takes payments cannot import statements or resolve
+    breaks (which can move payments to SUCCESS) unless it is given ``reconciliation`` too."""
+
+    PAYMENTS = "payments", "Payments (STK Push, read payments and their callbacks)"
+    RECONCILIATION = "reconciliation", "Reconciliation (import statements, resolve breaks)"
+
+
+def default_scopes() -> list[str]:
+    return [Scope.PAYMENTS.value]
+
+
 class ApiClient(models.Model):
-    """A merchant system calling the API. Only the key's hash is stored; the key is shown once."""
+    """A merchant system calling the API. Only the key's hash is stored; the key is shown once.
+    ``scopes`` says what the key may do (:class:`Scope`); a new key takes payments only."""
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     name = models.CharField(max_length=100)
@@ -24,6 +37,19 @@ class ApiClient(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     last_used_at = models.DateTimeField(null=True, blank=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
+    scopes = models.JSONField(
+        default=default_scopes,
+        help_text="What the key may do: payments, reconciliation.",
+    )
+    acts_for = models.ForeignKey(
+        "self",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="extra_keys",
+        help_text="A second key of the same merchant: it works on that client's payments and "
+        "statements, and is a different person for approvals. Empty: its own.",
+    )
 
     class Meta:
         ordering = ["-created_at"]
@@ -35,6 +61,14 @@ class ApiClient(models.Model):
     @property
     def is_active(self) -> bool:
         return self.revoked_at is None
+
+    def has_scope(self, scope: str) -> bool:
+        return isinstance(self.scopes, list) and scope in self.scopes
+
+    @property
+    def owner(self) -> ApiClient:
+        """The client whose data this key works on: itself, or the one it acts for."""
+        return self.acts_for if self.acts_for is not None else self
 
     # DRF's IsAuthenticated-style checks look for this attribute on request.user/auth.
     is_authenticated = True

@@ -12,7 +12,7 @@ from typing import Any
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from .models import ApiClient, IdempotencyKey, hash_secret
+from .models import ApiClient, IdempotencyKey, Scope, default_scopes, hash_secret
 
 API_KEY_PREFIX = "mpk"
 
@@ -23,10 +23,37 @@ class NewApiKey:
     key: str  # shown once, never stored
 
 
-def api_client_create(*, name: str) -> NewApiKey:
+def checked_scopes(scopes: list[str] | tuple[str, ...]) -> list[str]:
+    """The scopes in :class:`Scope`'s order, each once; an unknown one is a ValueError."""
+    unknown = sorted(set(scopes) - set(Scope.values))
+    if unknown:
+        raise ValueError(f"unknown scope(s) {unknown}; the scopes are {Scope.values}")
+    return [scope for scope in Scope.values if scope in scopes]
+
+
+def api_client_create(
+    *,
+    name: str,
+    scopes: list[str] | tuple[str, ...] | None = None,
+    acts_for: ApiClient | None = None,
+) -> NewApiKey:
+    """A new key; it takes payments only unless ``scopes`` says otherwise. ``acts_for``: a
+    second key of that client's merchant (it sees the same payments and statements, and is
+    a different person when a credit needs a second one's approval)."""
+    granted = checked_scopes(default_scopes() if scopes is None else scopes)
+    if not granted:
+        raise ValueError("an API key needs at least one scope")
+    if acts_for is not None:
+        acts_for = acts_for.owner  # one level: a key for a key is a key for its merchant
     prefix = secrets.token_hex(4)
     key = f"{API_KEY_PREFIX}_{prefix}_{secrets.token_urlsafe(32)}"
-    client = ApiClient.objects.create(name=name, key_prefix=prefix, key_hash=hash_secret(key))
+    client = ApiClient.objects.create(
+        name=name,
+        key_prefix=prefix,
+        key_hash=hash_secret(key),
+        scopes=granted,
+        acts_for=acts_for,
+    )
     return NewApiKey(client=client, key=key)
 
 

@@ -349,6 +349,11 @@ CALLBACK_WAKEUP_INTERVAL = env_float("CALLBACK_WAKEUP_INTERVAL", 0.1, minimum=0.
 # Tolerance pass: a statement line and a payment without a shared receipt may match when their
 # completion times are at most this many seconds apart (and amount, payer, account agree).
 RECONCILIATION_MATCH_WINDOW_SECONDS = env_int("RECONCILIATION_MATCH_WINDOW_SECONDS", 600, minimum=0)
+# A statement line credits a payment only if it was completed after the payment was created;
+# this many seconds of clock difference between M-Pesa and us are allowed.
+RECONCILIATION_CREDIT_CLOCK_SKEW_SECONDS = env_int(
+    "RECONCILIATION_CREDIT_CLOCK_SKEW_SECONDS", 120, minimum=0
+)
 # Largest statement accepted by the upload API (bytes); the command has no limit.
 RECONCILIATION_MAX_UPLOAD_BYTES = env_int(
     "RECONCILIATION_MAX_UPLOAD_BYTES", 50 * 1024 * 1024, minimum=1024

@@ -35,14 +35,58 @@ class Violation:
 
 def find_violations(*, settled: bool = False) -> list[Violation]:
     """Every broken invariant. ``settled=True`` also treats any callback still waiting
-    (state ``received``) as a violation: use it once the system is known to be quiet."""
+    (state ``received``) as a violation, and any credit resting on a statement line alone
+    (see :func:`find_flags`): use it once the system is known to be quiet and the books are
+    meant to be closed."""
     found: list[Violation] = []
     found += _receipts_credited_twice()
     found += _success_without_evidence()
     found += _amount_differs_from_paid()
     found += _event_history_problems()
     found += _callbacks_left_behind(settled=settled)
+    if settled:
+        found += _credits_on_statement_alone()
     return found
+
+
+def find_flags() -> list[Violation]:
+    """What is not broken but must be looked at: payments moved to SUCCESS on a statement line
+    alone (no callback, no STK Query, no second person's approval). A statement is a file
+    someone uploaded; until a second person approves such a credit it is one person's word."""
+    return _credits_on_statement_alone()
+
+
+def _credits_on_statement_alone() -> list[Violation]:
+    credits = list(
+        PaymentEvent.objects.filter(
+            kind=EventKind.TRANSITION,
+            to_status=PaymentStatus.SUCCESS,
+            source=EventSource.RECONCILIATION,
+            payment__status=PaymentStatus.SUCCESS,
+        )
+        .exclude(evidence__has_key="approval")
+        .values_list("pk", "payment_id", "actor", "evidence")
+    )
+    if not credits:
+        return []
+    approved = set(
+        PaymentEvent.objects.filter(
+            payment_id__in={payment_id for _, payment_id, _, _ in credits},
+            kind=EventKind.NOTE,
+            evidence__has_key="approves_event",
+        ).values_list("evidence__approves_event", flat=True)
+    )
+    return [
+        Violation(
+            "credit_on_statement_alone",
+            f"payment {payment_id} was moved to SUCCESS by {actor or 'reconciliation'} on "
+            f"statement line {evidence.get('receipt_number', '?')} alone (break "
+            f"{evidence.get('break_id', '?')}); no callback, STK Query or second person "
+            "confirms it",
+        )
+        for pk, payment_id, actor, evidence in credits
+        if pk not in approved
+    ]
 
 
 def _receipts_credited_twice() -> list[Violation]:

@@ -26,6 +26,8 @@ from core.logging import ctx
 from core.models import ApiClient, hash_secret
 from daraja.client import PAYBILL, TILL, get_client
 from daraja.errors import (
+    RESULT_CODES,
+    Action,
     DarajaError,
     DarajaPendingError,
     DarajaProtocolError,
@@ -69,6 +71,20 @@ class InvalidTransition(Exception):
         super().__init__(message or f"a payment cannot go from {from_status} to {to_status}")
         self.from_status = from_status
         self.to_status = to_status
+
+
+def payment_failure_is_final(payment: Payment) -> bool:
+    """FAILED for a reason M-Pesa gave (a result code of the catalogue in ``daraja.errors``
+    whose action is to fail — 1032 cancelled by the customer, 2001 wrong PIN, … — or a push
+    Daraja refused), as opposed to FAILED because we stopped waiting ("expired unresolved",
+    an STK Push whose answer was lost): only the latter may become SUCCESS on a statement
+    line alone."""
+    if payment.status != S.FAILED:
+        return False
+    if payment.failure_final:
+        return True
+    info = RESULT_CODES.get(payment.result_code)
+    return info is not None and info.action == Action.FAIL
 
 
 @dataclass(frozen=True)

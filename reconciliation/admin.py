@@ -1,7 +1,9 @@
 """Admin: statements, runs (summary and bridge, the CSV report) and breaks, read-only, with
 filters. Breaks are resolved here with a reason (one at a time, or several at once to accept
 them), through the same service the API uses; every resolution is a BreakEvent and a LogEntry.
-Resolving needs the ``reconciliation.change_break`` permission.
+A credit that needs a second person (a payment M-Pesa failed) is approved here by a staff user
+other than the one who asked for it. Resolving and approving need the
+``reconciliation.change_break`` permission.
 """
 
 from __future__ import annotations
@@ -21,16 +23,26 @@ from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html
 
 from .models import (
+    ApprovalStatus,
     Break,
     BreakEvent,
     BreakStatus,
+    CreditApproval,
     ReconciliationRun,
+    Resolution,
     ResultClass,
     Statement,
     StatementReject,
 )
 from .selectors import run_report_csv
-from .services import BreakAction, BreakResolutionError, break_resolve
+from .services import (
+    BreakAction,
+    BreakResolutionError,
+    break_approve,
+    break_resolve,
+    statement_credit_event,
+    user_actor_key,
+)
 
 
 class ReadOnlyAdminMixin:
@@ -264,9 +276,21 @@ class BreakAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
     @admin.display(description="Resolve")
     def resolve_link(self, obj: Break) -> str:
+        approve = reverse("admin:reconciliation_break_approve", args=[obj.pk])
         if obj.status != BreakStatus.OPEN:
+            if obj.resolution == Resolution.CREDITED:
+                return format_html(
+                    'resolved <a class="button" href="{}">Approve the credit…</a>', approve
+                )
             return "resolved"
         url = reverse("admin:reconciliation_break_resolve", args=[obj.pk])
+        if obj.approvals.filter(status=ApprovalStatus.PENDING).exists():
+            return format_html(
+                'a credit is waiting for a second person: <a class="button" href="{}">'
+                'Approve…</a> (or <a href="{}">accept the break</a>)',
+                approve,
+                url,
+            )
         return format_html('<a class="button" href="{}">Resolve…</a>', url)
 
     def get_urls(self) -> list[URLPattern]:
@@ -275,6 +299,11 @@ class BreakAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
                 "<int:break_id>/resolve/",
                 self.admin_site.admin_view(self.resolve_view),
                 name="reconciliation_break_resolve",
+            ),
+            path(
+                "<int:break_id>/approve/",
+                self.admin_site.admin_view(self.approve_view),
+                name="reconciliation_break_approve",
             ),
             *super().get_urls(),
         ]
@@ -288,18 +317,28 @@ class BreakAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         if request.method == "POST" and form.is_valid():
             payment_id: uuid.UUID | None = form.cleaned_data.get("payment_id")
             try:
-                break_resolve(
+                resolved = break_resolve(
                     break_id=brk.pk,
                     action=form.cleaned_data["action"],
                     actor=request.user.get_username(),
+                    actor_key=user_actor_key(request.user.pk),
                     reason=form.cleaned_data["reason"],
                     payment_id=payment_id,
                 )
             except BreakResolutionError as exc:
                 form.add_error(None, exc.message)
             else:
-                self.log_change(request, brk, f"Resolved ({form.cleaned_data['action']})")
-                self.message_user(request, f"Break {brk.pk} resolved.", messages.SUCCESS)
+                if resolved.status == BreakStatus.OPEN:
+                    self.log_change(request, brk, "Asked for a credit (needs a second person)")
+                    self.message_user(
+                        request,
+                        f"The credit of break {brk.pk} is waiting for a second person's "
+                        "approval: the payment FAILED for a reason M-Pesa gave.",
+                        messages.WARNING,
+                    )
+                else:
+                    self.log_change(request, brk, f"Resolved ({form.cleaned_data['action']})")
+                    self.message_user(request, f"Break {brk.pk} resolved.", messages.SUCCESS)
                 return HttpResponseRedirect(change_url)
         context = {
             **self.admin_site.each_context(request),
@@ -308,6 +347,50 @@ class BreakAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
             "brk": brk,
             "form": form,
             "change_url": change_url,
+        }
+        return TemplateResponse(request, "admin/reconciliation/break/resolve.html", context)
+
+    def approve_view(self, request: HttpRequest, break_id: int) -> HttpResponse:
+        """A second staff user approves a credit: one waiting on the break (the payment moves
+        now), or one already made on the statement line alone (confirmed on the record)."""
+        if not self.has_resolve_permission(request):
+            return HttpResponse("You may not approve credits.", status=403)
+        brk = get_object_or_404(
+            Break.objects.select_related("line", "payment", "resolved_payment"), pk=break_id
+        )
+        change_url = reverse("admin:reconciliation_break_change", args=[brk.pk])
+        approval = CreditApproval.objects.filter(
+            break_record=brk, status=ApprovalStatus.PENDING
+        ).first()
+        credit = None
+        if approval is None and brk.resolved_payment_id is not None:
+            credit = statement_credit_event(brk.resolved_payment_id, brk.pk)
+        form = ReasonForm(request.POST or None)
+        if request.method == "POST" and form.is_valid():
+            try:
+                break_approve(
+                    break_id=brk.pk,
+                    actor=request.user.get_username(),
+                    actor_key=user_actor_key(request.user.pk),
+                    reason=form.cleaned_data["reason"],
+                )
+            except BreakResolutionError as exc:
+                form.add_error(None, exc.message)
+            else:
+                self.log_change(request, brk, "Approved the credit as a second person")
+                self.message_user(request, f"Credit of break {brk.pk} approved.", messages.SUCCESS)
+                return HttpResponseRedirect(change_url)
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.model._meta,
+            "title": f"Approve the credit of break {brk.pk} as a second person",
+            "brk": brk,
+            "form": form,
+            "change_url": change_url,
+            "approval": approval,
+            "credited_by": credit.actor if credit is not None else "",
+            "step": "Approve",
+            "submit_label": "Approve",
         }
         return TemplateResponse(request, "admin/reconciliation/break/resolve.html", context)
 
@@ -322,21 +405,32 @@ class BreakAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     ) -> HttpResponse | None:
         form = ReasonForm(request.POST if "apply" in request.POST else None)
         if "apply" in request.POST and form.is_valid():
-            done, refused = 0, []
+            done, refused, waiting = 0, [], []
             for brk in queryset.filter(status=BreakStatus.OPEN):
                 try:
-                    break_resolve(
+                    resolved = break_resolve(
                         break_id=brk.pk,
                         action=action,
                         actor=request.user.get_username(),
+                        actor_key=user_actor_key(request.user.pk),
                         reason=form.cleaned_data["reason"],
                     )
                 except BreakResolutionError as exc:
                     refused.append(f"{brk.pk}: {exc.message}")
                     continue
+                if resolved.status == BreakStatus.OPEN:
+                    self.log_change(request, brk, "Asked for a credit (needs a second person)")
+                    waiting.append(str(brk.pk))
+                    continue
                 self.log_change(request, brk, f"Resolved ({action})")
                 done += 1
             self.message_user(request, f"Resolved {done} break(s).", messages.SUCCESS)
+            if waiting:
+                self.message_user(
+                    request,
+                    f"Waiting for a second person's approval: {', '.join(waiting)}.",
+                    messages.WARNING,
+                )
             for text in refused:
                 self.message_user(request, text, messages.WARNING)
             return None

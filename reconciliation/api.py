@@ -21,6 +21,7 @@ from drf_spectacular.utils import (
     OpenApiParameter,
     OpenApiResponse,
     extend_schema,
+    extend_schema_field,
     extend_schema_view,
 )
 from rest_framework import serializers, status, viewsets
@@ -32,7 +33,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from core.api import ApiError, errors, json_errors
-from core.auth import request_client
+from core.auth import HasReconciliationScope, request_client, request_key
 from core.parsers import DecimalJSONParser
 
 from .engine import summary_in_order
@@ -41,6 +42,7 @@ from .models import (
     Break,
     BreakEvent,
     BreakStatus,
+    CreditApproval,
     ReconciliationRun,
     ResultClass,
     Statement,
@@ -57,7 +59,14 @@ from .selectors import (
     run_rejects,
     run_report_csv,
 )
-from .services import BreakAction, BreakResolutionError, break_resolve, statement_import
+from .services import (
+    BreakAction,
+    BreakResolutionError,
+    break_approve,
+    break_resolve,
+    client_actor_key,
+    statement_import,
+)
 
 # The classes a break can have, in the order of ResultClass (for filters and the schema).
 BREAK_KINDS = [value for value in ResultClass.values if value in BREAK_CLASSES]
@@ -152,9 +161,30 @@ class RunSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
+class CreditApprovalSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = CreditApproval
+        fields = [
+            "id",
+            "status",
+            "payment",
+            "requested_by",
+            "requested_at",
+            "reason",
+            "decided_by",
+            "decided_at",
+            "decision_reason",
+        ]
+        read_only_fields = fields
+
+
 class BreakSerializer(serializers.ModelSerializer):
     line = serializers.SerializerMethodField()
     payment_status = serializers.SerializerMethodField()
+    approval = serializers.SerializerMethodField(
+        help_text="The latest credit asked for on this break that needed a second person's "
+        "approval (pending, approved or cancelled); null when none did."
+    )
 
     class Meta:
         model = Break
@@ -176,9 +206,16 @@ class BreakSerializer(serializers.ModelSerializer):
             "resolved_by",
             "resolved_at",
             "resolution_reason",
+            "approval",
             "created_at",
         ]
         read_only_fields = fields
+
+    @extend_schema_field(CreditApprovalSerializer(allow_null=True))
+    def get_approval(self, brk: Break) -> dict[str, Any] | None:
+        # Newest first (the model's order); prefetched by the selectors.
+        approvals = list(brk.approvals.all())
+        return CreditApprovalSerializer(approvals[0]).data if approvals else None
 
     def get_line(self, brk: Break) -> dict[str, Any] | None:
         line = brk.line
@@ -277,7 +314,47 @@ class ResolveSerializer(serializers.Serializer):
         return attrs
 
 
+class ApproveSerializer(serializers.Serializer):
+    reason = serializers.CharField(max_length=2000, trim_whitespace=True)
+
+    def validate_reason(self, value: str) -> str:
+        if not isinstance(self.initial_data.get("reason"), str):
+            raise serializers.ValidationError("A reason is text.")
+        return value
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        unknown = set(self.initial_data) - set(self.fields)
+        if unknown:
+            raise serializers.ValidationError({name: "Unknown field." for name in sorted(unknown)})
+        return attrs
+
+
+# Resolution refusals that are a conflict with the break's or the payment's state (409) or
+# forbidden to this caller (403); the rest are not possible for this break (422).
+CONFLICTS = frozenset(
+    {
+        "already_resolved",
+        "payment_already_matched",
+        "receipt_taken",
+        "approval_pending",
+        "nothing_to_approve",
+    }
+)
+FORBIDDEN = frozenset({"self_approval"})
+
+
+def resolution_error(exc: BreakResolutionError) -> ApiError:
+    if exc.code in FORBIDDEN:
+        status_code = 403
+    elif exc.code in CONFLICTS:
+        status_code = 409
+    else:
+        status_code = 422
+    return ApiError(code=exc.code, message=exc.message, http_status=status_code)
+
+
 class StatementUploadView(APIView):
+    permission_classes = [HasReconciliationScope]
     parser_classes = [MultiPartParser, FormParser]
 
     @extend_schema(
@@ -313,7 +390,7 @@ class StatementUploadView(APIView):
                 data=data,
                 file_name=upload.name or "",
                 client=request_client(request),
-                actor=request_client(request).name,
+                actor=request_key(request).name,
                 time_window_seconds=serializer.validated_data.get("time_window_seconds"),
                 auto_resolve=serializer.validated_data["auto_resolve"],
             )
@@ -344,6 +421,7 @@ class StatementUploadView(APIView):
     ),
 )
 class RunViewSet(viewsets.ReadOnlyModelViewSet):
+    permission_classes = [HasReconciliationScope]
     serializer_class = RunSerializer
     filterset_class = None
 
@@ -445,6 +523,7 @@ class RunViewSet(viewsets.ReadOnlyModelViewSet):
     ),
 )
 class BreakViewSet(viewsets.ReadOnlyModelViewSet):
+    permission_classes = [HasReconciliationScope]
     serializer_class = BreakSerializer
     filterset_class = None
 
@@ -501,12 +580,20 @@ class BreakViewSet(viewsets.ReadOnlyModelViewSet):
         request=ResolveSerializer,
         responses={
             200: BreakSerializer,
+            202: OpenApiResponse(
+                BreakSerializer,
+                description="The credit of a payment whose failure M-Pesa gave (1032 cancelled, "
+                "2001 wrong PIN, …) waits for a second person: the break stays open with its "
+                "pending approval; nothing moved.",
+            ),
             **errors(
                 e400="Validation error naming each field",
                 e404="No such break (or another client's)",
-                e409="Already resolved, or the payment or receipt is taken",
+                e409="Already resolved, a credit already waiting for approval, or the payment "
+                "or receipt is taken",
                 e415="Not a JSON body",
-                e422="The resolution is not possible for this break",
+                e422="The resolution is not possible for this break (inconsistent_line: the "
+                "line is not this payment's, with the reasons)",
             ),
         },
         summary="Resolve a break with a reason ('match' credits a PENDING/FAILED payment)",
@@ -523,23 +610,59 @@ class BreakViewSet(viewsets.ReadOnlyModelViewSet):
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
         payment_id: uuid.UUID | None = data.get("payment_id")
+        key = request_key(request)
         try:
             resolved = break_resolve(
                 break_id=brk.pk,
                 action=data["action"],
-                actor=f"api:{request_client(request).name}",
+                actor=f"api:{key.name}",
+                actor_key=client_actor_key(key),
                 reason=data["reason"],
                 payment_id=payment_id,
                 client=request_client(request),
             )
         except BreakResolutionError as exc:
-            conflict = exc.code in (
-                "already_resolved",
-                "payment_already_matched",
-                "receipt_taken",
+            raise resolution_error(exc) from None
+        resolved = self.get_queryset().get(pk=resolved.pk)
+        waiting = resolved.status == BreakStatus.OPEN
+        return Response(BreakSerializer(resolved).data, status=202 if waiting else 200)
+
+    @extend_schema(
+        request=ApproveSerializer,
+        responses={
+            200: BreakSerializer,
+            **errors(
+                e400="Validation error naming each field",
+                e403="The API key lacks the reconciliation scope, or asked for this credit "
+                "itself (self_approval: a second person must approve)",
+                e404="No such break (or another client's)",
+                e409="Nothing waiting for approval, or the break is already resolved",
+                e415="Not a JSON body",
+                e422="The line is no longer consistent with the payment, or the credit is no "
+                "longer possible",
+            ),
+        },
+        summary="Approve, as a second person, a credit waiting on this break",
+    )
+    @action(
+        detail=True,
+        methods=["post"],
+        parser_classes=[DecimalJSONParser],
+        filterset_class=None,
+    )
+    def approve(self, request: Request, pk: str | None = None) -> Response:
+        brk = self.get_object()
+        serializer = ApproveSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        key = request_key(request)
+        try:
+            break_approve(
+                break_id=brk.pk,
+                actor=f"api:{key.name}",
+                actor_key=client_actor_key(key),
+                reason=serializer.validated_data["reason"],
+                client=request_client(request),
             )
-            raise ApiError(
-                code=exc.code, message=exc.message, http_status=409 if conflict else 422
-            ) from None
-        resolved = break_scope(client=request_client(request)).get(pk=resolved.pk)
-        return Response(BreakSerializer(resolved).data)
+        except BreakResolutionError as exc:
+            raise resolution_error(exc) from None
+        return Response(BreakSerializer(self.get_queryset().get(pk=brk.pk)).data)

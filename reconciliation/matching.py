@@ -31,6 +31,7 @@ A payment's time is ``transaction_date`` (M-Pesa's completion) when we have it, 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import re
 import string
 import uuid
@@ -143,6 +144,20 @@ def mask_consistent(mask: str, phone: str) -> bool:
             len(prefix) + len(suffix) <= 12 and phone.startswith(prefix) and phone.endswith(suffix)
         )
     return False
+
+
+_SHA256_HEX = re.compile(r"[0-9a-fA-F]{64}")
+
+
+def payer_consistent(mask: str, phone: str) -> bool:
+    """True when the statement's payer can be our payer: a masked (or whole) number whose
+    visible digits agree with the phone, or a hashed MSISDN (the SHA-256, in hex, of the
+    number as ``2547…``, which Daraja sends instead of the number) equal to the phone's hash.
+    A line naming no payer is consistent with nobody."""
+    text = mask.strip(" ")
+    if _SHA256_HEX.fullmatch(text):
+        return hashlib.sha256(phone.encode()).hexdigest() == text.lower()
+    return mask_consistent(text, phone)
 
 
 def line_account(*, account: str, details: str) -> str:

@@ -368,3 +368,47 @@ class BreakEvent(models.Model):
 
     def delete(self, *args: Any, **kwargs: Any) -> tuple[int, dict[str, int]]:
         raise TypeError("break events are append-only")
+
+
+class ApprovalStatus(models.TextChoices):
+    PENDING = "pending", "Waiting for a second person"
+    APPROVED = "approved", "Approved: the payment moved"
+    CANCELLED = "cancelled", "Cancelled (the break was resolved otherwise)"
+
+
+class CreditApproval(models.Model):
+    """A credit that one person asked for and a second, different one must approve before the
+    payment moves: a statement line crediting a payment whose failure M-Pesa gave (cancelled
+    by the customer, wrong PIN, …) is not proof enough on one person's word. The actor keys
+    (``client:<uuid>`` for an API key, ``user:<pk>`` for a staff user) decide who is
+    "different"; the names are for people."""
+
+    break_record = models.ForeignKey(Break, on_delete=models.PROTECT, related_name="approvals")
+    payment = models.ForeignKey(
+        "payments.Payment", on_delete=models.PROTECT, related_name="credit_approvals"
+    )
+    status = models.CharField(
+        max_length=10, choices=ApprovalStatus.choices, default=ApprovalStatus.PENDING
+    )
+    requested_by = models.CharField(max_length=150)
+    requested_by_key = models.CharField(max_length=64)
+    reason = models.TextField()
+    evidence = models.JSONField(default=dict, blank=True)
+    requested_at = models.DateTimeField(auto_now_add=True)
+    decided_by = models.CharField(max_length=150, blank=True, default="")
+    decided_by_key = models.CharField(max_length=64, blank=True, default="")
+    decision_reason = models.TextField(blank=True, default="")
+    decided_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-requested_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["break_record"],
+                condition=Q(status="pending"),
+                name="credit_approval_one_pending_per_break",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"credit of {self.payment_id} ({self.status})"

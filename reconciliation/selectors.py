@@ -52,7 +52,11 @@ def run_list(*, client: ApiClient | None) -> QuerySet[ReconciliationRun]:
 def break_list(
     *, run: ReconciliationRun, kind: str | None = None, status: str | None = None
 ) -> QuerySet[Break]:
-    query = Break.objects.filter(run=run).select_related("line", "payment")
+    query = (
+        Break.objects.filter(run=run)
+        .select_related("line", "payment")
+        .prefetch_related("approvals")
+    )
     if kind:
         query = query.filter(kind=kind)
     if status:
@@ -61,7 +65,11 @@ def break_list(
 
 
 def break_scope(*, client: ApiClient | None) -> QuerySet[Break]:
-    return Break.objects.filter(run__client=client).select_related("line", "payment", "run")
+    return (
+        Break.objects.filter(run__client=client)
+        .select_related("line", "payment", "run")
+        .prefetch_related("approvals")
+    )
 
 
 def break_events(*, brk: Break) -> QuerySet[BreakEvent]:

@@ -8,6 +8,7 @@ payment's receipt is on the statement with the same amount, by a person otherwis
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import logging
 import uuid
@@ -20,15 +21,23 @@ from django.utils import timezone
 
 from core.logging import ctx
 from core.models import ApiClient
-from payments.models import EventKind, EventSource, Payment, PaymentStatus
-from payments.services import InvalidTransition, payment_record_event, payment_transition
+from payments.models import EventKind, EventSource, Payment, PaymentEvent, PaymentStatus
+from payments.services import (
+    InvalidTransition,
+    payment_failure_is_final,
+    payment_record_event,
+    payment_transition,
+)
 
 from .engine import Timer, build_summary, run_python
+from .matching import payer_consistent, payer_mask
 from .models import (
     LINE_ID_FACTOR,
+    ApprovalStatus,
     Break,
     BreakEvent,
     BreakStatus,
+    CreditApproval,
     LineMatch,
     MatchMethod,
     ReconciliationRun,
@@ -45,10 +54,18 @@ R = ResultClass
 ENGINES = ("postgresql", "python")
 SYSTEM_ACTOR = "reconciliation"
 DEFAULT_WINDOW_SECONDS = 600
+DEFAULT_CLOCK_SKEW_SECONDS = 120
 
 
 def default_window_seconds() -> int:
     return int(getattr(settings, "RECONCILIATION_MATCH_WINDOW_SECONDS", DEFAULT_WINDOW_SECONDS))
+
+
+def clock_skew() -> dt.timedelta:
+    seconds = getattr(
+        settings, "RECONCILIATION_CREDIT_CLOCK_SKEW_SECONDS", DEFAULT_CLOCK_SKEW_SECONDS
+    )
+    return dt.timedelta(seconds=int(seconds))
 
 
 @dataclass(frozen=True)
@@ -225,6 +242,40 @@ class BreakAction:
 
 
 MATCHABLE = frozenset({R.NOT_SUCCESS, R.AMBIGUOUS, R.UNKNOWN_PAYMENT})
+# Refusals of the automatic resolution that no retry can change.
+PERMANENT_REFUSALS = frozenset({"inconsistent_line", "final_failure"})
+
+
+def client_actor_key(client: ApiClient) -> str:
+    """Who an API key is, for the second-person rule."""
+    return f"client:{client.pk}"
+
+
+def user_actor_key(user_pk: Any) -> str:
+    """Who a staff user is, for the second-person rule."""
+    return f"user:{user_pk}"
+
+
+@dataclass(frozen=True)
+class Approval:
+    """The second person's decision on a pending credit (see :func:`break_approve`)."""
+
+    record: CreditApproval
+    actor: str
+    actor_key: str
+    reason: str
+
+    def evidence(self) -> dict[str, Any]:
+        return {
+            "approval_id": self.record.pk,
+            "requested_by": self.record.requested_by,
+            "requested_by_key": self.record.requested_by_key,
+            "requested_at": self.record.requested_at.isoformat(),
+            "request_reason": self.record.reason,
+            "approved_by": self.actor,
+            "approved_by_key": self.actor_key,
+            "approval_reason": self.reason,
+        }
 
 
 def _line_evidence(line: StatementLine, match: LineMatch, brk: Break) -> dict[str, Any]:
@@ -241,6 +292,29 @@ def _line_evidence(line: StatementLine, match: LineMatch, brk: Break) -> dict[st
     }
 
 
+def line_credit_problems(line: StatementLine, amount: Any, payment: Payment) -> list[str]:
+    """Why this statement line cannot be this payment's (empty: it can). A line is evidence
+    for a payment only if it is the same payer, the same amount, and was completed after the
+    payment was created (give or take RECONCILIATION_CREDIT_CLOCK_SKEW_SECONDS): a receipt
+    dated before the customer was ever prompted cannot be the answer to that prompt."""
+    problems = []
+    if amount != payment.amount:
+        problems.append(f"the line is {amount} and the payment {payment.amount}")
+    earliest = payment.created_at - clock_skew()
+    if line.completed_at < earliest:
+        problems.append(
+            f"the line was completed at {line.completed_at.isoformat()}, before the payment was "
+            f"created ({payment.created_at.isoformat()}; {clock_skew().total_seconds():g} s of "
+            "clock difference allowed)"
+        )
+    mask = payer_mask(other_party=line.other_party, details=line.details)
+    if mask == "":
+        problems.append("the line names no payer's number")
+    elif not payer_consistent(mask, payment.phone_number):
+        problems.append(f"the line's payer ({mask}) is not the payment's phone number")
+    return problems
+
+
 def break_resolve(
     *,
     break_id: int,
@@ -250,14 +324,19 @@ def break_resolve(
     payment_id: uuid.UUID | None = None,
     client: ApiClient | None = None,
     system: bool = False,
+    actor_key: str = "",
 ) -> Break:
     """Resolve an open break, with a reason, on the record.
 
-    ``accept``: any break; nothing changes but the break. ``match``: a line-side break
-    (paid in the statement but PENDING/FAILED with us, ambiguous, or unknown) is paired with a
-    payment (its own for ``not_success``, else ``payment_id``); a payment that is not SUCCESS
-    moves to SUCCESS through the transition function with the line as evidence. The amounts
-    must agree. ``client`` limits the breaks and payments to one API client's.
+    ``accept``: any break; nothing changes but the break (a credit waiting for approval is
+    cancelled). ``match``: a line-side break (paid in the statement but PENDING/FAILED with
+    us, ambiguous, or unknown) is paired with a payment (its own for ``not_success``, else
+    ``payment_id``); a payment that is not SUCCESS moves to SUCCESS through the transition
+    function with the line as evidence. The line must be consistent with the payment (amount,
+    payer, completed after the payment was created). A payment whose failure M-Pesa gave
+    does not move: the credit waits for a second person (:func:`break_approve`) and the break
+    stays open with a pending :class:`CreditApproval`; ``actor_key`` says who asked.
+    ``client`` limits the breaks and payments to one API client's.
     """
     reason = reason.strip()
     if not reason:
@@ -265,21 +344,195 @@ def break_resolve(
     if action not in (BreakAction.MATCH, BreakAction.ACCEPT):
         raise BreakResolutionError("invalid_action", "action must be 'match' or 'accept'.")
     with transaction.atomic():
-        query = Break.objects.select_for_update(of=("self",)).select_related("run", "line")
-        if client is not None:
-            query = query.filter(run__client=client)
-        brk = query.filter(pk=break_id).first()
-        if brk is None:
-            raise BreakResolutionError("not_found", "No such break.")
+        brk = _locked_break(break_id, client)
         if brk.status != BreakStatus.OPEN:
             raise BreakResolutionError("already_resolved", "This break is already resolved.")
+        pending = _pending_approval(brk)
         if action == BreakAction.ACCEPT:
+            if pending is not None:
+                _decide(pending, ApprovalStatus.CANCELLED, actor, actor_key, reason)
             return _close(brk, Resolution.ACCEPTED, actor, reason, {}, payment=None)
-        return _match(brk, actor=actor, reason=reason, payment_id=payment_id, system=system)
+        if pending is not None:
+            raise BreakResolutionError(
+                "approval_pending",
+                f"A credit of this line, asked for by {pending.requested_by}, is waiting for a "
+                "second person's approval: approve it (POST …/approve/) or accept the break.",
+            )
+        return _match(
+            brk,
+            actor=actor,
+            actor_key=actor_key,
+            reason=reason,
+            payment_id=payment_id,
+            system=system,
+        )
+
+
+def break_approve(
+    *,
+    break_id: int,
+    actor: str,
+    actor_key: str,
+    reason: str,
+    client: ApiClient | None = None,
+) -> Break:
+    """A second person approves the credit waiting on an open break: the line is checked
+    against the payment again, and the payment moves to SUCCESS through the transition
+    function with both people on the record (the event's evidence, the break and its events,
+    the approval). The person (API key or staff user, by ``actor_key``) who asked for it
+    cannot approve it."""
+    reason = reason.strip()
+    if not reason:
+        raise BreakResolutionError("reason_required", "A reason is required.")
+    if not actor_key:
+        raise BreakResolutionError("actor_required", "An approval needs to know who approves.")
+    with transaction.atomic():
+        brk = _locked_break(break_id, client)
+        if brk.status != BreakStatus.OPEN:
+            return _countersign(brk, actor=actor, actor_key=actor_key, reason=reason)
+        pending = _pending_approval(brk)
+        if pending is None:
+            raise BreakResolutionError(
+                "nothing_to_approve", "No credit of this break is waiting for approval."
+            )
+        if pending.requested_by_key == actor_key:
+            raise BreakResolutionError(
+                "self_approval",
+                "You asked for this credit: a second person (another API client with the "
+                "reconciliation scope, or a staff user in the admin) must approve it.",
+            )
+        approval = Approval(record=pending, actor=actor, actor_key=actor_key, reason=reason)
+        closed = _match(
+            brk,
+            actor=actor,
+            actor_key=actor_key,
+            reason=pending.reason,
+            payment_id=pending.payment_id,
+            system=False,
+            approval=approval,
+        )
+        _decide(pending, ApprovalStatus.APPROVED, actor, actor_key, reason)
+    return closed
+
+
+def statement_credit_event(payment_id: Any, break_id: int) -> PaymentEvent | None:
+    """The transition to SUCCESS that resolving this break made, if it did."""
+    return (
+        PaymentEvent.objects.filter(
+            payment_id=payment_id,
+            kind=EventKind.TRANSITION,
+            to_status=PaymentStatus.SUCCESS,
+            source=EventSource.RECONCILIATION,
+            evidence__break_id=break_id,
+        )
+        .order_by("-id")
+        .first()
+    )
+
+
+def _countersign(brk: Break, *, actor: str, actor_key: str, reason: str) -> Break:
+    """A second person confirms a credit already made on a statement line alone (the
+    automatic one, or a person's credit of a payment that was PENDING or expired): recorded on
+    the payment's trail as the approval of that credit, which ``check_invariants --settled``
+    then counts as confirmed."""
+    event = None
+    if brk.resolution == Resolution.CREDITED and brk.resolved_payment_id is not None:
+        event = statement_credit_event(brk.resolved_payment_id, brk.pk)
+    if event is None:
+        raise BreakResolutionError(
+            "nothing_to_approve",
+            "This break is resolved and moved no payment on a statement line: nothing to approve.",
+        )
+    if (
+        "approval" in event.evidence
+        or PaymentEvent.objects.filter(
+            payment_id=event.payment_id, kind=EventKind.NOTE, evidence__approves_event=event.pk
+        ).exists()
+    ):
+        raise BreakResolutionError(
+            "nothing_to_approve", "This credit was already approved by a second person."
+        )
+    credited_by_key = str(event.evidence.get("actor_key", ""))
+    if credited_by_key == actor_key:
+        raise BreakResolutionError(
+            "self_approval",
+            "You made this credit: a second person (another API client with the "
+            "reconciliation scope, or a staff user in the admin) must approve it.",
+        )
+    now = timezone.now()
+    approval = {
+        "requested_by": event.actor,
+        "requested_by_key": credited_by_key,
+        "requested_at": event.created_at.isoformat(),
+        "request_reason": event.reason,
+        "approved_by": actor,
+        "approved_by_key": actor_key,
+        "approved_at": now.isoformat(),
+        "approval_reason": reason,
+    }
+    assert brk.resolved_payment is not None
+    payment_record_event(
+        payment=brk.resolved_payment,
+        kind=EventKind.NOTE,
+        source=EventSource.RECONCILIATION,
+        actor=actor,
+        reason=f"credit on statement line {event.evidence.get('receipt_number', '')} (by "
+        f"{event.actor or SYSTEM_ACTOR}) approved by a second person: {reason}",
+        evidence={"approves_event": event.pk, "break_id": brk.pk, "approval": approval},
+    )
+    BreakEvent.objects.create(
+        break_record=brk,
+        action="approved",
+        actor=actor[:150],
+        reason=reason,
+        evidence={"approves_event": event.pk, "approval": approval},
+    )
+    return brk
+
+
+def _locked_break(break_id: int, client: ApiClient | None) -> Break:
+    query = Break.objects.select_for_update(of=("self",)).select_related("run", "line")
+    if client is not None:
+        query = query.filter(run__client=client)
+    brk = query.filter(pk=break_id).first()
+    if brk is None:
+        raise BreakResolutionError("not_found", "No such break.")
+    return brk
+
+
+def _pending_approval(brk: Break) -> CreditApproval | None:
+    return (
+        CreditApproval.objects.select_for_update()
+        .filter(break_record=brk, status=ApprovalStatus.PENDING)
+        .first()
+    )
+
+
+def _decide(approval: CreditApproval, status: str, actor: str, actor_key: str, reason: str) -> None:
+    now = timezone.now()
+    CreditApproval.objects.filter(pk=approval.pk, status=ApprovalStatus.PENDING).update(
+        status=status,
+        decided_by=actor[:150],
+        decided_by_key=actor_key[:64],
+        decision_reason=reason,
+        decided_at=now,
+    )
+    approval.status = status
+    approval.decided_by = actor[:150]
+    approval.decided_by_key = actor_key[:64]
+    approval.decision_reason = reason
+    approval.decided_at = now
 
 
 def _match(
-    brk: Break, *, actor: str, reason: str, payment_id: uuid.UUID | None, system: bool
+    brk: Break,
+    *,
+    actor: str,
+    actor_key: str,
+    reason: str,
+    payment_id: uuid.UUID | None,
+    system: bool,
+    approval: Approval | None = None,
 ) -> Break:
     line = brk.line
     if line is None or brk.kind not in MATCHABLE:
@@ -320,7 +573,42 @@ def _match(
             f"The statement line is {match.amount} and the payment {payment.amount}: "
             "accept the break with a reason instead.",
         )
+    problems = line_credit_problems(line, match.amount, payment)
+    if problems:
+        raise BreakResolutionError(
+            "inconsistent_line",
+            f"Statement line {line.line_no} ({line.receipt_number}) cannot be this payment's: "
+            + "; ".join(problems)
+            + ".",
+        )
     evidence = _line_evidence(line, match, brk)
+    if actor_key:
+        evidence["actor_key"] = actor_key  # who, for the second-person rule
+    if payment.status != PaymentStatus.SUCCESS and payment_failure_is_final(payment):
+        failure = f"{payment.result_code or 'refused'} ({payment.result_desc or 'no description'})"
+        if system:
+            raise BreakResolutionError(
+                "final_failure",
+                f"The payment FAILED with result {failure}: M-Pesa said it was not paid, so a "
+                "statement line alone does not credit it; a person may ask for the credit and "
+                "a second person approve it.",
+            )
+        if approval is None:
+            return _request_approval(
+                brk,
+                payment,
+                actor=actor,
+                actor_key=actor_key,
+                reason=reason,
+                evidence={**evidence, "failure": failure},
+            )
+    if approval is not None:
+        evidence = {**evidence, "approval": approval.evidence()}
+        # The approval record is the person who asked; the approver makes it happen.
+        reason = (
+            f"{reason} (asked for by {approval.record.requested_by}; approved by "
+            f"{approval.actor}: {approval.reason})"
+        )
     with transaction.atomic():
         claimed = next(
             (
@@ -397,7 +685,10 @@ def _match(
             LineMatch.objects.filter(line_id=line.pk, statement_id=line.statement_id).update(
                 payment=payment, match_method=MatchMethod.MANUAL
             )
-        closed = _close(brk, resolution, actor, reason, evidence, payment=payment)
+        resolved_by = actor
+        if approval is not None:
+            resolved_by = f"{approval.record.requested_by}, approved by {approval.actor}"
+        closed = _close(brk, resolution, resolved_by, reason, evidence, payment=payment)
         # The payment's own break in this run (an ambiguous SUCCESS payment) is settled too.
         for other in Break.objects.select_for_update().filter(
             run_id=brk.run_id, payment=payment, line=None, status=BreakStatus.OPEN
@@ -405,12 +696,66 @@ def _match(
             _close(
                 other,
                 Resolution.MATCHED,
-                actor,
+                resolved_by,
                 f"matched to statement line {line.line_no} ({line.receipt_number}): {reason}",
                 evidence,
                 payment=payment,
             )
     return closed
+
+
+def _request_approval(
+    brk: Break,
+    payment: Payment,
+    *,
+    actor: str,
+    actor_key: str,
+    reason: str,
+    evidence: dict[str, Any],
+) -> Break:
+    """Record the credit a person asked for, to be approved by a second one; nothing moves."""
+    if not actor_key:
+        raise BreakResolutionError(
+            "approval_needs_identity",
+            "Crediting a payment M-Pesa failed needs a second person's approval, and the "
+            "request must say who asks for it.",
+        )
+    try:
+        with transaction.atomic():
+            approval = CreditApproval.objects.create(
+                break_record=brk,
+                payment=payment,
+                requested_by=actor[:150],
+                requested_by_key=actor_key[:64],
+                reason=reason,
+                evidence=evidence,
+            )
+    except IntegrityError:
+        raise BreakResolutionError(
+            "approval_pending", "A credit of this line is already waiting for approval."
+        ) from None
+    BreakEvent.objects.create(
+        break_record=brk,
+        action="approval_requested",
+        actor=actor[:150],
+        reason=reason,
+        evidence={**evidence, "payment_id": str(payment.pk), "approval_id": approval.pk},
+    )
+    payment_record_event(
+        payment=payment,
+        kind=EventKind.NOTE,
+        source=EventSource.RECONCILIATION,
+        actor=actor,
+        reason=f"credit per statement line {evidence['receipt_number']} asked for, waiting for "
+        f"a second person's approval (the payment FAILED with result {evidence['failure']}): "
+        f"{reason}",
+        evidence={**evidence, "approval_id": approval.pk},
+    )
+    logger.info(
+        "credit waiting for approval",
+        extra=ctx(break_id=brk.pk, payment_id=payment.pk, approval_id=approval.pk),
+    )
+    return brk
 
 
 def _close(
@@ -451,7 +796,9 @@ def _close(
 
 def run_auto_resolve(*, run: ReconciliationRun) -> int:
     """Move to SUCCESS the PENDING/FAILED payments whose receipt is on the statement with the
-    same amount (exact matches only). Safe to run again: resolved breaks are skipped."""
+    same amount (exact matches only), under the rules a person's credit follows (same payer,
+    completed after the payment was created) and never a payment whose failure M-Pesa gave.
+    Safe to run again: resolved breaks are skipped, refusals are on the break's record."""
     pending = list(
         Break.objects.filter(
             run=run, status=BreakStatus.OPEN, auto_resolvable=True, kind=R.NOT_SUCCESS
@@ -470,6 +817,9 @@ def run_auto_resolve(*, run: ReconciliationRun) -> int:
         except BreakResolutionError as exc:
             if exc.code == "already_resolved":
                 continue
+            if exc.code in PERMANENT_REFUSALS:
+                # Not for a machine to retry: the re-drive leaves it to a person.
+                Break.objects.filter(pk=break_id).update(auto_resolvable=False)
             BreakEvent.objects.create(
                 break_record_id=break_id,
                 action="auto_resolve_failed",

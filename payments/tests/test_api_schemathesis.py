@@ -105,9 +105,22 @@ LIST, DETAIL, EVENTS, CALLBACKS, REPLAY, PUSH = (
     ("post", "/payments/stk-push/"),
 )
 ALL = (LIST, DETAIL, EVENTS, CALLBACKS, REPLAY, PUSH)
+UPLOAD, RESOLVE, APPROVE = (
+    ("post", "/reconciliation/statements/"),
+    ("post", "/reconciliation/breaks/{id}/resolve/"),
+    ("post", "/reconciliation/breaks/{id}/approve/"),
+)
 # (operation, status, why) for every error response the API gives.
 ERROR_STATUSES = [
     *((op, "401", "no or bad API key (every operation requires one)") for op in ALL),
+    *(
+        (op, "403", "a key without the scope (payments, reconciliation) the operation needs")
+        for op in (*ALL, UPLOAD, RESOLVE, APPROVE)
+    ),
+    (APPROVE, "409", "nothing waiting for approval"),
+    (APPROVE, "422", "the line no longer fits the payment"),
+    (RESOLVE, "409", "already resolved, or a credit already waiting for approval"),
+    (RESOLVE, "422", "not possible for this break, or the line is not the payment's"),
     *((op, "429", "API_RATE_LIMIT / API_STK_PUSH_RATE_LIMIT exceeded") for op in ALL),
     *((op, "406", "an Accept header the JSON renderer cannot satisfy") for op in ALL),
     *((op, "413", "body over DJANGO_MAX_BODY_BYTES (BodySizeLimitMiddleware)") for op in ALL),
@@ -190,7 +203,8 @@ def _daraja_and_limits(settings: Any, daraja: Any) -> None:
 
 @pytest.fixture
 def auth_headers(db: None) -> dict[str, str]:
-    return {"Authorization": f"Bearer {api_client_create(name='schemathesis').key}"}
+    key = api_client_create(name="schemathesis", scopes=["payments", "reconciliation"]).key
+    return {"Authorization": f"Bearer {key}"}
 
 
 def assert_error_shape(response: Any) -> None:
@@ -363,6 +377,25 @@ def test_a_payments_callbacks_and_their_replay_conform_to_the_schema(auth_header
         assert response.status_code == expected, response.text[:2000]
         replay.validate_response(response, headers=auth_headers)
     assert_error_shape(response)
+
+
+@pytest.mark.parametrize(
+    ("operation", "scopes"),
+    [(PUSH, ["reconciliation"]), (LIST, ["reconciliation"]), (UPLOAD, ["payments"])],
+    ids=["push-without-payments", "list-without-payments", "upload-without-reconciliation"],
+)
+def test_a_key_without_the_scope_gets_the_documented_403(operation, scopes):
+    method, path = operation
+    headers = {"Authorization": f"Bearer {api_client_create(name='scoped', scopes=scopes).key}"}
+    body: dict[str, Any] = {}
+    if operation == PUSH:
+        body = {"body": {"phone_number": "0712345678", "amount": 10}}
+    case = schema[path][method.upper()].Case(**body)
+    response = case.call(headers=headers)
+    assert response.status_code == 403, response.text[:2000]
+    assert_error_shape(response)
+    assert response.json()["error"]["code"] == "missing_scope"
+    case.validate_response(response, headers=headers, excluded_checks=[positive_data_acceptance])
 
 
 # --- The schema documents what the API does ---------------------------------------------------

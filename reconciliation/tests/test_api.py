@@ -96,7 +96,9 @@ def test_a_client_sees_only_its_own_runs_and_breaks(api):
         "id"
     ]
     other = APIClient()
-    other.credentials(HTTP_AUTHORIZATION=f"Bearer {api_client_create(name='other').key}")
+    other.credentials(
+        HTTP_AUTHORIZATION=f"Bearer {api_client_create(name='other', scopes=['reconciliation']).key}"
+    )
 
     assert other.get("/reconciliation/runs/").json()["results"] == []
     assert other.get(f"/reconciliation/runs/{run_id}/").status_code == 404
