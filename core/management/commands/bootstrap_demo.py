@@ -28,7 +28,9 @@ class Command(BaseCommand):
         User = get_user_model()
         if not User.objects.filter(username=DEMO_USER).exists():
             User.objects.create_superuser(DEMO_USER, "admin@example.com", DEMO_PASSWORD)
-        new = api_client_create(name="demo")
+        # Local only: the demo key does the books too, so that the README's statement upload
+        # works with it (a production key takes payments only unless given the scope).
+        new = api_client_create(name="demo", scopes=["payments", "reconciliation"])
         base = f"http://{host}:{port}"
         lines = [
             "",
@@ -37,7 +39,7 @@ class Command(BaseCommand):
             f"  API docs:     {base}/api/docs/",
             f"  Admin:        {base}/admin/   (user {DEMO_USER}, password {DEMO_PASSWORD})",
             f"  Daraja:       {settings.MPESA_BASE_URL}  (MPESA_ENV={settings.MPESA_ENV})",
-            f"  API key:      {new.key}",
+            f"  API key:      {new.key}  (scopes: {', '.join(new.client.scopes)})",
             "",
             "Try it:",
             f"  curl -s -X POST {base}/payments/stk-push/ \\",
