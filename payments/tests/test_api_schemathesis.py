@@ -36,6 +36,7 @@ from django.conf import settings as django_settings
 from django.core import signals
 from django.core.handlers.wsgi import WSGIHandler
 from django.db import close_old_connections, transaction
+from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 from hypothesis import HealthCheck, settings
 from schemathesis.specs.openapi.checks import negative_data_rejection, positive_data_acceptance
@@ -396,6 +397,48 @@ def test_a_key_without_the_scope_gets_the_documented_403(operation, scopes):
     assert_error_shape(response)
     assert response.json()["error"]["code"] == "missing_scope"
     case.validate_response(response, headers=headers, excluded_checks=[positive_data_acceptance])
+
+
+def test_a_credit_waiting_for_a_second_person_conforms_to_the_schema(auth_headers):
+    from reconciliation.models import Break
+    from reconciliation.services import statement_import
+    from reconciliation.tests.builders import Preamble, g2_csv, pay_row
+
+    client = ApiClient.objects.get(name="schemathesis")
+    payment, _ = payment_create(
+        client=client,
+        phone_number="254722000108",
+        amount=Decimal("500.00"),
+        account_reference="37941535",
+        description="Test",
+    )
+    payment_transition(
+        payment=payment,
+        to_status=PaymentStatus.FAILED,
+        source=EventSource.DARAJA,
+        fields={"result_code": "1032", "failure_final": True},
+    )
+    line = pay_row("TK5SCHEMA1", 500, timezone.localtime() + timedelta(minutes=1))
+    run = statement_import(data=g2_csv([line], preamble=Preamble()), client=client).run
+    ids = {"id": Break.objects.get(run=run).pk}
+    resolve = schema["/reconciliation/breaks/{id}/resolve/"]["POST"].Case(
+        path_parameters=ids,
+        body={"action": "match", "payment_id": str(payment.pk), "reason": "SMS"},
+    )
+    approve = schema["/reconciliation/breaks/{id}/approve/"]["POST"].Case(
+        path_parameters=ids, body={"reason": "checked"}
+    )
+    second = api_client_create(name="second", scopes=["reconciliation"], acts_for=client).key
+
+    for case, headers, expected in (
+        (resolve, auth_headers, 202),  # waiting for a second person
+        (approve, auth_headers, 403),  # not the one who asked
+        (approve, {"Authorization": f"Bearer {second}"}, 200),
+        (approve, auth_headers, 409),  # approved already
+    ):
+        response = case.call(headers=headers)
+        assert response.status_code == expected, response.text[:2000]
+        case.validate_response(response, headers=headers)
 
 
 # --- The schema documents what the API does ---------------------------------------------------
