@@ -143,6 +143,38 @@ def books() -> NewApiKey:
     return api_client_create(name="books", scopes=BOTH)
 
 
+# --- The attack as reported ------------------------------------------------------------------
+
+
+def test_the_reported_attack_credits_nothing(shop):
+    pending = prompted_payment(shop.client)
+    cancelled = cancelled_by_the_customer(shop.client)
+    # Invented receipts, three hours before either payment existed.
+    rows = [
+        pay_row("TK5FAKE101", 500, "05-11-2025 10:00:00"),
+        pay_row("TK5FAKE102", 500, "05-11-2025 10:00:05"),
+    ]
+
+    # The key as it was: payments only.
+    assert upload(api_for(shop), *rows).status_code == 403
+
+    # Even a key granted the books (a second key of the merchant) gets no further.
+    books = api_for(api_client_create(name="books", scopes=BOTH, acts_for=shop.client))
+    run_id = upload(books, *rows).json()["run"]["id"]
+    breaks = books.get(f"/reconciliation/runs/{run_id}/breaks/").json()["results"]
+    for brk, payment in zip(breaks, (pending, cancelled), strict=True):
+        response = resolve(books, brk["id"], payment)
+        assert response.status_code == 422, response.content
+        assert response.json()["error"]["code"] == "inconsistent_line"
+
+    pending.refresh_from_db()
+    cancelled.refresh_from_db()
+    assert (pending.status, cancelled.status) == (S.PENDING, S.FAILED)
+    assert not PaymentEvent.objects.filter(to_status=S.SUCCESS).exists()
+    ok, out = invariants("--settled")
+    assert ok, out
+
+
 # --- 1. The scope ---------------------------------------------------------------------------
 
 
