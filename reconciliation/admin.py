@@ -475,3 +475,32 @@ class BreakEventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_filter = ["action", "created_at"]
     search_fields = ["=break_record__id", "actor", "reason"]
     readonly_fields = [f.name for f in BreakEvent._meta.fields]
+
+
+@admin.register(CreditApproval)
+class CreditApprovalAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    """Credits asked for on a statement line for payments M-Pesa failed: the pending ones wait
+    for a second person (approve them from the break)."""
+
+    list_display = [
+        "requested_at",
+        "status",
+        "break_link",
+        "payment",
+        "requested_by",
+        "decided_by",
+        "decided_at",
+    ]
+    list_filter = ["status", "requested_at"]
+    search_fields = ["=break_record__id", "=payment__id", "requested_by", "decided_by"]
+    readonly_fields = [f.name for f in CreditApproval._meta.fields] + ["break_link"]
+
+    @admin.display(description="Break")
+    def break_link(self, obj: CreditApproval) -> str:
+        if obj.status == ApprovalStatus.PENDING:
+            url = reverse("admin:reconciliation_break_approve", args=[obj.break_record_id])
+            return format_html(
+                '{} <a class="button" href="{}">Approve…</a>', obj.break_record_id, url
+            )
+        url = reverse("admin:reconciliation_break_change", args=[obj.break_record_id])
+        return format_html('<a href="{}">{}</a>', url, obj.break_record_id)

@@ -3,7 +3,9 @@ payments a statement proves paid to SUCCESS, and resolve breaks with a reason, a
 
 Payments change status only through :func:`payments.services.payment_transition` (source
 ``reconciliation``, the statement line as evidence): automatically when a PENDING or FAILED
-payment's receipt is on the statement with the same amount, by a person otherwise.
+payment's receipt is on the statement with the same amount, by a person otherwise; always
+only with a line consistent with the payment (:func:`line_credit_problems`), and for a payment
+M-Pesa failed only once a second person approves (:func:`break_approve`).
 """
 
 from __future__ import annotations

@@ -444,6 +444,17 @@ def test_a_staff_user_approves_in_the_admin_a_credit_a_key_asked_for(books, admi
         api, upload(api, pay_row("TK5PAID001", 500, "05-11-2025 13:01:00")).json()["run"]["id"]
     )
     assert resolve(api, brk["id"], payment).status_code == 202
+    waiting = admin_client.get(
+        reverse("admin:reconciliation_creditapproval_changelist"), {"status": "pending"}
+    )
+    assert waiting.status_code == 200
+    assert b"Approve" in waiting.content
+    approval = CreditApproval.objects.get()
+    detail = admin_client.get(
+        reverse("admin:reconciliation_creditapproval_change", args=[approval.pk])
+    )
+    assert detail.status_code == 200
+    assert b"api:books" in detail.content
     url = reverse("admin:reconciliation_break_approve", args=[brk["id"]])
     page = admin_client.get(url)
     assert page.status_code == 200
