@@ -353,6 +353,15 @@ def break_resolve(
         if action == BreakAction.ACCEPT:
             if pending is not None:
                 _decide(pending, ApprovalStatus.CANCELLED, actor, actor_key, reason)
+                payment_record_event(
+                    payment=pending.payment,
+                    kind=EventKind.NOTE,
+                    source=EventSource.RECONCILIATION,
+                    actor=actor,
+                    reason=f"the credit asked for by {pending.requested_by} was cancelled: the "
+                    f"break was accepted instead ({reason})",
+                    evidence={"approval_id": pending.pk, "break_id": brk.pk},
+                )
             return _close(brk, Resolution.ACCEPTED, actor, reason, {}, payment=None)
         if pending is not None:
             raise BreakResolutionError(

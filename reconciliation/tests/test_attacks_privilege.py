@@ -526,6 +526,8 @@ def test_accepting_the_break_cancels_the_credit_waiting_for_approval(books):
 
     assert response.status_code == 200
     assert response.json()["approval"]["status"] == "cancelled"
+    note = PaymentEvent.objects.filter(payment=payment, kind=EventKind.NOTE).last()
+    assert note is not None and "was cancelled" in note.reason
     assert approve(api_for(books), brk["id"]).status_code == 409
     payment.refresh_from_db()
     assert payment.status == S.FAILED
