@@ -9,31 +9,62 @@ from django.conf import settings
 from django.http import HttpRequest
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+def _parse(text: str | None) -> IPAddress | None:
+    """An address, with an IPv4-mapped IPv6 one (``::ffff:10.0.0.1``) read as IPv4."""
+    if not text:
+        return None
+    try:
+        address = ipaddress.ip_address(text.strip())
+    except ValueError:
+        return None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    return address
 
 
 def client_ip(request: HttpRequest) -> str | None:
-    """The address of whoever connected to the outermost trusted proxy.
+    """The address of whoever connected to our outermost trusted proxy.
 
-    With TRUSTED_PROXY_COUNT=0 that is the socket peer. With N proxies, each appends the
-    address it received from to X-Forwarded-For, so the client is the Nth entry from the
-    right; entries further left were written by the client and prove nothing.
+    X-Forwarded-For is believed only when the socket peer (REMOTE_ADDR) is one of
+    TRUSTED_PROXIES: anyone who reaches the application directly is the client, whatever the
+    header says. Behind trusted proxies the header is walked from the right (each proxy
+    appends the address it received from), skipping addresses that are themselves trusted
+    proxies; the first other address is the client. Entries further left were written by the
+    client and prove nothing. An unreadable entry stops the walk at the last proxy read.
+
+    TRUSTED_PROXY_COUNT (deprecated), when above 0, also caps the entries read from the
+    right, as it did before TRUSTED_PROXIES existed.
     """
-    remote = request.META.get("REMOTE_ADDR") or None
-    trusted = settings.TRUSTED_PROXY_COUNT
-    if trusted <= 0:
-        return remote
+    remote = _parse(request.META.get("REMOTE_ADDR"))
+    if remote is None:
+        return request.META.get("REMOTE_ADDR") or None
+    proxies = settings.TRUSTED_PROXIES
+    if not proxies or not _in(remote, proxies):
+        return str(remote)
     forwarded = [
         part.strip()
         for part in request.META.get("HTTP_X_FORWARDED_FOR", "").split(",")
         if part.strip()
     ]
-    if len(forwarded) < trusted:
-        return remote  # fewer hops than configured proxies: the header is not trustworthy
-    candidate = forwarded[-trusted]
-    try:
-        return str(ipaddress.ip_address(candidate))
-    except ValueError:
-        return remote
+    cap = settings.TRUSTED_PROXY_COUNT
+    if cap > 0:
+        forwarded = forwarded[-cap:]
+    client = remote
+    for entry in reversed(forwarded):
+        if not _in(client, proxies):
+            break  # the address that reached a trusted proxy is not a proxy: the client
+        address = _parse(entry)
+        if address is None:
+            break
+        client = address
+    return str(client)
+
+
+def _in(address: IPAddress, entries: list[str]) -> bool:
+    return any(address in network for network in _networks(tuple(entries)))
 
 
 @lru_cache(maxsize=8)
@@ -42,10 +73,7 @@ def _networks(entries: tuple[str, ...]) -> tuple[IPNetwork, ...]:
 
 
 def ip_allowed(address: str | None, allowlist: list[str]) -> bool:
-    if not address:
+    ip = _parse(address)
+    if ip is None:
         return False
-    try:
-        ip = ipaddress.ip_address(address)
-    except ValueError:
-        return False
-    return any(ip in network for network in _networks(tuple(allowlist)))
+    return _in(ip, allowlist)

@@ -398,9 +398,27 @@ MPESA_CALLBACK_IP_MODE = env_choice(
     "off" if MPESA_ENV == "simulator" else "flag",
     ("off", "flag", "enforce"),
 )
-# How many reverse proxies in front of the app append to X-Forwarded-For. 0: use the socket
-# address. N: the client is the Nth address from the right (never the first, which anyone sets).
+# The reverse proxies in front of the app (addresses or CIDR ranges). X-Forwarded-For is read
+# only on requests whose socket peer is one of them, walked from the right past the proxies
+# listed; anyone connecting straight to gunicorn is the client whatever the header says.
+# Default: none (the socket address is always the client).
+TRUSTED_PROXIES = env_list("TRUSTED_PROXIES", [])
+for _entry in TRUSTED_PROXIES:
+    try:
+        ipaddress.ip_network(_entry, strict=False)
+    except ValueError:
+        raise ImproperlyConfigured(
+            f"TRUSTED_PROXIES: {_entry!r} is not an IP address or CIDR range"
+        ) from None
+# Deprecated: how many proxies append to X-Forwarded-For. Alone it believed the header from
+# any peer, so it is refused without TRUSTED_PROXIES; with it, it caps the entries read.
 TRUSTED_PROXY_COUNT = env_int("TRUSTED_PROXY_COUNT", 0, minimum=0)
+if TRUSTED_PROXY_COUNT and not TRUSTED_PROXIES:
+    raise ImproperlyConfigured(
+        "TRUSTED_PROXY_COUNT is deprecated and no longer trusts X-Forwarded-For from any peer: "
+        "set TRUSTED_PROXIES to your proxies' addresses (e.g. 127.0.0.1 for a proxy on this "
+        "host) and remove TRUSTED_PROXY_COUNT"
+    )
 # Confirm a success callback with an STK Query before crediting: always, above an amount
 # (MPESA_VERIFY_ABOVE, KES), or never.
 MPESA_VERIFY_SUCCESS = env_choice("MPESA_VERIFY_SUCCESS", "never", ("always", "above", "never"))

@@ -130,7 +130,7 @@ def test_receipt_reuse(post):
 
 def test_non_allowlisted_source_with_a_spoofed_forwarding_header_is_refused(post, settings):
     settings.MPESA_CALLBACK_IP_MODE = "enforce"
-    settings.TRUSTED_PROXY_COUNT = 1
+    settings.TRUSTED_PROXIES = ["127.0.0.1"]  # the test client connects from loopback
     payment, token = victim()
     before = snapshot(payment)
     # The attacker writes a Safaricom address first; our one proxy appends the real one.
@@ -147,7 +147,7 @@ def test_non_allowlisted_source_with_a_spoofed_forwarding_header_is_refused(post
 
 def test_allowlisted_source_behind_the_proxy_is_accepted(post, settings):
     settings.MPESA_CALLBACK_IP_MODE = "enforce"
-    settings.TRUSTED_PROXY_COUNT = 1
+    settings.TRUSTED_PROXIES = ["127.0.0.1"]  # the test client connects from loopback
     payment, token = victim()
     _, callback = post(
         f"/payments/callback/{token}/",

@@ -79,11 +79,22 @@ def test_start_up_refuses_unsafe_production_settings(override, message):
         ("MPESA_ENV", "staging"),
         ("CALLBACK_REDRIVE_AFTER", "soon"),
         ("MPESA_CALLBACK_ALLOWED_IPS", "not-an-ip"),
+        ("TRUSTED_PROXIES", "proxy.example.com"),
     ],
 )
 def test_bad_configuration_stops_start_up_naming_the_variable(name, value):
     result = run_manage("check", DJANGO_DEBUG="true", **{name: value})
     assert result.returncode != 0 and name in result.stderr
+
+
+def test_trusted_proxy_count_alone_stops_start_up_naming_its_replacement():
+    """It used to believe X-Forwarded-For from any peer: refused, not silently reinterpreted."""
+    result = run_manage("check", DJANGO_DEBUG="true", TRUSTED_PROXY_COUNT="1")
+    assert result.returncode != 0 and "TRUSTED_PROXIES" in result.stderr
+    result = run_manage(
+        "check", DJANGO_DEBUG="true", TRUSTED_PROXY_COUNT="1", TRUSTED_PROXIES="127.0.0.1"
+    )
+    assert result.returncode == 0, result.stderr
 
 
 # --- Merchant API ------------------------------------------------------------------------
@@ -138,19 +149,31 @@ def test_401_bodies_share_one_shape(client):
 @pytest.mark.parametrize(
     ("proxies", "forwarded", "remote", "expected"),
     [
-        (0, "196.201.214.200", "203.0.113.9", "203.0.113.9"),
-        (1, "196.201.214.200, 203.0.113.9", "10.0.0.1", "203.0.113.9"),
-        (2, "1.1.1.1, 196.201.214.200, 10.0.0.2", "10.0.0.1", "196.201.214.200"),
-        (2, "10.0.0.2", "10.0.0.1", "10.0.0.1"),
-        (1, "garbage", "10.0.0.1", "10.0.0.1"),
+        ([], "196.201.214.200", "203.0.113.9", "203.0.113.9"),
+        (["10.0.0.1"], "196.201.214.200, 203.0.113.9", "10.0.0.1", "203.0.113.9"),
+        (["10.0.0.0/24"], "1.1.1.1, 196.201.214.200, 10.0.0.2", "10.0.0.1", "196.201.214.200"),
+        (["10.0.0.0/24"], "10.0.0.2", "10.0.0.1", "10.0.0.2"),
+        (["10.0.0.1"], "garbage", "10.0.0.1", "10.0.0.1"),
+        (["10.0.0.1"], "", "10.0.0.1", "10.0.0.1"),
+        # The header is believed only from a trusted proxy: a direct peer is the client.
+        (["10.0.0.1"], "196.201.214.200", "203.0.113.9", "203.0.113.9"),
+        (["127.0.0.1"], "196.201.214.200", "::ffff:127.0.0.1", "196.201.214.200"),
     ],
 )
 def test_client_ip_never_trusts_the_first_forwarded_value(
     rf, settings, proxies, forwarded, remote, expected
 ):
-    settings.TRUSTED_PROXY_COUNT = proxies
+    settings.TRUSTED_PROXIES = proxies
+    settings.TRUSTED_PROXY_COUNT = 0
     request = rf.post("/", HTTP_X_FORWARDED_FOR=forwarded, REMOTE_ADDR=remote)
     assert client_ip(request) == expected
+
+
+def test_trusted_proxy_count_caps_the_entries_read(rf, settings):
+    settings.TRUSTED_PROXIES = ["10.0.0.0/24"]
+    settings.TRUSTED_PROXY_COUNT = 1
+    request = rf.post("/", HTTP_X_FORWARDED_FOR="196.201.214.200, 10.0.0.2", REMOTE_ADDR="10.0.0.1")
+    assert client_ip(request) == "10.0.0.2"
 
 
 def test_allowlist_accepts_addresses_and_ranges():
