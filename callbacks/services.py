@@ -480,6 +480,15 @@ def _decide(callback: InboundCallback, locked_payments: PaymentLookup | None) ->
     try:
         parsed = parse_stk_callback(bytes(callback.body))
     except PayloadError as exc:
+        # Unreadable, but the path's token still says whose it is: link it, so the payment's
+        # API client sees it among the payment's callbacks (nothing about the payment changes).
+        if callback.token_hash:
+            if locked_payments is not None:
+                callback.payment = locked_payments.get(callback.token_hash)
+            else:
+                callback.payment = Payment.objects.filter(
+                    callback_token_hash=callback.token_hash
+                ).first()
         return ProcessOutcome(CallbackState.INVALID, str(exc))
     callback.checkout_request_id = parsed.checkout_request_id
 
