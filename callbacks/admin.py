@@ -35,6 +35,10 @@ class InboundCallbackAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         "kind",
         "received_at",
         "raw_body",
+        "body_size",
+        "body_complete",
+        "body_purged_at",
+        "refused_unstored",
         "content_type",
         "headers",
         "source_ip",
@@ -53,7 +57,14 @@ class InboundCallbackAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
     @admin.display(description="Body as received")
     def raw_body(self, obj: InboundCallback) -> str:
-        return format_html("<pre style='white-space:pre-wrap'>{}</pre>", obj.body_text or "(empty)")
+        if obj.body_purged_at is not None:
+            return "(purged by the retention policy; dedupe key is its SHA-256)"
+        note = (
+            "" if obj.body_complete else f"\n… (only the first {len(bytes(obj.body))} bytes kept)"
+        )
+        return format_html(
+            "<pre style='white-space:pre-wrap'>{}{}</pre>", obj.body_text or "(empty)", note
+        )
 
     @admin.display(description="Last error")
     def last_error_text(self, obj: InboundCallback) -> str:

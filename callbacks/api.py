@@ -1,10 +1,12 @@
 """Daraja's callback endpoint: store first, answer fast, process later.
 
 No API key and no CSRF (Daraja cannot send them); the per-payment token in the path is what
-ties a callback to a payment, checked when the callback is processed. Whatever arrives is
-stored, even an empty or non-JSON body, and answered 200 in milliseconds. A missing or
-malformed token, an oversized body, or (in ``enforce`` mode) a source address outside the
-allowlist is recorded as ``rejected`` and never processed.
+ties a callback to a payment. A callback whose token belongs to a payment is stored whole and
+answered 200 in milliseconds, whatever its body (empty, non-JSON, wrongly shaped): processing
+decides the rest. A callback refused here (a missing, malformed or unknown token, an
+oversized body, or in ``enforce`` mode a source address outside the allowlist) is recorded as
+``rejected`` and never processed; unless its token is a payment's, only its body's SHA-256
+and a prefix are kept, for a bounded number per source address (callbacks.limits).
 """
 
 from __future__ import annotations
@@ -19,8 +21,7 @@ from django.views.decorators.csrf import csrf_exempt
 from core.logging import ctx
 from core.net import client_ip, ip_allowed
 
-from .models import CallbackState
-from .services import callback_receive
+from .services import callback_receive, callback_refuse, token_payment
 
 logger = logging.getLogger(__name__)
 
@@ -33,6 +34,10 @@ def _error(status: int, code: str, message: str) -> JsonResponse:
     return JsonResponse({"error": {"code": code, "message": message}}, status=status)
 
 
+def _accepted() -> HttpResponse:
+    return HttpResponse(_ACCEPTED, content_type="application/json")
+
+
 @csrf_exempt
 def stk_callback(request: HttpRequest, token: str = "") -> HttpResponse:
     if request.method != "POST":
@@ -42,18 +47,18 @@ def stk_callback(request: HttpRequest, token: str = "") -> HttpResponse:
     limit = settings.CALLBACK_MAX_BODY_BYTES
     body = request.read(limit + 1)
     ip = client_ip(request)
+    well_formed = bool(_TOKEN.match(token))
+    payment = token_payment(token) if well_formed else None
     common = {
+        "body": body,
         "content_type": request.META.get("CONTENT_TYPE", ""),
         "headers": request.headers,
         "source_ip": ip,
         "token": token,
     }
     if len(body) > limit:
-        callback_receive(
-            body=body[:limit],
-            state=CallbackState.REJECTED,
-            error=f"body larger than {limit} bytes (truncated)",
-            **common,
+        callback_refuse(
+            error=f"body larger than {limit} bytes (truncated)", payment=payment, **common
         )
         logger.warning("oversized callback refused", extra=ctx(limit=limit))
         return _error(413, "payload_too_large", f"Body over {limit} bytes.")
@@ -61,30 +66,29 @@ def stk_callback(request: HttpRequest, token: str = "") -> HttpResponse:
     mode = settings.MPESA_CALLBACK_IP_MODE
     outsider = mode != "off" and not ip_allowed(ip, settings.MPESA_CALLBACK_ALLOWED_IPS)
     if outsider and mode == "enforce":
-        callback_receive(
-            body=body,
-            state=CallbackState.REJECTED,
+        callback_refuse(
             error=f"source address {ip} is not on the callback allowlist",
+            payment=payment,
             source_flagged=True,
             **common,
         )
         logger.warning("callback from a non-allowlisted address refused", extra=ctx(ip=ip))
         return _error(403, "forbidden_source", "This address may not post callbacks.")
-    if not _TOKEN.match(token):
+    if payment is None:
         # Answer like any other callback: a forger learns nothing about what we accept.
-        callback_receive(
-            body=body,
-            state=CallbackState.REJECTED,
-            error="missing or malformed callback token",
-            source_flagged=outsider,
-            **common,
-        )
-        logger.warning("callback with a missing or malformed token", extra=ctx(ip=ip))
-        return HttpResponse(_ACCEPTED, content_type="application/json")
-    callback = callback_receive(body=body, source_flagged=outsider, **common)
+        if not token:
+            error, reason = "callback URL has no token", "callback without a token"
+        elif not well_formed:
+            error, reason = "missing or malformed callback token", "callback with a malformed token"
+        else:
+            error, reason = "unknown callback token", "callback with an unknown token"
+        callback_refuse(error=error, flag_reason=reason, source_flagged=outsider, **common)
+        logger.warning("callback with a missing or unknown token refused", extra=ctx(ip=ip))
+        return _accepted()
+    callback = callback_receive(source_flagged=outsider, **common)
     if outsider:
         logger.warning(
             "callback from a non-allowlisted address", extra=ctx(callback_id=callback.pk, ip=ip)
         )
     logger.info("callback stored", extra=ctx(callback_id=callback.pk, bytes=len(body)))
-    return HttpResponse(_ACCEPTED, content_type="application/json")
+    return _accepted()

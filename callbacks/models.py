@@ -1,7 +1,12 @@
 """InboundCallback: every request that reached a callback URL, exactly as received.
 
 A row is written before anything else happens, even for an empty, non-JSON or wrongly shaped
-body, so nothing Daraja sent can be lost. Processing state lives on the row.
+body, so nothing Daraja sent can be lost: a callback whose token belongs to a payment is
+always stored whole. A callback refused at intake (no such token, a source outside the
+allowlist, an oversized body) keeps the SHA-256 of its body and a prefix
+(CALLBACK_REFUSED_BODY_PREFIX_BYTES, enough for a whole genuine Daraja callback), and only a
+bounded number of them per source address is stored (CALLBACK_REFUSED_RATE_LIMIT; the rest
+are counted on the last one stored). Processing state lives on the row.
 """
 
 from __future__ import annotations
@@ -44,6 +49,24 @@ class InboundCallback(models.Model):
     kind = models.CharField(max_length=10, choices=CallbackKind.choices, default=CallbackKind.STK)
     received_at = models.DateTimeField(auto_now_add=True, db_index=True)
     body = models.BinaryField()
+    body_size = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        help_text="Bytes received (of an oversized body: those read); empty for older rows.",
+    )
+    body_complete = models.BooleanField(
+        default=True,
+        help_text="The body is stored whole; if not, only a prefix is (a refused callback, or "
+        "a body purged by the retention policy); dedupe_key is still the whole body's SHA-256.",
+    )
+    body_purged_at = models.DateTimeField(
+        null=True, blank=True, help_text="When the retention policy purged the body."
+    )
+    refused_unstored = models.PositiveIntegerField(
+        default=0,
+        help_text="Refused callbacks from the same source after this one, past the per-source "
+        "limit: counted here, not stored.",
+    )
     content_type = models.CharField(max_length=200, blank=True, default="")
     headers = models.JSONField(default=dict, blank=True)
     source_ip = models.GenericIPAddressField(null=True, blank=True)
@@ -62,7 +85,7 @@ class InboundCallback(models.Model):
         related_name="callbacks",
         help_text="The payment the path token belongs to (not proof that the body does).",
     )
-    dedupe_key = models.CharField(max_length=64, help_text="SHA-256 of the body.")
+    dedupe_key = models.CharField(max_length=64, help_text="SHA-256 of the body as received.")
     checkout_request_id = models.CharField(max_length=128, blank=True, default="")
     state = models.CharField(
         max_length=10, choices=CallbackState.choices, default=CallbackState.RECEIVED

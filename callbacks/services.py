@@ -88,12 +88,83 @@ def callback_receive(
         source_flagged=source_flagged,
         token_hash=hash_secret(token) if token else "",
         dedupe_key=hashlib.sha256(body).hexdigest(),
+        body_size=len(body),
         state=state,
         last_error=error,
         processed_at=timezone.now() if state != CallbackState.RECEIVED else None,
     )
     if state == CallbackState.RECEIVED:
         transaction.on_commit(lambda: callback_wake(callback_id=callback.pk))
+    return callback
+
+
+def token_payment(token: str) -> Payment | None:
+    """The payment whose callback URL carries ``token``, if any (one indexed lookup)."""
+    if not token:
+        return None
+    return Payment.objects.filter(callback_token_hash=hash_secret(token)).first()
+
+
+def callback_refuse(
+    *,
+    body: bytes,
+    content_type: str,
+    headers: Mapping[str, str],
+    source_ip: str | None,
+    token: str,
+    error: str,
+    payment: Payment | None = None,
+    source_flagged: bool = False,
+    flag_reason: str = "",
+) -> InboundCallback | None:
+    """Record a callback refused at intake, as ``rejected``; never processed.
+
+    With ``payment`` (its token is that payment's, e.g. a genuine callback from an address
+    the allowlist does not know yet) the row is linked and, unless oversized, stored whole,
+    like any callback with a valid token. Otherwise only the body's SHA-256, size and
+    CALLBACK_REFUSED_BODY_PREFIX_BYTES of it are stored, for at most
+    CALLBACK_REFUSED_RATE_LIMIT per source address; past that, the refusal is counted on the
+    last row stored for the source and None is returned. ``flag_reason``: a forged token;
+    the payment the body's CheckoutRequestID names gets a flag saying so."""
+    from .limits import refused_slot, refused_stored
+
+    if payment is None:
+        slot = refused_slot(source_ip)
+        if not slot.store:
+            if slot.counted_on is not None:
+                InboundCallback.objects.filter(pk=slot.counted_on).update(
+                    refused_unstored=F("refused_unstored") + 1
+                )
+            return None
+    limit = settings.CALLBACK_MAX_BODY_BYTES
+    keep = limit if payment is not None else settings.CALLBACK_REFUSED_BODY_PREFIX_BYTES
+    parsed: StkCallback | None = None
+    if len(body) <= limit:
+        try:
+            parsed = parse_stk_callback(body)
+        except PayloadError:
+            parsed = None
+    kept = {name: headers[name][:500] for name in _KEPT_HEADERS if name in headers}
+    callback = InboundCallback.objects.create(
+        body=body[:keep],
+        body_size=len(body),
+        body_complete=len(body) <= keep,
+        content_type=content_type[:200],
+        headers=kept,
+        source_ip=source_ip,
+        source_flagged=source_flagged,
+        token_hash=hash_secret(token) if token else "",
+        payment=payment,
+        dedupe_key=hashlib.sha256(body).hexdigest(),
+        checkout_request_id=parsed.checkout_request_id[:128] if parsed else "",
+        state=CallbackState.REJECTED,
+        last_error=error,
+        processed_at=timezone.now(),
+    )
+    if payment is None:
+        refused_stored(source_ip, callback.pk)
+    if flag_reason and parsed is not None:
+        _flag_checkout_target(parsed, callback, flag_reason)
     return callback
 
 
@@ -973,3 +1044,36 @@ def _requeue(
         )
     callback_id = callback.pk
     transaction.on_commit(lambda: callback_wake(callback_id=callback_id))
+
+
+# --- Retention of raw bodies -------------------------------------------------------------------
+
+# Only these states' bodies are ever purged, and only for callbacks linked to no payment: a
+# refused or unreadable request nobody's payment depends on. Evidence of money (processed,
+# duplicate, ignored, review, orphan, failed, anything linked to a payment) is kept whole.
+PURGEABLE_STATES = (CallbackState.REJECTED, CallbackState.INVALID)
+
+
+def callback_bodies_purge(*, older_than_days: int | None = None, batch_size: int = 1000) -> int:
+    """Empty the stored bodies of refused and invalid callbacks that concern no payment and
+    arrived more than ``older_than_days`` (CALLBACK_BODY_RETENTION_DAYS) ago. The row stays,
+    with the body's SHA-256, its size, the headers and the error. Returns how many."""
+    days = settings.CALLBACK_BODY_RETENTION_DAYS if older_than_days is None else older_than_days
+    cutoff = timezone.now() - timedelta(days=days)
+    due = InboundCallback.objects.filter(
+        state__in=PURGEABLE_STATES,
+        payment__isnull=True,
+        received_at__lt=cutoff,
+        body_purged_at__isnull=True,
+    )
+    total = 0
+    while True:
+        ids = list(due.order_by("id").values_list("id", flat=True)[:batch_size])
+        if not ids:
+            break
+        total += InboundCallback.objects.filter(pk__in=ids, payment__isnull=True).update(
+            body=b"", body_complete=False, body_purged_at=timezone.now()
+        )
+    if total:
+        logger.info("purged refused and invalid callback bodies", extra=ctx(count=total, days=days))
+    return total

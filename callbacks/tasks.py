@@ -15,6 +15,7 @@ from .services import (
     TRANSIENT_ERRORS,
     RetryLater,
     VerifyLater,
+    callback_bodies_purge,
     callback_enqueue,
     callback_mark_failed,
     callback_process,
@@ -130,3 +131,9 @@ def verify_callback(self, callback_id: int) -> str:
 @shared_task(ignore_result=True)
 def redrive_callbacks() -> int:
     return callbacks_redrive()
+
+
+@shared_task(ignore_result=True)
+def purge_callback_bodies() -> int:
+    """The retention policy for raw bodies (CALLBACK_BODY_RETENTION_DAYS), daily on beat."""
+    return callback_bodies_purge()

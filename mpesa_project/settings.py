@@ -250,6 +250,10 @@ CELERY_BEAT_SCHEDULE = {
         "task": "callbacks.tasks.drain_callbacks",
         "schedule": CALLBACK_DRAIN_INTERVAL,
     },
+    "callbacks-purge-bodies": {
+        "task": "callbacks.tasks.purge_callback_bodies",
+        "schedule": 86400.0,
+    },
     "payments-sweep": {
         "task": "payments.tasks.sweep_payments",
         "schedule": PAYMENTS_SWEEP_INTERVAL,
@@ -338,6 +342,29 @@ CALLBACK_API_REPLAY_LIMIT = env_int("CALLBACK_API_REPLAY_LIMIT", 3, minimum=0)
 # Stored callbacks not processed after this many seconds are re-enqueued by the beat sweeper.
 CALLBACK_REDRIVE_AFTER = env_float("CALLBACK_REDRIVE_AFTER", 60.0, minimum=1.0)
 CALLBACK_MAX_BODY_BYTES = env_int("CALLBACK_MAX_BODY_BYTES", 64 * 1024, minimum=1024)
+# A callback refused at intake (no payment has its token, source outside the enforced
+# allowlist, body over CALLBACK_MAX_BODY_BYTES) keeps the SHA-256 of its body and this many
+# bytes of it: enough for a whole genuine Daraja callback (under 1 KB), a 64th of a junk post.
+CALLBACK_REFUSED_BODY_PREFIX_BYTES = env_int("CALLBACK_REFUSED_BODY_PREFIX_BYTES", 1024, minimum=0)
+# Refused callbacks stored per source address (IPv6: per /64) and window; beyond it they are
+# counted on the last one stored, not stored. Callbacks with a payment's token are never
+# limited. Counted in the shared cache; while the cache is unreachable, in each process.
+CALLBACK_REFUSED_RATE_LIMIT = env_str("CALLBACK_REFUSED_RATE_LIMIT", "30/min")
+_RATE_PERIODS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+try:
+    _count, _period = CALLBACK_REFUSED_RATE_LIMIT.split("/")
+    CALLBACK_REFUSED_RATE = (int(_count), _RATE_PERIODS[_period.strip()[:1]])
+    if CALLBACK_REFUSED_RATE[0] < 0:
+        raise ValueError
+except (ValueError, KeyError):
+    raise ImproperlyConfigured(
+        f"CALLBACK_REFUSED_RATE_LIMIT={CALLBACK_REFUSED_RATE_LIMIT!r} must be N/second, "
+        "N/minute, N/hour or N/day"
+    ) from None
+# Bodies of refused and invalid callbacks that concern no payment are purged (hash, size,
+# headers and the row kept) after this many days by a daily beat task; callbacks linked to a
+# payment, and every processed, review, failed or orphan one, are kept whole.
+CALLBACK_BODY_RETENTION_DAYS = env_int("CALLBACK_BODY_RETENTION_DAYS", 30, minimum=1)
 # "batch": stored callbacks are drained in batches (SELECT ... FOR UPDATE SKIP LOCKED) by
 # workers woken at most every CALLBACK_WAKEUP_INTERVAL seconds per web process; "task": one
 # Celery task per callback.

@@ -13,6 +13,7 @@ of relying on a rollback per example.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import string
 from datetime import timedelta
@@ -41,6 +42,7 @@ S = PaymentStatus
 ON_POSTGRES = django_settings.DATABASES["default"]["ENGINE"].endswith("postgresql")
 ACK = {"ResultCode": 0, "ResultDesc": "Accepted"}
 LIMIT = 4096  # CALLBACK_MAX_BODY_BYTES for these tests: small, so oversized bodies are cheap
+PREFIX = 1024  # CALLBACK_REFUSED_BODY_PREFIX_BYTES: what a refused callback keeps of its body
 TOKEN_ALPHABET = string.ascii_letters + string.digits + "-_"
 WATCHED = (
     "status",
@@ -101,6 +103,10 @@ def world(settings: Any) -> dict[str, Any]:
     settings.MPESA_CALLBACK_IP_MODE = "off"
     settings.MPESA_VERIFY_SUCCESS = "never"
     settings.TRUSTED_PROXY_COUNT = 0
+    # Every refused example is stored (the per-source limit has its own tests), with the
+    # usual prefix of its body.
+    settings.CALLBACK_REFUSED_RATE = (10**9, 60)
+    settings.CALLBACK_REFUSED_BODY_PREFIX_BYTES = PREFIX
     # A callback told to retry later stays not due for the whole test, so a drain in a later
     # example never processes an earlier example's callback.
     settings.CALLBACK_ORPHAN_RETRY_DELAY = 3600
@@ -320,16 +326,21 @@ def test_every_post_is_stored_and_answered_200_or_413_then_processed_to_a_final_
     assert response.status_code in (200, 413), (response.status_code, response.content[:500])
     assert InboundCallback.objects.count() == count + 1, "the request was not stored (once)"
     stored = InboundCallback.objects.get(id__gt=last_id)
+    # A payment's token: stored whole (up to the limit); any other: a prefix and the hash.
+    kept = LIMIT if request["token"] in world["tokens"].values() else PREFIX
+    assert stored.dedupe_key == hashlib.sha256(body[: LIMIT + 1]).hexdigest()
+    assert stored.body_size == len(body[: LIMIT + 1])
     if response.status_code == 413:
         assert len(body) > LIMIT
         error = response.json()["error"]
         assert error["code"] == "payload_too_large" and error["message"]
         assert stored.state == CallbackState.REJECTED and stored.last_error
-        assert bytes(stored.body) == body[:LIMIT]
+        assert bytes(stored.body) == body[:kept] and not stored.body_complete
         return
     assert len(body) <= LIMIT
     assert response.json() == ACK
-    assert bytes(stored.body) == body, "the body was not stored byte for byte"
+    assert bytes(stored.body) == body[:kept], "the body was not stored byte for byte"
+    assert stored.body_complete == (len(body) <= kept)
     if body:
         assert stored.content_type == request["content_type"][:200]
     assert stored.state in (CallbackState.RECEIVED, CallbackState.REJECTED)

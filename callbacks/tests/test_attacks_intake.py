@@ -97,3 +97,148 @@ def test_a_chain_of_trusted_proxies_is_walked_from_the_right(post, settings):
         REMOTE_ADDR="127.0.0.1",
     )
     assert response.status_code == 403 and callback.source_ip == ATTACKER_IP
+
+
+# --- 5: filling the database through the callback URL -----------------------------------------
+
+JUNK = 64 * 1024
+
+
+@pytest.fixture
+def fresh_limits(monkeypatch):
+    """This test's refused-callback counts start at zero and do not leak into other tests."""
+    from callbacks import limits
+
+    monkeypatch.setattr(limits, "_local", limits._LocalCounts())
+    monkeypatch.setattr(limits, "_cache_down_until", 0.0)
+
+
+def _flood(client, path, count, **extra):
+    statuses = set()
+    for n in range(count):
+        body = (b'{"junk": "%d' % n).ljust(JUNK - 2, b"x") + b'"}'
+        response = client.post(path, data=body, content_type="application/json", **extra)
+        statuses.add(response.status_code)
+    return statuses
+
+
+def test_a_flood_of_junk_to_a_guessed_token_stores_a_bounded_prefix(settings, fresh_limits):
+    settings.CALLBACK_REFUSED_RATE = (30, 60)
+    settings.CALLBACK_REFUSED_BODY_PREFIX_BYTES = 1024
+    client = Client()
+
+    assert _flood(client, f"/payments/callback/{'G' * 43}/", 200) == {200}
+
+    stored = list(InboundCallback.objects.order_by("id"))
+    assert len(stored) == 30
+    assert all(c.state == CallbackState.REJECTED for c in stored)
+    assert all(len(bytes(c.body)) == 1024 and not c.body_complete for c in stored)
+    assert all(c.body_size == JUNK and len(c.dedupe_key) == 64 for c in stored)
+    assert sum(len(bytes(c.body)) for c in stored) <= 30 * 1024  # not 200 x 64 KB
+    assert stored[-1].refused_unstored == 170  # the rest are counted, not lost silently
+
+
+def test_oversized_and_outsider_floods_are_limited_too(settings, fresh_limits):
+    settings.CALLBACK_REFUSED_RATE = (5, 60)
+    settings.CALLBACK_MAX_BODY_BYTES = 4096
+    settings.MPESA_CALLBACK_IP_MODE = "enforce"
+    victim()
+    client = Client()
+    assert _flood(client, f"/payments/callback/{'G' * 43}/", 20) == {413}
+    assert _flood(client, f"/payments/callback/{'H' * 43}/", 20, REMOTE_ADDR=ATTACKER_IP) == {413}
+    assert InboundCallback.objects.count() == 10
+
+
+def test_a_callback_with_a_payments_token_is_never_limited_and_stored_whole(
+    post, settings, fresh_limits
+):
+    settings.CALLBACK_REFUSED_RATE = (3, 60)
+    payment, token = victim()
+    client = Client()
+    _flood(client, f"/payments/callback/{'G' * 43}/", 10)  # the source's limit is spent
+    body = stk_success_body(checkout_request_id="ws_CO_VICTIM", amount=1000) + b" " * 5000
+
+    response, callback = post(f"/payments/callback/{token}/", body)
+
+    assert response.status_code == 200
+    assert bytes(callback.body) == body and callback.body_complete
+    assert callback.state == CallbackState.PROCESSED
+    payment.refresh_from_db()
+    assert payment.status == PaymentStatus.SUCCESS
+
+
+def test_a_genuine_callback_from_an_unknown_address_is_refused_but_kept_whole(
+    post, settings, fresh_limits
+):
+    """Safaricom adds an address before the allowlist knows it: 403 as configured, but the
+    body is kept whole and linked to its payment (never purged, never limited)."""
+    settings.CALLBACK_REFUSED_RATE = (0, 60)
+    settings.MPESA_CALLBACK_IP_MODE = "enforce"
+    payment, token = victim()
+    body = stk_success_body(checkout_request_id="ws_CO_VICTIM", amount=1000) + b" " * 3000
+
+    response, callback = post(f"/payments/callback/{token}/", body, REMOTE_ADDR=ATTACKER_IP)
+
+    assert response.status_code == 403
+    assert callback.state == CallbackState.REJECTED and callback.payment_id == payment.pk
+    assert bytes(callback.body) == body and callback.body_complete
+
+
+def test_the_limit_holds_with_the_cache_down(settings, fresh_limits):
+    """Redis unreachable: refused callbacks are still answered and limited (per process)."""
+    import socket
+
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": f"redis://127.0.0.1:{port}/0",
+            "OPTIONS": {"socket_timeout": 1, "socket_connect_timeout": 1},
+        }
+    }
+    settings.CALLBACK_REFUSED_RATE = (4, 60)
+
+    assert _flood(Client(), f"/payments/callback/{'G' * 43}/", 12) == {200}
+
+    stored = list(InboundCallback.objects.order_by("id"))
+    assert len(stored) == 4 and stored[-1].refused_unstored == 8
+
+
+def test_one_ipv6_subscriber_is_one_source(settings, fresh_limits):
+    """Addresses of one /64 cost an attacker nothing: they share one limit."""
+    settings.CALLBACK_REFUSED_RATE = (3, 60)
+    client = Client()
+    for n in range(1, 10):
+        _flood(client, f"/payments/callback/{'G' * 43}/", 1, REMOTE_ADDR=f"2001:db8::{n:x}")
+    assert InboundCallback.objects.count() == 3
+
+
+def test_the_retention_policy_purges_only_bodies_that_concern_no_payment(post, settings):
+    from datetime import timedelta
+
+    from django.core.management import call_command
+    from django.utils import timezone
+
+    settings.MPESA_CALLBACK_IP_MODE = "off"
+    _, token = victim()
+    _, refused = post(f"/payments/callback/{'G' * 43}/", b"junk" * 100)
+    _, recent = post(f"/payments/callback/{'K' * 43}/", b"junk" * 100)
+    _, invalid = post(f"/payments/callback/{token}/", b"{not json")  # linked: kept
+    _, processed = post(
+        f"/payments/callback/{token}/",
+        stk_success_body(checkout_request_id="ws_CO_VICTIM", amount=1000),
+    )
+    assert (invalid.state, processed.state) == (CallbackState.INVALID, CallbackState.PROCESSED)
+    old = timezone.now() - timedelta(days=settings.CALLBACK_BODY_RETENTION_DAYS + 1)
+    InboundCallback.objects.exclude(pk=recent.pk).update(received_at=old)
+    bodies = {c.pk: bytes(c.body) for c in InboundCallback.objects.all()}
+
+    call_command("purge_callback_bodies")
+
+    after = {c.pk: c for c in InboundCallback.objects.all()}
+    assert bytes(after[refused.pk].body) == b"" and after[refused.pk].body_purged_at
+    assert after[refused.pk].dedupe_key == refused.dedupe_key  # the hash stays
+    for kept in (recent, invalid, processed):
+        assert bytes(after[kept.pk].body) == bodies[kept.pk] and not after[kept.pk].body_purged_at
