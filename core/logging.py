@@ -16,8 +16,26 @@ from typing import Any
 
 request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
 
-# 2547XXXXXXXX / 2541XXXXXXXX and 07XXXXXXXX / 01XXXXXXXX not embedded in longer digit runs.
-_PHONE = re.compile(r"(?<!\d)(?:254|0)([17]\d{8})(?!\d)")
+# A Kenyan mobile number in any of the forms people and URLs write it: 2547XXXXXXXX,
+# +254 7XX XXX XXX, 254-7XX-XXX-XXX, 07XX XXX XXX, 7XXXXXXXX, and URL-encoded (%2B254%207XX…,
+# + for a space in a query string); 1XX numbers alike. Separators (space, dash, %20, +) only
+# where people put them, so that dotted addresses and UUIDs are not taken for numbers; not
+# inside longer runs of digits or hex. A bare nine digits counts only for 7XX and 10X/11X.
+_SEP = r"(?:[ \-+]|%20)?"
+_PHONE = re.compile(
+    r"(?:(?<=%20)|(?<![0-9A-Fa-f%]))"
+    r"(?P<prefix>(?:\+|%2[Bb])?254" + _SEP + r"|0)?"
+    r"(?P<a>[17]\d\d)" + _SEP + r"(?P<b>\d\d\d)" + _SEP + r"(?P<c>\d\d\d)"
+    r"(?![0-9A-Fa-f])"
+)
+
+
+def _mask_phone(match: re.Match[str]) -> str:
+    """Normalised to 254…, then masked: every form of one number logs the same way."""
+    digits = match["a"] + match["b"] + match["c"]
+    if match["prefix"] is None and digits[0] == "1" and digits[1] not in "01":
+        return match.group(0)  # nine digits starting 1 that no Kenyan mobile number has
+    return f"254{digits[:1]}****{digits[-4:]}"
 
 
 # The per-payment callback token is a credential: never let a URL carry it into a log line.
@@ -28,14 +46,10 @@ _API_KEY = re.compile(r"mpk_[0-9a-f]{8}_[A-Za-z0-9_\-]+")
 
 
 def mask_text(text: str) -> str:
-    def _mask(match: re.Match[str]) -> str:
-        whole = match.group(0)
-        return whole[:4] + "*" * (len(whole) - 8) + whole[-4:]
-
     text = _CALLBACK_PATH.sub(r"\1<token>", text)
     text = _BEARER.sub(r"\1<redacted>", text)
     text = _API_KEY.sub("mpk_<redacted>", text)
-    return _PHONE.sub(_mask, text)
+    return _PHONE.sub(_mask_phone, text)
 
 
 class MaskingFilter(logging.Filter):
@@ -64,7 +78,7 @@ class KeyValueFormatter(logging.Formatter):
             time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + "Z",
             record.levelname.lower(),
             record.name,
-            f"request_id={getattr(record, 'request_id', '-')}",
+            f"request_id={_render(getattr(record, 'request_id', '-'))}",
             f"msg={json.dumps(record.getMessage())}",
         ]
         for key, value in sorted(record.__dict__.items()):
@@ -72,13 +86,21 @@ class KeyValueFormatter(logging.Formatter):
                 parts.append(f"{key[4:]}={_render(value)}")
         line = " ".join(parts)
         if record.exc_info:
-            line += "\n" + mask_text(self.formatException(record.exc_info))
+            # Indented, every line: a message inside the exception cannot start a line that
+            # reads as an entry of its own.
+            trace = mask_text(self.formatException(record.exc_info))
+            line += "".join(f"\n  {part}" for part in trace.splitlines())
         return line
+
+
+# Values written bare; anything else (spaces, quotes, =, newlines, control or non-ASCII
+# characters, empty) is written as a JSON string, so that no value can forge a field or a line.
+_BARE = re.compile(r"[A-Za-z0-9_.,:;/@+*<>%~-]+")
 
 
 def _render(value: Any) -> str:
     text = str(value)
-    return json.dumps(text) if (" " in text or not text) else text
+    return text if _BARE.fullmatch(text) else json.dumps(text)
 
 
 def ctx(**fields: Any) -> dict[str, Any]:
