@@ -99,6 +99,8 @@ def _call(url: str | None, method: str, path: str, payload: Any = None) -> int:
     base = (url or os.environ.get("SIMULATOR_URL") or DEFAULT_URL).rstrip("/")
     try:
         with httpx.Client(timeout=10, trust_env=False) as client:
+            if payload is None and method == "POST":
+                payload = {}  # the control API takes JSON POSTs only
             response = client.request(method, base + path, json=payload)
     except httpx.HTTPError as exc:
         print(f"cannot reach the simulator at {base}: {exc}", file=sys.stderr)

@@ -162,12 +162,29 @@ class Transaction:
 # A callback URL's last path segment is the receiver's secret; phone numbers are personal data.
 # Neither belongs in a log line, even a simulator's, which `make run` prints beside the app's.
 _URL_TOKEN = re.compile(r"(https?://\S+?/callback/)[^/\s]+")
-_PHONE = re.compile(r"(?<!\d)(254[17]\d)(\d{4})(\d{4})(?!\d)")
+# Every form a number is written in (2547…, +254 7XX XXX XXX, 254-7XX-…, 07XX…, 7XXXXXXXX,
+# URL-encoded %2B254%207XX…), normalised to 254… and masked: the same forms, and the same
+# output, as the project's core.logging.mask_text (the simulator imports nothing from the
+# project; a test holds the two to the same cases).
+_SEP = r"(?:[ \-+]|%20)?"
+_PHONE = re.compile(
+    r"(?:(?<=%20)|(?<![0-9A-Fa-f%]))"
+    r"(?P<prefix>(?:\+|%2[Bb])?254" + _SEP + r"|0)?"
+    r"(?P<a>[17]\d\d)" + _SEP + r"(?P<b>\d\d\d)" + _SEP + r"(?P<c>\d\d\d)"
+    r"(?![0-9A-Fa-f])"
+)
+
+
+def _mask_phone(match: re.Match[str]) -> str:
+    digits = match["a"] + match["b"] + match["c"]
+    if match["prefix"] is None and digits[0] == "1" and digits[1] not in "01":
+        return match.group(0)
+    return f"254{digits[:1]}****{digits[-4:]}"
 
 
 def redact(message: str) -> str:
     message = _URL_TOKEN.sub(r"\1<token>", message)
-    return _PHONE.sub(r"\1****\3", message)
+    return _PHONE.sub(_mask_phone, message)
 
 
 class Simulator:

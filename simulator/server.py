@@ -7,7 +7,9 @@ HTTP/1.1 keep-alive, because httpx clients reuse connections the way they would 
 
 from __future__ import annotations
 
+import ipaddress
 import json
+import re
 import signal
 import sys
 import threading
@@ -41,6 +43,62 @@ def _first(query: dict[str, list[str]], name: str) -> str | None:
     return values[0] if values else None
 
 
+def _loopback_name(host: str | None) -> bool:
+    """``localhost``, ``127.x.x.x`` or ``::1`` (what a Host header or URL may carry)."""
+    if not host:
+        return False
+    host = host.strip().lower().rstrip(".")
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+_HOST_HEADER = re.compile(r"^(?P<name>\[[0-9A-Fa-f:.]+\]|[^:\[\]]+)(?::(?P<port>\d{1,5}))?$")
+
+
+def control_refusal(method: str, headers: Any, port: int | None = None) -> Reply | None:
+    """Why a ``/simulator/`` request is refused, or None. The control API changes what the
+    simulator answers and shows callback URLs: only this machine's own tools may use it.
+
+    * ``Host`` must name loopback (``localhost``, ``127.0.0.1``, ``[::1]``): a web page that
+      rebinds its own domain to 127.0.0.1 sends its domain here (DNS rebinding);
+    * ``Origin``, when a browser sends one, must be the simulator's own loopback origin: no
+      page from elsewhere may drive it;
+    * a POST must be ``Content-Type: application/json``: a browser sends that cross-origin
+      only after a preflight this server never answers, so no "simple" form or ``text/plain``
+      post from a page gets through."""
+    match = _HOST_HEADER.match((headers.get("Host") or "").strip())
+    if match is None or not _loopback_name(match["name"]):
+        return _control_error(
+            403, "the control API answers only to a loopback Host (localhost, 127.0.0.1, [::1])"
+        )
+    origin = headers.get("Origin")
+    if origin is not None:
+        try:
+            parts = urlsplit(origin.strip())
+            same = (
+                parts.scheme == "http"
+                and _loopback_name(parts.hostname)
+                and (port is None or (parts.port or 80) == port)
+            )
+        except ValueError:
+            same = False
+        if not same:
+            return _control_error(403, f"cross-origin request refused (Origin {origin[:100]})")
+    if method == "POST":
+        content_type = (headers.get("Content-Type") or "").split(";")[0].strip().lower()
+        if content_type != "application/json":
+            return _control_error(
+                415,
+                "control API POSTs must be Content-Type: application/json (a body of {} "
+                "when there is nothing to send)",
+            )
+    return None
+
+
 def route(
     sim: Simulator,
     method: str,
@@ -48,8 +106,11 @@ def route(
     query: dict[str, list[str]],
     headers: Any,
     body: bytes,
+    *,
+    port: int | None = None,
 ) -> Reply:
-    """Dispatch one request. ``headers`` needs a case-insensitive ``get`` (``email.Message``)."""
+    """Dispatch one request. ``headers`` needs a case-insensitive ``get`` (``email.Message``);
+    ``port``: the server's, that a control request's ``Origin`` must name."""
     try:
         if path == OAUTH_PATH:
             if method != "GET":
@@ -61,7 +122,7 @@ def route(
                 raise codes.method_not_allowed()
             return api(sim, headers.get("Authorization"), headers.get("Content-Type"), body)
         if path.startswith(CONTROL_PREFIX):
-            return control(sim, method, path, query, body)
+            return control_refusal(method, headers, port) or control(sim, method, path, query, body)
         raise codes.resource_not_found()
     except DarajaError as error:
         return sim.error_reply(error)
@@ -69,6 +130,40 @@ def route(
 
 def _control_error(status: int, message: str) -> Reply:
     return Reply.json(status, {"error": message})
+
+
+def _masked(record: dict[str, Any]) -> dict[str, Any]:
+    """A transaction record as the control API shows it: the callback URL's token (the
+    receiver's secret) and the STK Password (derived from the passkey) masked. In-process
+    callers (``server.simulator.transactions_json()``) still get the record whole."""
+    record = dict(record)
+    record["callback_url"] = redact_url(record.get("callback_url"))
+    request = record.get("request")
+    if isinstance(request, dict):
+        request = dict(request)
+        if "Password" in request:
+            request["Password"] = "<redacted>"
+        if "CallBackURL" in request:
+            request["CallBackURL"] = redact_url(request["CallBackURL"])
+        record["request"] = request
+    record["callbacks"] = [
+        {**attempt, "url": redact_url(attempt.get("url"))}
+        for attempt in record.get("callbacks", [])
+    ]
+    return record
+
+
+def redact_url(url: Any) -> Any:
+    """A callback URL with its last path segment (the token) replaced by ``<token>``."""
+    if not isinstance(url, str):
+        return url
+    parts = urlsplit(url)
+    segments = parts.path.split("/")
+    index = len(segments) - 1 if segments[-1] else len(segments) - 2
+    if index <= 0:
+        return url
+    segments[index] = "<token>"
+    return parts._replace(path="/".join(segments), query="", fragment="").geturl()
 
 
 def _json_body(body: bytes) -> Any:
@@ -118,14 +213,16 @@ def control(
         elif name == "transactions":
             allowed = ("GET",)
             if method == "GET":
-                return Reply.json(200, sim.transactions_json(_first(query, "phone")))
+                listing = sim.transactions_json(_first(query, "phone"))
+                listing["transactions"] = [_masked(t) for t in listing["transactions"]]
+                return Reply.json(200, listing)
         elif name.startswith("transactions/"):
             allowed = ("GET",)
             if method == "GET":
                 record = sim.transaction_json(unquote(name[len("transactions/") :]))
                 if record is None:
                     return _control_error(404, "unknown CheckoutRequestID")
-                return Reply.json(200, record)
+                return Reply.json(200, _masked(record))
         elif name == "statement.csv":
             allowed = ("GET",)
             if method == "GET":
@@ -202,7 +299,15 @@ class DarajaRequestHandler(BaseHTTPRequestHandler):
             self._write(Reply.json(400, {"error": "unreadable request body"}), method)
             return
         try:
-            reply = route(sim, method, split.path, parse_qs(split.query), self.headers, body)
+            reply = route(
+                sim,
+                method,
+                split.path,
+                parse_qs(split.query),
+                self.headers,
+                body,
+                port=self.server.server_address[1],
+            )
         except Exception:  # a bug must answer like Daraja's 500, not drop the connection
             sim.log("internal error:\n" + traceback.format_exc())
             reply = sim.error_reply(codes.internal_error())

@@ -45,7 +45,7 @@ def test_chaos_run_repeats_from_its_seed(make_sim):
     sim = make_sim(chaos_rate=0.6, seed=4242, late_delay=0.1)
     first = _run(sim)
     assert any(first) and set(first) - {None} <= set(CHAOS_KINDS)
-    sim.http.post("/simulator/reset")
+    sim.http.post("/simulator/reset", json={})
     assert _run(sim) == first  # same seed, same sequence: same chaos
     other = make_sim(chaos_rate=0.6, seed=4242, late_delay=0.1)
     assert _run(other) == first  # another process started with the same seed
@@ -59,7 +59,7 @@ def test_chaos_endpoint_sets_rate_and_seed(sim):
     }
     first = _run(sim, 6)
     assert all(first)
-    sim.http.post("/simulator/reset")
+    sim.http.post("/simulator/reset", json={})
     sim.http.post("/simulator/chaos", json={"seed": 7})
     assert _run(sim, 6) == first
     listing = sim.http.get("/simulator/transactions").json()

@@ -156,7 +156,7 @@ def test_reset_clears_state_and_cancels_pending_callbacks(sim, receiver):
     sim.script(phone=phone, delay=0.2)
     sim.script(phone=fresh_phone())
     sim.accepted(phone)
-    reset = sim.http.post("/simulator/reset").json()
+    reset = sim.http.post("/simulator/reset", json={}).json()
     assert reset["transactions_removed"] == 1 and reset["seed"] == 1234
     assert sim.http.get("/simulator/transactions").json()["count"] == 0
     assert sim.http.get("/simulator/scripts").json() == {"scripts": {}}
@@ -203,7 +203,9 @@ def test_health_and_unknown_endpoints(sim):
     assert sim.http.get("/simulator/nothing").status_code == 404
     wrong = sim.http.get("/simulator/reset")
     assert wrong.status_code == 405 and wrong.headers["Allow"] == "POST"
-    bad_json = sim.http.post("/simulator/scripts", content=b"{oops")
+    bad_json = sim.http.post(
+        "/simulator/scripts", content=b"{oops", headers={"Content-Type": "application/json"}
+    )
     assert bad_json.status_code == 400
 
 

@@ -100,7 +100,7 @@ def test_missing_or_non_bearer_header_is_invalid_authentication_header(sim):
 
 def test_token_expiry_in_the_middle_of_a_run(sim):
     assert sim.push().status_code == 200
-    assert sim.http.post("/simulator/tokens/expire").json() == {"expired": 1}
+    assert sim.http.post("/simulator/tokens/expire", json={}).json() == {"expired": 1}
     _error(sim.push(), 404, "404.001.03", "Invalid Access Token")
     _error(sim.query("ws_CO_x"), 404, "404.001.03", "Invalid Access Token")
     sim._token = None
