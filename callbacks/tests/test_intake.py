@@ -76,3 +76,20 @@ def test_invalid_callbacks_stored_before_the_link_are_linked_by_their_token():
     }
     executor = MigrationExecutor(connection)
     executor.migrate(executor.loader.graph.leaf_nodes())
+
+
+def test_the_retention_policy_runs_daily_on_beat(settings, client):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from callbacks.tasks import purge_callback_bodies
+
+    scheduled = {entry["task"] for entry in settings.CELERY_BEAT_SCHEDULE.values()}
+    assert "callbacks.tasks.purge_callback_bodies" in scheduled
+    client.post(f"/payments/callback/{'G' * 43}/", data=b"junk", content_type="text/plain")
+    InboundCallback.objects.update(received_at=timezone.now() - timedelta(days=400))
+
+    assert purge_callback_bodies.apply().get() == 1
+    assert bytes(InboundCallback.objects.get().body) == b""
+    assert purge_callback_bodies.apply().get() == 0  # once

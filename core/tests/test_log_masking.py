@@ -119,3 +119,45 @@ def test_runserver_request_lines_lose_the_callback_token_and_phone_numbers():
     )
     assert "/payments/callback/<token>/" in written
     assert TOKEN not in written and "0712345678" not in written
+
+
+def test_gunicorn_access_lines_mask_every_form_of_a_phone_number(tmp_path):
+    """Through the MaskingLogger gunicorn.conf.py installs, as a production access log."""
+    import datetime
+    import runpy
+    from types import SimpleNamespace
+
+    from gunicorn.config import Config
+
+    from core.testing import REPO_ROOT
+
+    masking_logger = runpy.run_path(str(REPO_ROOT / "gunicorn.conf.py"))["MaskingLogger"]
+    config = Config()
+    log_file = tmp_path / "access.log"
+    config.set("accesslog", str(log_file))
+    logger = masking_logger(config)
+    for query in (
+        "msisdn=712345678",
+        "msisdn=254-712-345-678",
+        "msisdn=%2B254%20712%20345%20678",
+        "msisdn=+254+712+345+678",
+    ):
+        uri = f"/payments/callback/{TOKEN}/?{query}"
+        environ = {
+            "REQUEST_METHOD": "POST",
+            "RAW_URI": uri,
+            "PATH_INFO": f"/payments/callback/{TOKEN}/",
+            "QUERY_STRING": query,
+            "SERVER_PROTOCOL": "HTTP/1.1",
+            "HTTP_REFERER": f"https://shop.example/pay?{query}",
+            "REMOTE_ADDR": "127.0.0.1",
+        }
+        request = SimpleNamespace(headers=[], path=environ["PATH_INFO"], uri=uri)
+        response = SimpleNamespace(status="200 OK", sent=44, headers=[])
+        logger.access(response, request, environ, datetime.timedelta(milliseconds=3))
+    for handler in logger.access_log.handlers:
+        handler.flush()
+    written = log_file.read_text()
+    assert written.count("2547****5678") >= 8, written  # each line: request and referer
+    assert TOKEN not in written
+    assert "345678" not in written.replace("%20", "").replace("-", "").replace("+", "")
