@@ -5,6 +5,7 @@ import json
 import pytest
 from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
+from django.utils import timezone
 
 from callbacks.models import InboundCallback
 from callbacks.tasks import process_callback
@@ -81,8 +82,6 @@ def test_invalid_callbacks_stored_before_the_link_are_linked_by_their_token():
 def test_the_retention_policy_runs_daily_on_beat(settings, client):
     from datetime import timedelta
 
-    from django.utils import timezone
-
     from callbacks.tasks import purge_callback_bodies
 
     scheduled = {entry["task"] for entry in settings.CELERY_BEAT_SCHEDULE.values()}
@@ -93,3 +92,16 @@ def test_the_retention_policy_runs_daily_on_beat(settings, client):
     assert purge_callback_bodies.apply().get() == 1
     assert bytes(InboundCallback.objects.get().body) == b""
     assert purge_callback_bodies.apply().get() == 0  # once
+
+
+def test_the_admin_says_when_only_a_prefix_or_nothing_of_a_body_is_kept(admin_client, client):
+    client.post(f"/payments/callback/{'G' * 43}/", data=b"x" * 3000, content_type="text/plain")
+    refused = InboundCallback.objects.get()
+
+    page = admin_client.get(f"/admin/callbacks/inboundcallback/{refused.pk}/change/")
+    assert page.status_code == 200
+    assert b"only the first 1024 bytes kept" in page.content
+
+    InboundCallback.objects.update(body=b"", body_complete=False, body_purged_at=timezone.now())
+    page = admin_client.get(f"/admin/callbacks/inboundcallback/{refused.pk}/change/")
+    assert b"purged by the retention policy" in page.content
