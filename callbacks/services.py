@@ -20,7 +20,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, InterfaceError, OperationalError, transaction
-from django.db.models import F, OuterRef, Q, Subquery, UUIDField, Value
+from django.db.models import Exists, F, OuterRef, Q, Subquery, UUIDField, Value
 from django.db.models.functions import Coalesce, Concat
 from django.utils import timezone
 
@@ -1048,9 +1048,10 @@ def _requeue(
 
 # --- Retention of raw bodies -------------------------------------------------------------------
 
-# Only these states' bodies are ever purged, and only for callbacks linked to no payment: a
-# refused or unreadable request nobody's payment depends on. Evidence of money (processed,
-# duplicate, ignored, review, orphan, failed, anything linked to a payment) is kept whole.
+# Only these states' bodies are ever purged, and only for callbacks linked to no payment and
+# named by no payment's event: a refused or unreadable request nobody's payment depends on.
+# Evidence of money (processed, duplicate, ignored, review, orphan, failed, anything linked
+# to a payment, a forgery flagged on the payment it aimed at) is kept whole.
 PURGEABLE_STATES = (CallbackState.REJECTED, CallbackState.INVALID)
 
 
@@ -1065,7 +1066,7 @@ def callback_bodies_purge(*, older_than_days: int | None = None, batch_size: int
         payment__isnull=True,
         received_at__lt=cutoff,
         body_purged_at__isnull=True,
-    )
+    ).exclude(Exists(PaymentEvent.objects.filter(callback=OuterRef("pk"))))
     total = 0
     while True:
         ids = list(due.order_by("id").values_list("id", flat=True)[:batch_size])

@@ -362,8 +362,8 @@ except (ValueError, KeyError):
         "N/minute, N/hour or N/day"
     ) from None
 # Bodies of refused and invalid callbacks that concern no payment are purged (hash, size,
-# headers and the row kept) after this many days by a daily beat task; callbacks linked to a
-# payment, and every processed, review, failed or orphan one, are kept whole.
+# headers and the row kept) after this many days by a daily beat task; callbacks linked to or
+# flagged on a payment, and every processed, review, failed or orphan one, are kept whole.
 CALLBACK_BODY_RETENTION_DAYS = env_int("CALLBACK_BODY_RETENTION_DAYS", 30, minimum=1)
 # "batch": stored callbacks are drained in batches (SELECT ... FOR UPDATE SKIP LOCKED) by
 # workers woken at most every CALLBACK_WAKEUP_INTERVAL seconds per web process; "task": one

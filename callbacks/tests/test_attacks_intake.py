@@ -228,6 +228,12 @@ def test_the_retention_policy_purges_only_bodies_that_concern_no_payment(post, s
     _, token = victim()
     _, refused = post(f"/payments/callback/{'G' * 43}/", b"junk" * 100)
     _, recent = post(f"/payments/callback/{'K' * 43}/", b"junk" * 100)
+    # A forged success aimed at the victim: flagged on it, so evidence about a payment.
+    _, forged = post(
+        f"/payments/callback/{'F' * 43}/",
+        stk_success_body(checkout_request_id="ws_CO_VICTIM", amount=1000),
+    )
+    assert forged.payment_events.exists()
     _, invalid = post(f"/payments/callback/{token}/", b"{not json")  # linked: kept
     _, processed = post(
         f"/payments/callback/{token}/",
@@ -243,5 +249,5 @@ def test_the_retention_policy_purges_only_bodies_that_concern_no_payment(post, s
     after = {c.pk: c for c in InboundCallback.objects.all()}
     assert bytes(after[refused.pk].body) == b"" and after[refused.pk].body_purged_at
     assert after[refused.pk].dedupe_key == refused.dedupe_key  # the hash stays
-    for kept in (recent, invalid, processed):
+    for kept in (recent, invalid, processed, forged):
         assert bytes(after[kept.pk].body) == bodies[kept.pk] and not after[kept.pk].body_purged_at
