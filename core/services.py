@@ -23,6 +23,11 @@ class NewApiKey:
     key: str  # shown once, never stored
 
 
+def _new_key() -> tuple[str, str]:
+    prefix = secrets.token_hex(4)
+    return prefix, f"{API_KEY_PREFIX}_{prefix}_{secrets.token_urlsafe(32)}"
+
+
 def checked_scopes(scopes: list[str] | tuple[str, ...]) -> list[str]:
     """The scopes in :class:`Scope`'s order, each once; an unknown one is a ValueError."""
     unknown = sorted(set(scopes) - set(Scope.values))
@@ -45,8 +50,7 @@ def api_client_create(
         raise ValueError("an API key needs at least one scope")
     if acts_for is not None:
         acts_for = acts_for.owner  # one level: a key for a key is a key for its merchant
-    prefix = secrets.token_hex(4)
-    key = f"{API_KEY_PREFIX}_{prefix}_{secrets.token_urlsafe(32)}"
+    prefix, key = _new_key()
     client = ApiClient.objects.create(
         name=name,
         key_prefix=prefix,
@@ -54,6 +58,18 @@ def api_client_create(
         scopes=granted,
         acts_for=acts_for,
     )
+    return NewApiKey(client=client, key=key)
+
+
+def api_client_rotate_key(*, client: ApiClient) -> NewApiKey:
+    """A new key for the same client: it sees the client's payments; the old key stops working.
+
+    Only a key's hash is stored, so an existing key cannot be shown again; rotating is how a
+    client that lost its key gets one for the same payments."""
+    prefix, key = _new_key()
+    client.key_prefix = prefix
+    client.key_hash = hash_secret(key)
+    client.save(update_fields=["key_prefix", "key_hash"])
     return NewApiKey(client=client, key=key)
 
 

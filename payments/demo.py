@@ -30,9 +30,25 @@ def _enabled() -> None:
         raise Http404("The demo page is disabled (DEMO_ENABLED=false).")
 
 
-def _demo_client() -> ApiClient:
-    client = ApiClient.objects.filter(name=DEMO_CLIENT, revoked_at__isnull=True).first()
-    return client or api_client_create(name=DEMO_CLIENT).client
+# Local only: the demo key does the books too, so that the README's statement upload works with
+# it (a production key takes payments only unless given the scope).
+DEMO_SCOPES = ["payments", "reconciliation"]
+
+
+def demo_client() -> ApiClient:
+    """The one built-in demo API client: the demo page's payments and `make run`'s printed key
+    (`bootstrap_demo` rotates its key) belong to it."""
+    client = (
+        ApiClient.objects.filter(name=DEMO_CLIENT, revoked_at__isnull=True)
+        .order_by("created_at")
+        .first()
+    )
+    if client is None:
+        return api_client_create(name=DEMO_CLIENT, scopes=DEMO_SCOPES).client
+    if client.scopes != DEMO_SCOPES:  # made by an earlier version, with payments only
+        client.scopes = DEMO_SCOPES
+        client.save(update_fields=["scopes"])
+    return client
 
 
 def _test_numbers() -> list[dict[str, str]]:
@@ -100,7 +116,7 @@ def demo_pay(request: HttpRequest) -> JsonResponse:
         )
     values = serializer.validated_data
     payment = payment_initiate(
-        client=_demo_client(),
+        client=demo_client(),
         phone_number=values["phone_number"],
         amount=values["amount"],
         account_reference=values["account_reference"],
@@ -112,7 +128,7 @@ def demo_pay(request: HttpRequest) -> JsonResponse:
 @require_GET
 def demo_payment(request: HttpRequest, payment_id: str) -> JsonResponse:
     _enabled()
-    payment = payment_list(client=_demo_client()).filter(pk=payment_id).first()
+    payment = payment_list(client=demo_client()).filter(pk=payment_id).first()
     if payment is None:
         raise Http404("No such demo payment.")
     return JsonResponse(_state(payment))

@@ -1,6 +1,11 @@
-"""`python manage.py bootstrap_demo`: the demo admin user and a fresh API key for `make run`.
+"""`python manage.py bootstrap_demo`: the demo admin user and the demo API key for `make run`.
 
-Refuses to run against production Daraja: the demo admin password is public.
+Refuses to run against production Daraja: the demo admin password is public (and a deployment
+with DJANGO_DEBUG=false refuses to start while a superuser still has it: core/checks.py).
+
+Every run uses the same built-in demo API client (the one the demo page's payments belong to)
+and gives it a new key: only a key's hash is stored, so the previous key cannot be shown again,
+but the new one sees every payment made before with the old keys and on the demo page.
 """
 
 from typing import Any
@@ -9,14 +14,18 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from core.services import api_client_create
+from core.services import api_client_rotate_key
+from payments.demo import demo_client
 
 DEMO_USER = "admin"
-DEMO_PASSWORD = "admin"
+DEMO_PASSWORD = "admin"  # public on purpose: local development only
 
 
 class Command(BaseCommand):
-    help = "Create the demo admin user (admin/admin) and print a new API key and the URLs."
+    help = (
+        "Create the demo admin user (admin/admin) and print a new key for the demo API client "
+        "(the previous demo key stops working; the new one sees the same payments)."
+    )
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--host", default="127.0.0.1")
@@ -28,9 +37,7 @@ class Command(BaseCommand):
         User = get_user_model()
         if not User.objects.filter(username=DEMO_USER).exists():
             User.objects.create_superuser(DEMO_USER, "admin@example.com", DEMO_PASSWORD)
-        # Local only: the demo key does the books too, so that the README's statement upload
-        # works with it (a production key takes payments only unless given the scope).
-        new = api_client_create(name="demo", scopes=["payments", "reconciliation"])
+        new = api_client_rotate_key(client=demo_client())
         base = f"http://{host}:{port}"
         lines = [
             "",
@@ -40,12 +47,17 @@ class Command(BaseCommand):
             f"  Admin:        {base}/admin/   (user {DEMO_USER}, password {DEMO_PASSWORD})",
             f"  Daraja:       {settings.MPESA_BASE_URL}  (MPESA_ENV={settings.MPESA_ENV})",
             f"  API key:      {new.key}  (scopes: {', '.join(new.client.scopes)})",
+            f"                (API client {new.client.name!r}, prefix {new.client.key_prefix}: "
+            "a new key each start, for the same client;",
+            "                it sees every payment made with earlier demo keys and on the demo "
+            "page; earlier keys no longer work)",
             "",
             "Try it:",
             f"  curl -s -X POST {base}/payments/stk-push/ \\",
             f"    -H 'Authorization: Bearer {new.key}' -H 'Content-Type: application/json' \\",
             '    -d \'{"phone_number": "0712345678", "amount": 10, '
             '"account_reference": "ORDER1", "description": "Demo"}\'',
+            f"  curl -s {base}/payments/ -H 'Authorization: Bearer {new.key}'",
             "",
         ]
         self.stdout.write("\n".join(lines))
