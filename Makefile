@@ -26,7 +26,8 @@ $(VENV)/.installed-dev: requirements-dev.txt | $(BIN)/python
 install: $(VENV)/.installed-run
 install-dev: $(VENV)/.installed-dev
 
-## make run: migrate, create the demo admin and API key, start web + worker + beat + simulator.
+## make run: migrate, create the demo admin and API key, start web + worker + beat + simulator
+# (python -m core.devrun: Ctrl-C, or SIGTERM to the process group, stops every one of them).
 # Derived URLs follow HOST/PORT/SIMULATOR_PORT unless the environment or .env sets them.
 RUN_ENV = DJANGO_DEBUG=$${DJANGO_DEBUG:-true} \
 	$$(test -n "$$MPESA_CALLBACK_URL" || grep -qs '^MPESA_CALLBACK_URL=.' .env || echo MPESA_CALLBACK_URL=http://$(HOST):$(PORT)/payments/callback/) \
@@ -35,8 +36,8 @@ RUN_ENV = DJANGO_DEBUG=$${DJANGO_DEBUG:-true} \
 run: install
 	@env $(RUN_ENV) $(BIN)/python manage.py migrate --no-input
 	@env $(RUN_ENV) $(BIN)/python manage.py bootstrap_demo --host $(HOST) --port $(PORT)
-	@env $(RUN_ENV) WEB_HOST=$(HOST) WEB_PORT=$(PORT) SIMULATOR_PORT=$(SIMULATOR_PORT) \
-		$(BIN)/honcho -f Procfile.dev start
+	@exec env $(RUN_ENV) WEB_HOST=$(HOST) WEB_PORT=$(PORT) SIMULATOR_PORT=$(SIMULATOR_PORT) \
+		$(BIN)/python -m core.devrun Procfile.dev
 
 ## make test: lint, types, migrations check and the whole pytest suite.
 TEST_ENV := DJANGO_SECRET_KEY=$${DJANGO_SECRET_KEY:-test-only-secret-key-do-not-use-in-production} \

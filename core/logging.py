@@ -11,10 +11,21 @@ import contextvars
 import json
 import logging
 import re
-import time
+from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
+
+# Every log line (the application's, Celery's, gunicorn's, `make run`'s) is timed in East
+# Africa Time, the zone the API and the admin show, with its offset written out.
+LOG_TIME_ZONE = ZoneInfo("Africa/Nairobi")
+
+
+def log_time(created: float) -> str:
+    """``2026-11-27T13:30:45.123+03:00``: a log record's time in LOG_TIME_ZONE."""
+    return datetime.fromtimestamp(created, LOG_TIME_ZONE).isoformat(timespec="milliseconds")
+
 
 # A Kenyan mobile number in any of the forms people and URLs write it: 2547XXXXXXXX,
 # +254 7XX XXX XXX, 254-7XX-XXX-XXX, 07XX XXX XXX, 7XXXXXXXX, and URL-encoded (%2B254%207XX…,
@@ -75,7 +86,7 @@ class KeyValueFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         parts = [
-            time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + "Z",
+            log_time(record.created),
             record.levelname.lower(),
             record.name,
             f"request_id={_render(getattr(record, 'request_id', '-'))}",
