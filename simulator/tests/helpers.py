@@ -19,6 +19,23 @@ import httpx
 from simulator.ids import stk_password
 from simulator.server import SimulatorServer
 
+# Deadlines, not delays: a wait returns as soon as its condition holds, so a generous deadline
+# costs nothing when things are quick and keeps a busy machine from failing the test.
+WAIT = 15.0
+
+
+def wait_until(condition: Any, timeout: float = WAIT) -> Any:
+    """Poll ``condition()`` until it returns something truthy, and return that."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s (last value {value!r})")
+        time.sleep(0.01)
+
+
 FAST: dict[str, Any] = {
     "callback_delay": 0.05,
     "late_delay": 0.4,
@@ -94,7 +111,7 @@ class CallbackReceiver:
         with self._cond:
             return [r for r in self.received if checkout_id.encode() in r.raw]
 
-    def wait_for(self, count: int, timeout: float = 3.0, checkout_id: str | None = None):
+    def wait_for(self, count: int, timeout: float = WAIT, checkout_id: str | None = None):
         """Wait until ``count`` POSTs arrived (for one CheckoutRequestID if given)."""
         deadline = time.time() + timeout
         with self._cond:
@@ -198,7 +215,7 @@ class Sim:
     def record(self, checkout_id: str) -> dict[str, Any]:
         return self.http.get(f"/simulator/transactions/{checkout_id}").json()
 
-    def wait_answered(self, checkout_id: str, timeout: float = 3.0) -> dict[str, Any]:
+    def wait_answered(self, checkout_id: str, timeout: float = WAIT) -> dict[str, Any]:
         deadline = time.time() + timeout
         while time.time() < deadline:
             record = self.record(checkout_id)
@@ -207,7 +224,7 @@ class Sim:
             time.sleep(0.01)
         raise AssertionError("customer never answered")
 
-    def wait_callbacks(self, checkout_id: str, count: int, timeout: float = 3.0) -> list[dict]:
+    def wait_callbacks(self, checkout_id: str, count: int, timeout: float = WAIT) -> list[dict]:
         """Wait until ``count`` callback POSTs are recorded as finished; return them."""
         deadline = time.time() + timeout
         while time.time() < deadline:

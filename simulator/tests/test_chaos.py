@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import time
-
 from simulator.scenarios import CHAOS_KINDS, Plan, apply_chaos
+from simulator.tests.helpers import wait_until
 
 
 def test_apply_chaos_is_a_pure_function_of_seed_and_index():
@@ -73,8 +72,19 @@ def test_chaos_perturbations_are_carried_out(make_sim, receiver):
     sim = make_sim(chaos_rate=1.0, seed=99, late_delay=0.1)
     for _ in range(12):
         sim.accepted()
-    time.sleep(1.0)
-    records = sim.http.get("/simulator/transactions").json()["transactions"]
+
+    def delivered() -> list[dict] | None:
+        """The transactions once every expected callback was sent (a busy machine is slow)."""
+        records = sim.http.get("/simulator/transactions").json()["transactions"]
+        expected = {"no_delivery": 0, "empty": 2, "concurrent": 2}
+        for record in records:
+            chaos = record["chaos"]
+            count = chaos.get("deliveries") if chaos["kind"] == "duplicate" else None
+            if len(record["callbacks"]) < (count or expected.get(chaos["kind"], 1)):
+                return None
+        return records
+
+    records = wait_until(delivered)
     seen = set()
     for record in records:
         chaos = record["chaos"]

@@ -5,14 +5,14 @@ from __future__ import annotations
 import base64
 import json
 import re
-import time
 from datetime import datetime
 
 import pytest
 
+from simulator.codes import PENDING_RESULT_CODE
 from simulator.config import SANDBOX_PASSKEY
 from simulator.ids import EAT, stk_password
-from simulator.tests.helpers import fresh_phone
+from simulator.tests.helpers import fresh_phone, wait_until
 
 MERCHANT_REQUEST_ID = re.compile(r"^[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}\d+$")
 REQUEST_ID = re.compile(r"^\d{4,5}-\d{7,8}-1$")
@@ -247,8 +247,13 @@ def test_wrong_type_and_party_b_fails_in_the_callback(sim, receiver, transaction
         "ResultCode": "SFC_IC0003",
         "ResultDesc": "The operator does not exist.",
     }
-    time.sleep(0.01)
-    final = sim.query(checkout).json()
+    # The record may be settled a moment after its callback went out: wait for the final answer.
+    final = wait_until(
+        lambda: (
+            (answer := sim.query(checkout).json()).get("ResultCode") != PENDING_RESULT_CODE
+            and answer
+        )
+    )
     assert (final["ResultCode"], final["ResultDesc"]) == (
         "SFC_IC0003",
         "The operator does not exist.",
