@@ -1,7 +1,8 @@
 """gunicorn settings: `gunicorn mpesa_project.wsgi` reads this file from the working directory.
 
 Access logs go through the project's masking (callback tokens in URLs, phone numbers), so a
-callback URL's token never reaches a log file.
+callback URL's token never reaches a log file. gunicorn's own lines and its access lines are
+written as the application's are (core/logging.py): key=value, East Africa Time with its offset.
 """
 
 import os
@@ -19,9 +20,19 @@ workers = int(os.environ.get("GUNICORN_WORKERS") or os.cpu_count() or 2)
 threads = int(os.environ.get("GUNICORN_THREADS", "2"))
 timeout = int(os.environ.get("GUNICORN_TIMEOUT", "60"))
 accesslog = os.environ.get("GUNICORN_ACCESSLOG", "-") or None
+# gunicorn's default with its %(t)s left out: the line's own time comes first (see below).
+access_log_format = '%(h)s %(l)s %(u)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s"'
 
 
 class MaskingLogger(Logger):
+    def setup(self, cfg):
+        super().setup(cfg)
+        from core.logging import KeyValueFormatter
+
+        for log in (self.error_log, self.access_log):
+            for handler in log.handlers:
+                handler.setFormatter(KeyValueFormatter())
+
     def access(self, resp, req, environ, request_time):
         from core.logging import mask_text
 
