@@ -19,4 +19,6 @@ class CoreConfig(AppConfig):
     verbose_name = "Core"
 
     def ready(self) -> None:
+        from . import checks  # noqa: F401 (registers the system checks)
+
         post_migrate.connect(_create_cache_table, sender=self)

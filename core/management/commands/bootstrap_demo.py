@@ -14,11 +14,11 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from core.checks import DEMO_PASSWORD
 from core.services import api_client_rotate_key
 from payments.demo import demo_client
 
 DEMO_USER = "admin"
-DEMO_PASSWORD = "admin"  # public on purpose: local development only
 
 
 class Command(BaseCommand):
