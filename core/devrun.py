@@ -33,7 +33,7 @@ from core.logging import log_time
 from core.supervise import become_subreaper, die_with_parent
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
-STOP_TIMEOUT = 10.0
+STOP_TIMEOUT = 20.0  # the worker needs about 6 s, more on a busy machine
 
 
 @dataclass

@@ -11,6 +11,7 @@ inherits, whatever its parent became.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import socket
@@ -143,6 +144,7 @@ def test_ctrl_c_stops_everything_cleanly(run):
     assert "everything stopped" in output, output
     for problem in ("ERROR", "Traceback", "make: ***", "killing"):
         assert problem not in output, output
+    assert not re.search(r" (error|critical) \S+ request_id=", output), output  # logged errors
     # make itself dies of the SIGINT it was sent, with no error of its own: the recipe exited 0.
     assert run.make.returncode in (0, -signal.SIGINT)
 
