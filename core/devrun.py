@@ -7,8 +7,10 @@ foreman-style runners that start each process in a session of its own, the proce
 this process group, so what a terminal or a service manager sends to the group reaches all of
 them, and a SIGKILL of the group leaves nothing behind. Besides:
 
-- Ctrl-C (SIGINT), SIGTERM or SIGHUP asks every process to stop with SIGTERM and waits up to
-  STOP_TIMEOUT seconds; what is still running then, grandchildren included, is killed. A second
+- Ctrl-C (SIGINT), SIGTERM or SIGHUP stops every process: a signal sent to the process group
+  has reached them all, so each gets SIGNAL_GRACE seconds to stop on it before it is sent
+  SIGTERM (a second signal can interrupt a clean exit); this process waits up to STOP_TIMEOUT
+  seconds in all, then kills what is still running, grandchildren included. A second
   Ctrl-C kills at once. A requested stop exits 0. (Celery's warm shutdown takes about 6 s on
   the filesystem broker: its threads each finish a one-second nap.)
 - On Linux the processes receive SIGTERM if this one dies without stopping them (SIGKILL, a
@@ -34,6 +36,7 @@ from core.supervise import become_subreaper, die_with_parent
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 STOP_TIMEOUT = 20.0  # the worker needs about 6 s, more on a busy machine
+SIGNAL_GRACE = 3.0
 
 
 @dataclass
@@ -97,6 +100,7 @@ class Runner:
         self.selector = selectors.DefaultSelector()
         self.stop_requested = 0  # how many stop signals arrived
         self.stop_deadline: float | None = None
+        self.term_at: float | None = None
         self.failed = False
 
     def say(self, name: str, text: str) -> None:
@@ -146,14 +150,20 @@ class Runner:
     def running(self) -> list[Proc]:
         return [p for p in self.procs if p.popen is not None and p.popen.poll() is None]
 
-    def begin_stop(self, reason: str) -> None:
+    def begin_stop(self, reason: str, grace: float) -> None:
+        """Stop: SIGTERM after ``grace`` seconds to whatever has not stopped by itself."""
         if self.stop_deadline is not None:
             return
         self.say("devrun", f"{reason}: stopping (up to {self.stop_timeout:.0f}s)")
         self.stop_deadline = time.monotonic() + self.stop_timeout
-        for proc in self.running():
-            assert proc.popen is not None
-            proc.popen.send_signal(signal.SIGTERM)
+        self.term_at = time.monotonic() + grace
+
+    def terminate_when_due(self) -> None:
+        if self.term_at is not None and time.monotonic() >= self.term_at:
+            self.term_at = None
+            for proc in self.running():
+                assert proc.popen is not None
+                proc.popen.send_signal(signal.SIGTERM)
 
     def kill_everything(self, reason: str) -> None:
         left = descendants(os.getpid())
@@ -170,32 +180,22 @@ class Runner:
                 pass
 
     def reap_orphans(self) -> None:
-        """Adopted grandchildren that died: reap them (our own children are Popen's to reap)."""
+        """Reap adopted grandchildren that died (our own children are Popen's to reap): a peek
+        with WNOWAIT, no /proc scan, so it is cheap enough for every turn of the loop."""
+        if not hasattr(os, "waitid"):  # macOS: no subreaper either, orphans go to launchd
+            return
         ours = {p.popen.pid for p in self.procs if p.popen is not None}
-        for pid in descendants(os.getpid()) + self._zombies():
-            if pid not in ours:
-                try:
-                    os.waitpid(pid, os.WNOHANG)
-                except ChildProcessError:
-                    pass
-
-    def _zombies(self) -> list[int]:
-        zombies = []
-        me = str(os.getpid()).encode()
-        try:
-            entries = os.listdir("/proc")
-        except OSError:
-            return []
-        for entry in entries:
-            if entry.isdigit():
-                try:
-                    with open(f"/proc/{entry}/stat", "rb") as f:
-                        fields = f.read().rsplit(b")", 1)[-1].split()
-                except OSError:
-                    continue
-                if len(fields) > 1 and fields[0] == b"Z" and fields[1] == me:
-                    zombies.append(int(entry))
-        return zombies
+        while True:
+            try:
+                info = os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+            except ChildProcessError:
+                return
+            if info is None or info.si_pid in ours:
+                return  # nothing to reap, or one of ours: Popen.poll() reaps it
+            try:
+                os.waitpid(info.si_pid, 0)
+            except ChildProcessError:
+                return
 
     def run(self) -> int:
         wake_r, wake_w = os.pipe()
@@ -215,10 +215,13 @@ class Runner:
         while True:
             self.pump(0.2)
             if self.stop_requested > handled:
+                again = handled > 0 or self.stop_requested > 1
                 handled = self.stop_requested
-                if handled == 1:
-                    self.begin_stop("stop requested")
-                else:
+                # The signal most likely went to the whole process group (a terminal's Ctrl-C,
+                # a service manager): give each process a moment to stop on it before sending
+                # SIGTERM, which a process already stopping may take badly.
+                self.begin_stop("stop requested", grace=SIGNAL_GRACE)
+                if again:
                     self.kill_everything("asked again")
             for proc in self.procs:
                 assert proc.popen is not None
@@ -226,7 +229,8 @@ class Runner:
                 if code is not None and self.stop_deadline is None:
                     self.say("devrun", f"{proc.name} exited with {code}")
                     self.failed = True
-                    self.begin_stop(f"{proc.name} stopped")
+                    self.begin_stop(f"{proc.name} stopped", grace=0)
+            self.terminate_when_due()
             self.reap_orphans()
             if self.stop_deadline is not None:
                 if not self.running() and not descendants(os.getpid()):
