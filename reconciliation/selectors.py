@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
 
-from django.db.models import Count, OuterRef, QuerySet, Subquery
+from django.db.models import Case, Count, F, OuterRef, QuerySet, Subquery, Sum, When
 from django.db.models.functions import Coalesce
 
 from core.models import ApiClient
@@ -24,6 +24,8 @@ from .models import (
     Break,
     BreakEvent,
     BreakStatus,
+    Direction,
+    LineMatch,
     ReconciliationRun,
     ResultClass,
     StatementLine,
@@ -113,13 +115,22 @@ REPORT_COLUMNS = [
     "resolution",
     "resolved_by",
     "resolution_reason",
+    "reason",
 ]
 
 
 # Columns holding text from the statement or from people (a payer types A/C No.): a cell a
 # spreadsheet would read as a formula (=, +, -, @, or a tab or carriage return first) is
 # written with a leading apostrophe, so that it is shown as text, never run.
-TEXT_COLUMNS = ("account_reference", "other_party", "details", "resolved_by", "resolution_reason")
+TEXT_COLUMNS = (
+    "receipt_number",
+    "account_reference",
+    "other_party",
+    "details",
+    "resolved_by",
+    "resolution_reason",
+    "reason",
+)
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
@@ -137,11 +148,20 @@ def _money(value: Decimal | str | None) -> str:
     return format(Decimal(value).quantize(Decimal("0.01")), "f")
 
 
+def _signed(amount: Decimal | None, direction: str) -> Decimal | None:
+    """An amount with the sign the statement shows it with: money withdrawn is negative."""
+    if amount is None:
+        return None
+    return -amount if direction == Direction.OUT else amount
+
+
 def run_report_csv(*, run: ReconciliationRun, chunk_rows: int = 5000) -> Iterator[str]:
     """The run as CSV, in one table with a ``section`` column: ``summary`` (count and amounts
     per class), ``bridge`` (statement total − our total = explained differences + residual),
-    ``line`` (every statement line, with its class and break) and ``payment`` (our payments
-    that are breaks on their own: missing from the statement, ambiguous)."""
+    ``line`` (every statement line, with its class, the payment's status and the break),
+    ``payment`` (our payments that are breaks on their own: missing from the statement,
+    ambiguous) and ``reject`` (the rows that could not be read, with the reason and the row as
+    read). Statement amounts carry the statement's sign: a charge withdrawn is negative."""
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=REPORT_COLUMNS, extrasaction="ignore")
 
@@ -154,13 +174,27 @@ def run_report_csv(*, run: ReconciliationRun, chunk_rows: int = 5000) -> Iterato
     writer.writeheader()
     summary = summary_in_order(run.summary or {})
     explained = summary.get("bridge", {}).get("explained", {})
+    # The summary's per-class amounts are unsigned (the engine adds amounts); as the statement
+    # shows them, a class of withdrawals is negative: one aggregate over the statement's lines.
+    signed = dict(
+        LineMatch.objects.filter(statement_id=run.statement_id)
+        .order_by()
+        .values("result")
+        .annotate(
+            total=Sum(Case(When(direction=Direction.OUT, then=-F("amount")), default=F("amount")))
+        )
+        .values_list("result", "total")
+    )
     for name, totals in summary.get("classes", {}).items():
+        statement_amount = totals.get("statement_amount", "")
+        if name in signed and signed[name] is not None:
+            statement_amount = _money(signed[name])
         writer.writerow(
             {
                 "section": "summary",
                 "class": name,
                 "count": totals.get("count", 0),
-                "statement_amount": totals.get("statement_amount", ""),
+                "statement_amount": statement_amount,
                 "our_amount": totals.get("our_amount", ""),
                 "difference": explained.get(name, ""),
             }
@@ -193,8 +227,10 @@ def run_report_csv(*, run: ReconciliationRun, chunk_rows: int = 5000) -> Iterato
             "other_party",
             "details",
             "match__result",
+            "match__direction",
             "match__amount",
             "match__payment_id",
+            "match__payment__status",
         )
         .iterator(chunk_size=chunk_rows)
     )
@@ -209,8 +245,10 @@ def run_report_csv(*, run: ReconciliationRun, chunk_rows: int = 5000) -> Iterato
         other_party,
         details,
         result,
+        direction,
         amount,
         payment_id,
+        payment_status,
     ) in enumerate(rows, 1):
         row: dict[str, Any] = {
             "section": "line",
@@ -220,8 +258,9 @@ def run_report_csv(*, run: ReconciliationRun, chunk_rows: int = 5000) -> Iterato
             "completed_at_eat": completed_at.astimezone(EAT).strftime("%d-%m-%Y %H:%M:%S"),
             "paid_in": _money(paid_in),
             "withdrawn": _money(withdrawn),
-            "statement_amount": _money(amount),
+            "statement_amount": _money(_signed(amount, direction)),
             "payment_id": payment_id or "",
+            "payment_status": payment_status or "",
             "account_reference": account,
             "other_party": other_party,
             "details": details,
@@ -252,6 +291,25 @@ def run_report_csv(*, run: ReconciliationRun, chunk_rows: int = 5000) -> Iterato
         }
         _break_columns(row, brk)
         writer.writerow(_as_text(row))
+    yield flush()
+
+    rejects = StatementReject.objects.filter(statement_id=run.statement_id).order_by(
+        "row_number", "id"
+    )
+    for count, reject in enumerate(rejects.iterator(chunk_size=chunk_rows), 1):
+        raw = reject.raw if isinstance(reject.raw, list) else [reject.raw]
+        writer.writerow(
+            _as_text(
+                {
+                    "section": "reject",
+                    "row": reject.row_number,
+                    "reason": reject.reason,
+                    "details": " | ".join("" if cell is None else str(cell) for cell in raw),
+                }
+            )
+        )
+        if count % chunk_rows == 0:
+            yield flush()
     yield flush()
 
 
