@@ -40,8 +40,8 @@ MULTIPART_ALLOWANCE = 64 * 1024
 class BodySizeLimitMiddleware:
     """Refuse request bodies over DJANGO_MAX_BODY_BYTES with a clear 413 in the API's error
     shape (Django alone answers a bare 400 only when the body is read). The statement upload
-    takes files up to RECONCILIATION_MAX_UPLOAD_BYTES instead; the callback endpoint has its
-    own, smaller cap and records what it refuses."""
+    (API and admin) takes files up to RECONCILIATION_MAX_UPLOAD_BYTES instead; the callback
+    endpoint has its own, smaller cap and records what it refuses."""
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
@@ -50,7 +50,10 @@ class BodySizeLimitMiddleware:
     def limit_for(path: str) -> int | None:
         if path.startswith("/payments/callback/"):
             return None
-        if path == reverse("reconciliation-statement-upload"):
+        if path in (
+            reverse("reconciliation-statement-upload"),
+            reverse("admin:reconciliation_statement_add"),
+        ):
             return int(settings.RECONCILIATION_MAX_UPLOAD_BYTES) + MULTIPART_ALLOWANCE
         limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
         return None if limit is None else int(limit)

@@ -175,6 +175,8 @@ LANGUAGE_CODE = "en-us"
 TIME_ZONE = "Africa/Nairobi"  # what the admin shows; storage is UTC (USE_TZ)
 USE_I18N = True
 USE_TZ = True
+# Times to the second with the zone (2025-11-05 13:00:30 EAT), not en-us "1 p.m.".
+FORMAT_MODULE_PATH = ["mpesa_project.formats"]
 STATIC_URL = "static/"
 STATIC_ROOT = VAR_DIR / "static"
 STATIC_ROOT.mkdir(exist_ok=True)

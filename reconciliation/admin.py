@@ -1,18 +1,22 @@
-"""Admin: statements, runs (summary and bridge, the CSV report) and breaks, read-only, with
-filters. Breaks are resolved here with a reason (one at a time, or several at once to accept
-them), through the same service the API uses; every resolution is a BreakEvent and a LogEntry.
-A credit that needs a second person (a payment M-Pesa failed) is approved here by a staff user
-other than the one who asked for it. Resolving and approving need the
-``reconciliation.change_break`` permission.
+"""Admin: upload a statement and see its run (summary, classes and bridge as tables, the
+warnings, links to each class's breaks, the CSV report); statements, runs and breaks with
+filters. Breaks are resolved here with a reason (one at a time, finding the payment by receipt,
+phone or amount, or several at once), through the same service the API uses; every
+resolution is a BreakEvent and a LogEntry. A credit that needs a second person (a payment
+M-Pesa failed) is approved here by a staff user other than the one who asked for it.
+Resolving and approving need ``reconciliation.change_break``; uploading needs
+``reconciliation.add_statement``.
 """
 
 from __future__ import annotations
 
-import json
+import datetime as dt
 import uuid
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from django import forms
+from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.db.models import Count, Q, QuerySet
@@ -20,9 +24,17 @@ from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, Streami
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
+from django.utils.safestring import SafeString
 
+from core.admin_display import ADMIN_CSS, amount_html, money, plain, status_badge, when
+from core.models import ApiClient
+from core.phones import InvalidPhoneNumber, normalize_phone
+from payments.models import Payment
+
+from .engine import summary_in_order
 from .models import (
+    BREAK_CLASSES,
     ApprovalStatus,
     Break,
     BreakEvent,
@@ -34,6 +46,7 @@ from .models import (
     Statement,
     StatementReject,
 )
+from .parsers import StatementFormatError
 from .selectors import run_report_csv
 from .services import (
     BreakAction,
@@ -41,8 +54,15 @@ from .services import (
     break_approve,
     break_resolve,
     statement_credit_event,
+    statement_import,
     user_actor_key,
 )
+
+DEFAULT_MAX_UPLOAD_BYTES = 50 * 1024 * 1024
+# A payment found by its amount alone is looked for this close to the statement line's time
+# (created_at is indexed; amount is not), so that the search stays cheap on a large table.
+AMOUNT_SEARCH_DAYS = 3
+SEARCH_LIMIT = 25
 
 
 class ReadOnlyAdminMixin:
@@ -56,18 +76,90 @@ class ReadOnlyAdminMixin:
         return False
 
 
-def _pretty(data: Any) -> str:
-    return format_html("<pre>{}</pre>", json.dumps(data, indent=2, default=str))
+def _table(rows: list[tuple[Any, Any]]) -> SafeString:
+    """Label/value rows as an HTML table (for JSON mappings a person reads)."""
+    if not rows:
+        return format_html("{}", "—")
+    body = format_html_join("", "<tr><th>{}</th><td>{}</td></tr>", rows)
+    return format_html('<table class="figures">{}</table>', body)
+
+
+def _class_label(name: str) -> str:
+    try:
+        return str(ResultClass(name).label)
+    except ValueError:
+        return name
+
+
+def run_state(run: ReconciliationRun) -> str:
+    """What the run is doing. A run imported in the request is written in one transaction
+    with its summary: one that can be read is finished. A run imported by a worker carries
+    its own state (``status``) and shows that."""
+    display = getattr(run, "get_status_display", None)
+    if callable(display):
+        return str(display())
+    return "Finished" if run.summary else "Importing"
+
+
+def max_upload_bytes() -> int:
+    return int(getattr(settings, "RECONCILIATION_MAX_UPLOAD_BYTES", DEFAULT_MAX_UPLOAD_BYTES))
+
+
+def payment_link(payment: Payment | None) -> SafeString:
+    if payment is None:
+        return format_html("{}", "—")
+    url = reverse("admin:payments_payment_change", args=[payment.pk])
+    return format_html(
+        '<a href="{}">{}</a> {} <span class="amount">{}</span>',
+        url,
+        str(payment.pk)[:8],
+        status_badge(payment.status),
+        money(payment.amount),
+    )
+
+
+# --- Statements and their upload ----------------------------------------------------------------
 
 
 class StatementRejectInline(ReadOnlyAdminMixin, admin.TabularInline):
     model = StatementReject
     extra = 0
     can_delete = False
-    fields = ("row_number", "reason", "raw")
+    fields = ("row_number", "reason", "row_as_read")
     readonly_fields = fields
     max_num = 0
     show_change_link = False
+
+    @admin.display(description="Row as read")
+    def row_as_read(self, obj: StatementReject) -> str:
+        return plain(obj.raw)
+
+
+class StatementUploadForm(forms.Form):
+    file = forms.FileField(
+        help_text="The M-Pesa statement: G2 XLS, XLSX or CSV from the org portal, or a Daraja "
+        "Pull Transactions response (JSON)."
+    )
+    client = forms.ModelChoiceField(
+        queryset=ApiClient.objects.filter(revoked_at__isnull=True).order_by("name"),
+        required=False,
+        empty_label="(no API client)",
+        help_text="The API client whose payments this statement is matched against; its runs "
+        "and breaks are then visible to that client through the API.",
+    )
+    time_window_seconds = forms.IntegerField(
+        required=False,
+        min_value=0,
+        max_value=7 * 86400,
+        help_text="How far apart a line and a payment may be in time to match without a "
+        "receipt (empty: RECONCILIATION_MATCH_WINDOW_SECONDS).",
+    )
+    auto_resolve = forms.BooleanField(
+        required=False,
+        initial=True,
+        help_text="Move PENDING/FAILED payments that the statement proves paid (same receipt, "
+        "same amount) to SUCCESS automatically.",
+    )
 
 
 @admin.register(Statement)
@@ -82,30 +174,183 @@ class StatementAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         "line_count",
         "reject_count",
         "client",
+        "uploaded_by",
         "created_at",
+        "run_link",
     ]
     list_filter = ["file_format", "created_at"]
     search_fields = ["file_name", "=checksum", "short_code", "account_holder"]
     date_hierarchy = "created_at"
-    readonly_fields = [f.name for f in Statement._meta.fields if f.name != "metadata"] + [
-        "metadata_pretty",
-        "run_link",
+    fieldsets = [
+        (
+            None,
+            {
+                "fields": [
+                    "run_link",
+                    "file_name",
+                    "file_format",
+                    "client",
+                    "uploaded_by",
+                    "created_at",
+                    "size_bytes",
+                    "checksum",
+                ]
+            },
+        ),
+        (
+            "Preamble",
+            {
+                "fields": [
+                    "account_holder",
+                    "short_code",
+                    "account_name",
+                    "period_start",
+                    "period_end",
+                    "report_time",
+                    "balances",
+                    "metadata_table",
+                ]
+            },
+        ),
+        ("Rows", {"fields": ["header_row", "line_count", "reject_count", "skipped_table"]}),
     ]
-    exclude = ["metadata"]
+    readonly_fields = [
+        "run_link",
+        "file_name",
+        "file_format",
+        "client",
+        "uploaded_by",
+        "created_at",
+        "size_bytes",
+        "checksum",
+        "account_holder",
+        "short_code",
+        "account_name",
+        "period_start",
+        "period_end",
+        "report_time",
+        "balances",
+        "metadata_table",
+        "header_row",
+        "line_count",
+        "reject_count",
+        "skipped_table",
+    ]
     inlines = [StatementRejectInline]
-    list_select_related = ["client"]
+    list_select_related = ["client", "run"]
 
-    @admin.display(description="Metadata (preamble)")
-    def metadata_pretty(self, obj: Statement) -> str:
-        return _pretty(obj.metadata)
+    class Media:
+        css = ADMIN_CSS
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return bool(request.user.has_perm("reconciliation.add_statement"))
+
+    @admin.display(description="Balances and totals (header)")
+    def balances(self, obj: Statement) -> SafeString:
+        rows = [
+            (label, amount_html(value))
+            for label, value in [
+                ("Opening balance", obj.opening_balance),
+                ("Closing balance", obj.closing_balance),
+                ("Available balance", obj.available_balance),
+                ("Total paid in", obj.total_paid_in),
+                ("Total withdrawn", obj.total_withdrawn),
+            ]
+            if value is not None
+        ]
+        return _table(rows)
+
+    @admin.display(description="Preamble as read")
+    def metadata_table(self, obj: Statement) -> SafeString:
+        metadata = obj.metadata or {}
+        rows: list[tuple[Any, Any]] = [
+            (key, plain(value)) for key, value in metadata.items() if key != "warnings"
+        ]
+        if metadata.get("warnings"):
+            rows.append(
+                (
+                    "Warnings",
+                    format_html(
+                        '<ul class="warnings">{}</ul>',
+                        format_html_join("", "<li>{}</li>", ((w,) for w in metadata["warnings"])),
+                    ),
+                )
+            )
+        return _table(rows)
+
+    @admin.display(description="Rows skipped (not transactions)")
+    def skipped_table(self, obj: Statement) -> SafeString:
+        return _table(list((obj.skipped or {}).items()))
 
     @admin.display(description="Reconciliation run")
     def run_link(self, obj: Statement) -> str:
-        run = ReconciliationRun.objects.filter(statement=obj).first()
+        run = getattr(obj, "run", None)
         if run is None:
             return "—"
         url = reverse("admin:reconciliation_reconciliationrun_change", args=[run.pk])
-        return format_html('<a href="{}">run #{}</a>', url, run.pk)
+        return format_html('<a href="{}">run #{}</a> ({})', url, run.pk, run_state(run))
+
+    def add_view(
+        self, request: HttpRequest, form_url: str = "", extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        """Upload a statement: the same import as ``POST /reconciliation/statements/``
+        (:func:`~reconciliation.services.statement_import`), then the run's page."""
+        if not self.has_add_permission(request):
+            return HttpResponse("You may not upload statements.", status=403)
+        form = StatementUploadForm(request.POST or None, request.FILES or None)
+        if request.method == "POST" and form.is_valid():
+            upload = form.cleaned_data["file"]
+            if upload.size > max_upload_bytes():
+                form.add_error(
+                    "file",
+                    f"The file is over {max_upload_bytes()} bytes; use the reconcile_statement "
+                    "command for large statements.",
+                )
+            else:
+                try:
+                    result = statement_import(
+                        data=upload.read(),
+                        file_name=upload.name or "",
+                        client=form.cleaned_data["client"],
+                        actor=request.user.get_username(),
+                        time_window_seconds=form.cleaned_data["time_window_seconds"],
+                        auto_resolve=form.cleaned_data["auto_resolve"],
+                    )
+                except StatementFormatError as exc:
+                    form.add_error("file", f"Not a readable statement: {exc}")
+                else:
+                    run = result.run
+                    if result.created:
+                        self.log_addition(request, result.statement, "Uploaded in the admin")
+                        self.message_user(
+                            request,
+                            f"Imported {result.statement.file_name}: run #{run.pk} "
+                            f"({run_state(run).lower()}).",
+                            messages.SUCCESS,
+                        )
+                    else:
+                        self.message_user(
+                            request,
+                            f"This file was imported before (statement #{result.statement.pk});"
+                            f" here is its run #{run.pk}.",
+                            messages.WARNING,
+                        )
+                    return HttpResponseRedirect(
+                        reverse("admin:reconciliation_reconciliationrun_change", args=[run.pk])
+                    )
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.model._meta,
+            "title": "Upload a statement and reconcile it",
+            "form": form,
+            "max_upload_bytes": max_upload_bytes(),
+            "media": self.media + form.media,
+            **(extra_context or {}),
+        }
+        return TemplateResponse(request, "admin/reconciliation/statement/upload.html", context)
+
+
+# --- Runs -----------------------------------------------------------------------------------------
 
 
 @admin.register(ReconciliationRun)
@@ -113,7 +358,8 @@ class ReconciliationRunAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = [
         "id",
         "statement",
-        "engine",
+        "state",
+        "client",
         "period_start",
         "period_end",
         "lines",
@@ -126,10 +372,25 @@ class ReconciliationRunAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     date_hierarchy = "started_at"
     search_fields = ["=id", "statement__file_name"]
     readonly_fields = [
-        f.name for f in ReconciliationRun._meta.fields if f.name not in ("summary", "timings")
-    ] + ["bridge", "summary_pretty", "timings_pretty", "links"]
-    exclude = ["summary", "timings"]
-    list_select_related = ["statement"]
+        "statement",
+        "state",
+        "client",
+        "created_by",
+        "engine",
+        "time_window_seconds",
+        "auto_resolve",
+        "period_start",
+        "period_end",
+        "started_at",
+        "finished_at",
+        "duration_ms",
+    ]
+    fields = list(readonly_fields)
+    list_select_related = ["statement", "client"]
+    change_form_template = "admin/reconciliation/reconciliationrun/change_form.html"
+
+    class Media:
+        css = ADMIN_CSS
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[ReconciliationRun]:
         return (
@@ -138,39 +399,137 @@ class ReconciliationRunAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
             .annotate(open_count=Count("breaks", filter=Q(breaks__status=BreakStatus.OPEN)))
         )
 
+    @admin.display(description="State")
+    def state(self, obj: ReconciliationRun) -> str:
+        return run_state(obj)
+
     @admin.display(description="Lines")
     def lines(self, obj: ReconciliationRun) -> int:
         return int(obj.summary.get("lines", 0))
 
     @admin.display(description="Open breaks", ordering="open_count")
-    def open_breaks(self, obj: ReconciliationRun) -> int:
-        return int(getattr(obj, "open_count", 0))
+    def open_breaks(self, obj: ReconciliationRun) -> SafeString:
+        count = int(getattr(obj, "open_count", 0))
+        url = (
+            reverse("admin:reconciliation_break_changelist")
+            + f"?run__id__exact={obj.pk}&status__exact=open"
+        )
+        return format_html('<a href="{}">{}</a>', url, count)
 
     @admin.display(description="Unexplained residual")
-    def residual(self, obj: ReconciliationRun) -> str:
-        return str(obj.summary.get("bridge", {}).get("residual", ""))
+    def residual(self, obj: ReconciliationRun) -> SafeString:
+        return amount_html(obj.summary.get("bridge", {}).get("residual"))
 
-    @admin.display(description="Bridge")
-    def bridge(self, obj: ReconciliationRun) -> str:
-        return _pretty(obj.summary.get("bridge", {}))
+    def change_view(
+        self,
+        request: HttpRequest,
+        object_id: str,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
+        run = self.get_object(request, object_id)
+        context = dict(extra_context or {})
+        if run is not None:
+            context["run_view"] = self.run_view(run)
+        return super().change_view(request, object_id, form_url, context)
 
-    @admin.display(description="Summary")
-    def summary_pretty(self, obj: ReconciliationRun) -> str:
-        return _pretty(obj.summary)
-
-    @admin.display(description="Timings (ms)")
-    def timings_pretty(self, obj: ReconciliationRun) -> str:
-        return _pretty(obj.timings)
-
-    @admin.display(description="Breaks and report")
-    def links(self, obj: ReconciliationRun) -> str:
-        breaks = reverse("admin:reconciliation_break_changelist") + f"?run__id__exact={obj.pk}"
-        report = reverse("admin:reconciliation_reconciliationrun_report", args=[obj.pk])
-        return format_html(
-            '<a href="{}">breaks</a> · <a href="{}">CSV report for the accountant</a>',
-            breaks,
-            report,
-        )
+    def run_view(self, run: ReconciliationRun) -> dict[str, Any]:
+        """The run's summary as rows and tables for the template (never JSON)."""
+        summary = summary_in_order(run.summary or {})
+        breaks_url = reverse("admin:reconciliation_break_changelist")
+        counts = {
+            row["kind"]: row
+            for row in Break.objects.filter(run=run)
+            .values("kind")
+            .annotate(total=Count("id"), open=Count("id", filter=Q(status=BreakStatus.OPEN)))
+        }
+        bridge = summary.get("bridge", {})
+        explained = bridge.get("explained", {})
+        classes = []
+        for name, totals in summary.get("classes", {}).items():
+            found = counts.get(name, {})
+            classes.append(
+                {
+                    "name": name,
+                    "label": _class_label(name),
+                    "count": totals.get("count", 0),
+                    "statement_amount": money(totals.get("statement_amount")),
+                    "our_amount": money(totals.get("our_amount")),
+                    "bridge": money(explained.get(name)) if name in explained else "",
+                    "is_break": name in BREAK_CLASSES,
+                    "open": found.get("open", 0),
+                    "breaks_url": f"{breaks_url}?run__id__exact={run.pk}&kind__exact={name}",
+                    "open_url": f"{breaks_url}?run__id__exact={run.pk}&kind__exact={name}"
+                    "&status__exact=open",
+                }
+            )
+        residual = bridge.get("residual")
+        bridge_rows = [
+            {"label": "Statement total (payments in the statement)", "value": "statement_total"},
+            {"label": "Our total (SUCCESS payments in the period)", "value": "our_total"},
+            {"label": "Difference (statement − ours)", "value": "difference"},
+        ]
+        bridge_table: list[dict[str, Any]] = [
+            {"label": row["label"], "amount": money(bridge.get(row["value"])), "css": ""}
+            for row in bridge_rows
+            if row["value"] in bridge
+        ]
+        for name, value in explained.items():
+            bridge_table.append(
+                {
+                    "label": f"explained by: {_class_label(name)}",
+                    "amount": money(value),
+                    "css": "sub",
+                }
+            )
+        if "explained_total" in bridge:
+            bridge_table.append(
+                {
+                    "label": "Explained total",
+                    "amount": money(bridge["explained_total"]),
+                    "css": "total",
+                }
+            )
+        period = summary.get("period") or {}
+        skipped = summary.get("skipped_rows") or {}
+        statement_url = reverse("admin:reconciliation_statement_change", args=[run.statement_id])
+        overview = [
+            ("File", summary.get("file_name") or run.statement.file_name),
+            ("Format", summary.get("file_format", "")),
+            ("Lines", summary.get("lines", 0)),
+            ("Rejected rows", summary.get("rejects", 0)),
+            ("Rows skipped", plain(skipped) if skipped else "none"),
+            ("Period from", when(period.get("start"))),
+            ("Period to", when(period.get("end"))),
+            (
+                "Period taken from",
+                "the statement's header" if period.get("from_header") else "the lines' times",
+            ),
+            ("Time window (seconds)", summary.get("time_window_seconds", "")),
+            ("Breaks at import", summary.get("breaks", 0)),
+            ("Breaks open now", sum(row.get("open", 0) for row in counts.values())),
+        ]
+        checks = [
+            (key.replace("_", " ").capitalize(), money(value))
+            for key, value in (summary.get("checks") or {}).items()
+        ]
+        return {
+            "state": run_state(run),
+            "overview": overview,
+            "classes": classes,
+            "bridge": bridge_table,
+            "residual": money(residual),
+            "residual_zero": residual is not None and Decimal(str(residual)) == 0,
+            "checks": checks,
+            "warnings": summary.get("warnings") or [],
+            "timings": list((run.timings or {}).items()),
+            "statement_url": statement_url,
+            "rejects_url": statement_url + "#rejects-tab",
+            "rejects": summary.get("rejects", 0),
+            "breaks_url": f"{breaks_url}?run__id__exact={run.pk}",
+            "open_breaks_url": f"{breaks_url}?run__id__exact={run.pk}&status__exact=open",
+            "report_url": reverse("admin:reconciliation_reconciliationrun_report", args=[run.pk]),
+        }
 
     def get_urls(self) -> list[URLPattern]:
         return [
@@ -193,13 +552,20 @@ class ReconciliationRunAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         return response
 
 
+# --- Breaks ---------------------------------------------------------------------------------------
+
+
 class BreakEventInline(ReadOnlyAdminMixin, admin.TabularInline):
     model = BreakEvent
     extra = 0
     can_delete = False
-    fields = ("created_at", "action", "actor", "reason", "evidence")
+    fields = ("created_at", "action", "actor", "reason", "evidence_text")
     readonly_fields = fields
     ordering = ["created_at", "id"]
+
+    @admin.display(description="Evidence")
+    def evidence_text(self, obj: BreakEvent) -> str:
+        return plain(obj.evidence) if obj.evidence else "—"
 
 
 class ReasonForm(forms.Form):
@@ -219,9 +585,52 @@ class ResolveForm(forms.Form):
     )
     payment_id = forms.UUIDField(
         required=False,
-        help_text="For an ambiguous or unknown line: the payment's id (candidates are listed).",
+        widget=forms.HiddenInput,
+        help_text="Chosen from the candidates or the search results.",
     )
     reason = forms.CharField(widget=forms.Textarea(attrs={"rows": 3, "cols": 80}), max_length=2000)
+
+
+def payment_search(
+    term: str, *, brk: Break, limit: int = SEARCH_LIMIT
+) -> tuple[list[Payment], str]:
+    """Payments a person may mean by ``term``: a receipt number, a phone number (any Kenyan
+    form) or an amount. Each is an indexed lookup: receipts and phones directly, amounts only
+    within AMOUNT_SEARCH_DAYS of the statement line's time. Limited to the run's API client
+    when it has one (as the API's resolve is). Returns the payments and how they were found."""
+    term = term.strip()
+    if not term:
+        return [], ""
+    query = Payment.objects.select_related("client")
+    if brk.run.client_id is not None:
+        query = query.filter(client_id=brk.run.client_id)
+    found: dict[uuid.UUID, Payment] = {}
+    how: list[str] = []
+    for payment in query.filter(mpesa_receipt_number=term.upper())[:limit]:
+        found[payment.pk] = payment
+        how.append("receipt")
+    try:
+        phone = normalize_phone(term)
+    except InvalidPhoneNumber:
+        phone = ""
+    if phone:
+        for payment in query.filter(phone_number=phone).order_by("-created_at")[:limit]:
+            found.setdefault(payment.pk, payment)
+        how.append("phone")
+    try:
+        amount = Decimal(term.replace(",", ""))
+    except InvalidOperation:
+        amount = None
+    if amount is not None and amount.is_finite() and amount > 0 and not phone:
+        around = brk.line.completed_at if brk.line else brk.created_at
+        window = dt.timedelta(days=AMOUNT_SEARCH_DAYS)
+        nearby = query.filter(
+            amount=amount, created_at__gte=around - window, created_at__lte=around + window
+        ).order_by("-created_at")[:limit]
+        for payment in nearby:
+            found.setdefault(payment.pk, payment)
+        how.append(f"amount within {AMOUNT_SEARCH_DAYS} days of the line")
+    return list(found.values())[:limit], ", ".join(dict.fromkeys(how))
 
 
 @admin.register(Break)
@@ -232,10 +641,11 @@ class BreakAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         "kind",
         "status",
         "receipt",
-        "statement_amount",
-        "our_amount",
-        "bridge_amount",
-        "payment",
+        "line_time",
+        "statement_amount_col",
+        "our_amount_col",
+        "bridge_amount_col",
+        "payment_col",
         "auto_resolvable",
         "resolution",
         "resolved_by",
@@ -243,10 +653,60 @@ class BreakAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_filter = ["kind", "status", "resolution", "auto_resolvable", "run"]
     search_fields = ["=id", "=line__receipt_number", "=payment__id"]
     list_select_related = ["line", "payment", "run"]
-    readonly_fields = [f.name for f in Break._meta.fields] + ["line_details", "resolve_link"]
+    fieldsets = [
+        (None, {"fields": ["run", "kind", "status", "resolve_link", "auto_resolvable"]}),
+        (
+            "What differs",
+            {
+                "fields": [
+                    "line_details",
+                    "payment_details",
+                    "candidate_list",
+                    "statement_amount",
+                    "our_amount",
+                    "bridge_amount",
+                ]
+            },
+        ),
+        (
+            "Resolution",
+            {
+                "fields": [
+                    "resolution",
+                    "resolved_payment_link",
+                    "resolved_by",
+                    "resolved_at",
+                    "resolution_reason",
+                    "created_at",
+                ]
+            },
+        ),
+    ]
+    readonly_fields = [
+        "run",
+        "kind",
+        "status",
+        "resolve_link",
+        "auto_resolvable",
+        "line_details",
+        "payment_details",
+        "candidate_list",
+        "statement_amount",
+        "our_amount",
+        "bridge_amount",
+        "resolution",
+        "resolved_payment_link",
+        "resolved_by",
+        "resolved_at",
+        "resolution_reason",
+        "created_at",
+    ]
     inlines = [BreakEventInline]
     actions = ["accept_selected", "credit_selected"]
     show_full_result_count = False
+
+    class Media:
+        css = ADMIN_CSS
 
     def has_resolve_permission(self, request: HttpRequest) -> bool:
         return bool(request.user.has_perm("reconciliation.change_break"))
@@ -255,23 +715,62 @@ class BreakAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     def receipt(self, obj: Break) -> str:
         return obj.line.receipt_number if obj.line else "—"
 
+    @admin.display(description="Line time")
+    def line_time(self, obj: Break) -> str:
+        return when(obj.line.completed_at) if obj.line else "—"
+
+    @admin.display(description="Statement amount", ordering="statement_amount")
+    def statement_amount_col(self, obj: Break) -> SafeString:
+        return amount_html(obj.statement_amount)
+
+    @admin.display(description="Our amount", ordering="our_amount")
+    def our_amount_col(self, obj: Break) -> SafeString:
+        return amount_html(obj.our_amount)
+
+    @admin.display(description="Bridge amount", ordering="bridge_amount")
+    def bridge_amount_col(self, obj: Break) -> SafeString:
+        return amount_html(obj.bridge_amount)
+
+    @admin.display(description="Payment")
+    def payment_col(self, obj: Break) -> SafeString:
+        return payment_link(obj.payment)
+
     @admin.display(description="Statement line")
-    def line_details(self, obj: Break) -> str:
+    def line_details(self, obj: Break) -> SafeString:
         line = obj.line
         if line is None:
-            return "—"
-        return _pretty(
-            {
-                "row": line.line_no,
-                "receipt_number": line.receipt_number,
-                "completed_at": line.completed_at,
-                "paid_in": line.paid_in,
-                "withdrawn": line.withdrawn,
-                "reason_type": line.reason_type,
-                "details": line.details,
-                "other_party": line.other_party,
-                "account_reference": line.account_reference,
-            }
+            return format_html("{}", "—")
+        return _table(
+            [
+                ("Row in the file", line.line_no),
+                ("Receipt", line.receipt_number),
+                ("Completed", when(line.completed_at)),
+                ("Paid in", amount_html(line.paid_in)),
+                ("Withdrawn", amount_html(line.withdrawn)),
+                ("Reason type", line.reason_type or "—"),
+                ("Details", line.details or "—"),
+                ("Other party", line.other_party or "—"),
+                ("Account (A/C No.)", line.account_reference or "—"),
+            ]
+        )
+
+    @admin.display(description="Our payment")
+    def payment_details(self, obj: Break) -> SafeString:
+        return payment_link(obj.payment)
+
+    @admin.display(description="Resolved with payment")
+    def resolved_payment_link(self, obj: Break) -> SafeString:
+        return payment_link(obj.resolved_payment)
+
+    @admin.display(description="Candidates")
+    def candidate_list(self, obj: Break) -> SafeString:
+        if not obj.candidates:
+            return format_html("{}", "—")
+        payments = Payment.objects.in_bulk([str(c) for c in obj.candidates])
+        return format_html_join(
+            "",
+            "<div>{}</div>",
+            ((payment_link(payments.get(c)) if c in payments else c,) for c in obj.candidates),
         )
 
     @admin.display(description="Resolve")
@@ -311,12 +810,13 @@ class BreakAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     def resolve_view(self, request: HttpRequest, break_id: int) -> HttpResponse:
         if not self.has_resolve_permission(request):
             return HttpResponse("You may not resolve breaks.", status=403)
-        brk = get_object_or_404(Break.objects.select_related("line", "payment"), pk=break_id)
+        brk = get_object_or_404(Break.objects.select_related("line", "payment", "run"), pk=break_id)
         change_url = reverse("admin:reconciliation_break_change", args=[brk.pk])
         form = ResolveForm(request.POST or None)
         if request.method == "POST" and form.is_valid():
             payment_id: uuid.UUID | None = form.cleaned_data.get("payment_id")
             try:
+                # The API's rules: the run's client limits the payments, as a key would.
                 resolved = break_resolve(
                     break_id=brk.pk,
                     action=form.cleaned_data["action"],
@@ -324,6 +824,7 @@ class BreakAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
                     actor_key=user_actor_key(request.user.pk),
                     reason=form.cleaned_data["reason"],
                     payment_id=payment_id,
+                    client=brk.run.client,
                 )
             except BreakResolutionError as exc:
                 form.add_error(None, exc.message)
@@ -340,13 +841,25 @@ class BreakAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
                     self.log_change(request, brk, f"Resolved ({form.cleaned_data['action']})")
                     self.message_user(request, f"Break {brk.pk} resolved.", messages.SUCCESS)
                 return HttpResponseRedirect(change_url)
+        term = (request.POST.get("q") or request.GET.get("q") or "").strip()
+        results, found_by = payment_search(term, brk=brk)
+        candidates = list(Payment.objects.filter(pk__in=[str(c) for c in brk.candidates or []]))
+        chosen = str(form["payment_id"].value() or "")
         context = {
             **self.admin_site.each_context(request),
             "opts": self.model._meta,
             "title": f"Resolve break {brk.pk}: {brk.get_kind_display()}",
             "brk": brk,
+            "line_table": self.line_details(brk),
             "form": form,
             "change_url": change_url,
+            "q": term,
+            "results": results,
+            "found_by": found_by,
+            "candidates": candidates,
+            "chosen": chosen,
+            "needs_payment": brk.kind in (ResultClass.UNKNOWN_PAYMENT, ResultClass.AMBIGUOUS),
+            "media": self.media,
         }
         return TemplateResponse(request, "admin/reconciliation/break/resolve.html", context)
 
@@ -391,8 +904,12 @@ class BreakAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
             "credited_by": credit.actor if credit is not None else "",
             "step": "Approve",
             "submit_label": "Approve",
+            "line_table": self.line_details(brk),
+            "bridge_amount": money(brk.bridge_amount),
+            "payment_link": payment_link(brk.payment),
+            "media": self.media,
         }
-        return TemplateResponse(request, "admin/reconciliation/break/resolve.html", context)
+        return TemplateResponse(request, "admin/reconciliation/break/approve.html", context)
 
     def _with_reason(
         self,
@@ -406,7 +923,7 @@ class BreakAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         form = ReasonForm(request.POST if "apply" in request.POST else None)
         if "apply" in request.POST and form.is_valid():
             done, refused, waiting = 0, [], []
-            for brk in queryset.filter(status=BreakStatus.OPEN):
+            for brk in queryset.filter(status=BreakStatus.OPEN).select_related("run"):
                 try:
                     resolved = break_resolve(
                         break_id=brk.pk,
@@ -414,6 +931,7 @@ class BreakAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
                         actor=request.user.get_username(),
                         actor_key=user_actor_key(request.user.pk),
                         reason=form.cleaned_data["reason"],
+                        client=brk.run.client,
                     )
                 except BreakResolutionError as exc:
                     refused.append(f"{brk.pk}: {exc.message}")
@@ -438,10 +956,11 @@ class BreakAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
             **self.admin_site.each_context(request),
             "opts": self.model._meta,
             "title": title,
-            "breaks": queryset,
+            "breaks": queryset.select_related("line", "payment"),
             "form": form,
             "action_name": name,
             "action_checkbox_name": ACTION_CHECKBOX_NAME,
+            "media": self.media,
         }
         return TemplateResponse(request, "admin/reconciliation/break/reason.html", context)
 
@@ -474,7 +993,12 @@ class BreakEventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = ["created_at", "break_record", "action", "actor", "reason"]
     list_filter = ["action", "created_at"]
     search_fields = ["=break_record__id", "actor", "reason"]
-    readonly_fields = [f.name for f in BreakEvent._meta.fields]
+    readonly_fields = ["created_at", "break_record", "action", "actor", "reason", "evidence_table"]
+    fields = list(readonly_fields)
+
+    @admin.display(description="Evidence")
+    def evidence_table(self, obj: BreakEvent) -> SafeString:
+        return _table([(key, plain(value)) for key, value in (obj.evidence or {}).items()])
 
 
 @admin.register(CreditApproval)

@@ -18,6 +18,7 @@ from typing import Any
 from django.conf import settings
 from django.db.models import QuerySet
 from django.http import StreamingHttpResponse
+from django.utils.dateparse import parse_datetime
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
     OpenApiParameter,
@@ -132,6 +133,26 @@ class StatementSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
+def summary_for_api(summary: dict[str, Any] | None) -> dict[str, Any]:
+    """A run's summary in order, its period in East Africa time like every other time in the
+    API (the summary stores it in UTC)."""
+    out = summary_in_order(summary or {})
+    period = out.get("period")
+    if isinstance(period, dict):
+        field = serializers.DateTimeField()
+        out["period"] = {
+            key: (
+                field.to_representation(moment)
+                if key in ("start", "end")
+                and isinstance(value, str)
+                and (moment := parse_datetime(value)) is not None
+                else value
+            )
+            for key, value in period.items()
+        }
+    return out
+
+
 class RunSerializer(serializers.ModelSerializer):
     statement = StatementSerializer(read_only=True)
     open_breaks = serializers.IntegerField(
@@ -140,7 +161,7 @@ class RunSerializer(serializers.ModelSerializer):
 
     def to_representation(self, instance: ReconciliationRun) -> dict[str, Any]:
         data = super().to_representation(instance)
-        data["summary"] = summary_in_order(data.get("summary") or {})
+        data["summary"] = summary_for_api(data.get("summary"))
         return data
 
     class Meta:
@@ -447,7 +468,7 @@ class RunViewSet(viewsets.ReadOnlyModelViewSet):
     )
     @action(detail=True, methods=["get"], pagination_class=None, filterset_class=None)
     def summary(self, request: Request, pk: str | None = None) -> Response:
-        return Response(summary_in_order(self.get_object().summary))
+        return Response(summary_for_api(self.get_object().summary))
 
     @extend_schema(
         responses={

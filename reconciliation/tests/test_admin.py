@@ -1,16 +1,21 @@
-"""Admin: runs, statements and breaks are browsable with filters; breaks are resolved with a
-reason (one, or several at once), audited; resolving needs the change_break permission."""
+"""Admin: a statement is uploaded and its run shown as tables; runs, statements and breaks are
+browsable with filters; breaks are resolved with a reason (one, finding the payment by receipt,
+phone or amount, or several at once), audited; resolving needs the change_break permission."""
+
+from decimal import Decimal
 
 import pytest
 from django.contrib.admin.models import LogEntry
 from django.contrib.auth.models import Permission, User
+from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 
-from payments.models import PaymentStatus
-from reconciliation.models import Break, BreakEvent
+from core.services import api_client_create
+from payments.models import Payment, PaymentStatus
+from reconciliation.models import Break, BreakEvent, ReconciliationRun
 from reconciliation.services import statement_import
 
-from .builders import Preamble, g2_csv, make_payment, pay_row
+from .builders import Preamble, Row, charge_row, eat, g2_csv, make_payment, pay_row
 
 pytestmark = pytest.mark.django_db
 
@@ -122,5 +127,186 @@ def test_resolving_needs_the_change_break_permission(client, run):
     )
 
     assert response.status_code == 403
+    brk.refresh_from_db()
+    assert brk.status == "open"
+
+
+def upload_in_admin(admin_client, data, name="nov.csv", **fields):
+    return admin_client.post(
+        reverse("admin:reconciliation_statement_add"),
+        {"file": SimpleUploadedFile(name, data, content_type="text/csv"), **fields},
+    )
+
+
+def test_a_statement_is_uploaded_in_the_admin_and_its_run_is_shown_as_tables(
+    admin_client, admin_user
+):
+    make_payment(amount=100, receipt="TK5XA1BC2D")
+    data = g2_csv(
+        [
+            pay_row("TK5XA1BC2D", 100, "05-11-2025 10:00:00"),
+            pay_row("TK5XA1BC2E", 1234.5, "05-11-2025 10:01:00"),
+            charge_row("TK5XA1BC2D", 5, "05-11-2025 10:00:00"),
+            Row(receipt="TK5XA1BC2F", completed="05-11-2025 10:02:00", paid_in="five"),
+        ],
+        preamble=Preamble(total_paid_in=Decimal("999")),
+    )
+    assert admin_client.get(reverse("admin:reconciliation_statement_add")).status_code == 200
+
+    response = upload_in_admin(admin_client, data)
+
+    assert response.status_code == 302, response.content.decode()[:2000]
+    run = ReconciliationRun.objects.get()
+    assert response["Location"] == reverse(
+        "admin:reconciliation_reconciliationrun_change", args=[run.pk]
+    )
+    assert run.statement.uploaded_by == admin_user.username
+    assert LogEntry.objects.filter(object_id=str(run.statement_id)).exists()
+    page = admin_client.get(response["Location"]).content.decode()
+    # Tables, not JSON: no escaped minus signs, no braces of a dumped mapping.
+    assert "\\u2212" not in page and '{"' not in page and "<pre>" not in page
+    for section in ("run-summary", "run-classes", "run-bridge", "run-warnings"):
+        assert f'id="{section}"' in page, section
+    assert "1,234.50" in page  # amounts with separators, in their own aligned cells
+    assert 'class="amount"' in page
+    assert "Paid in the statement, unknown to us" in page  # the class as a person reads it
+    assert f"?run__id__exact={run.pk}&amp;kind__exact=unknown_payment" in page
+    assert "Total Paid In in the header is 999.00" in page  # a warning, as a list item
+    assert "Finished" in page
+    # The period in East Africa time to the second (the header's 01-11-2025 00:00:00).
+    assert "2025-11-01 00:00:00 EAT" in page and "2025-11-30 23:59:59 EAT" in page
+
+
+def test_the_admin_upload_is_the_api_upload(admin_client, api, api_key):
+    """One import: a file the API imported for a client is the same run in the admin."""
+    data = g2_csv([pay_row("TK5XA1BC2E", 5, "05-11-2025 10:01:00")], preamble=Preamble())
+    first = api.post(
+        "/reconciliation/statements/",
+        {"file": SimpleUploadedFile("nov.csv", data, content_type="text/csv")},
+        format="multipart",
+    )
+    run_id = first.json()["run"]["id"]
+
+    again = upload_in_admin(admin_client, data, client=str(api_key.client.pk))
+
+    assert again["Location"] == reverse(
+        "admin:reconciliation_reconciliationrun_change", args=[run_id]
+    )
+    assert ReconciliationRun.objects.count() == 1
+    page = admin_client.get(again["Location"], follow=True).content.decode()
+    assert "imported before" in page
+
+
+def test_an_unreadable_file_is_refused_on_the_upload_form(admin_client):
+    response = upload_in_admin(admin_client, b"<html><table><tr><td>x</td></tr></table>", "a.xls")
+
+    assert response.status_code == 200
+    assert "Not a readable statement" in response.content.decode()
+    assert not ReconciliationRun.objects.exists()
+
+
+def test_uploading_needs_the_add_statement_permission(client):
+    staff = User.objects.create_user("viewer", password="pw", is_staff=True)
+    staff.user_permissions.add(Permission.objects.get(codename="view_statement"))
+    client.force_login(staff)
+    data = g2_csv([pay_row("TK5XA1BC2E", 5, "05-11-2025 10:01:00")], preamble=Preamble())
+
+    assert client.get(reverse("admin:reconciliation_statement_add")).status_code == 403
+    assert upload_in_admin(client, data).status_code == 403
+    assert not ReconciliationRun.objects.exists()
+
+
+def test_the_summary_period_is_in_east_africa_time_in_the_api(api, api_key):
+    data = g2_csv([pay_row("TK5XA1BC2E", 5, "05-11-2025 10:01:00")], preamble=Preamble())
+    body = api.post(
+        "/reconciliation/statements/",
+        {"file": SimpleUploadedFile("nov.csv", data, content_type="text/csv")},
+        format="multipart",
+    ).json()
+    run_id = body["run"]["id"]
+
+    for summary in (
+        body["run"]["summary"],
+        api.get(f"/reconciliation/runs/{run_id}/").json()["summary"],
+        api.get(f"/reconciliation/runs/{run_id}/summary/").json(),
+    ):
+        assert summary["period"]["start"] == "2025-11-01T00:00:00+03:00"
+        assert summary["period"]["end"] == "2025-11-30T23:59:59+03:00"
+
+
+@pytest.fixture
+def unknown_line():
+    """A line paid in the statement that no payment claims, and a PENDING payment of the
+    same amount by the same payer a minute before: the one a person matches it to."""
+    pending = make_payment(
+        amount=900,
+        status=PaymentStatus.PENDING,
+        phone="254722000555",
+        when=eat("05-11-2025 09:59:00"),
+    )
+    make_payment(amount=901, status=PaymentStatus.PENDING, phone="254722000666")
+    run = statement_import(
+        data=g2_csv([pay_row("RCPT000010", 900, "05-11-2025 10:00:00")], preamble=Preamble())
+    ).run
+    return Break.objects.get(run=run, kind="unknown_payment"), pending
+
+
+@pytest.mark.parametrize("term", ["RCPT000009", "rcpt000009", "0722 000 555", "+254722000555"])
+@pytest.mark.parametrize("amount", ["900", "900.00", "900,00"])
+def test_the_resolve_page_finds_payments_by_receipt_phone_or_amount(
+    admin_client, unknown_line, term, amount
+):
+    brk, pending = unknown_line
+    Payment.objects.filter(pk=pending.pk).update(mpesa_receipt_number="RCPT000009")
+    url = reverse("admin:reconciliation_break_resolve", args=[brk.pk])
+
+    for query in (term, amount):
+        found = admin_client.get(url, {"q": query}).content.decode()
+        if query == "900,00":  # not an amount: nothing found, and said so
+            assert "No payment found" in found
+            continue
+        assert f'value="{pending.pk}"' in found, query
+        assert "254722000666" not in found, query
+
+
+def test_a_break_is_matched_to_the_payment_chosen_from_the_search(
+    admin_client, admin_user, unknown_line
+):
+    brk, pending = unknown_line
+    url = reverse("admin:reconciliation_break_resolve", args=[brk.pk])
+    assert f'value="{pending.pk}"' in admin_client.get(url, {"q": "0722000555"}).content.decode()
+
+    response = admin_client.post(
+        url, {"action": "match", "payment_id": str(pending.pk), "reason": "customer's SMS"}
+    )
+
+    assert response.status_code == 302
+    brk.refresh_from_db()
+    pending.refresh_from_db()
+    assert (brk.status, brk.resolved_payment_id, brk.resolved_by) == (
+        "resolved",
+        pending.pk,
+        admin_user.username,
+    )
+    assert pending.status == PaymentStatus.SUCCESS
+    assert BreakEvent.objects.filter(break_record=brk, actor=admin_user.username).exists()
+
+
+def test_the_resolve_page_keeps_the_api_rules_for_another_clients_payment(admin_client, api_key):
+    other = api_client_create(name="other").client
+    theirs = make_payment(amount=900, status=PaymentStatus.PENDING, client=other)
+    run = statement_import(
+        data=g2_csv([pay_row("RCPT000010", 900, "05-11-2025 10:00:00")], preamble=Preamble()),
+        client=api_key.client,
+    ).run
+    brk = Break.objects.get(run=run, kind="unknown_payment")
+    url = reverse("admin:reconciliation_break_resolve", args=[brk.pk])
+
+    assert f'value="{theirs.pk}"' not in admin_client.get(url, {"q": "900"}).content.decode()
+    response = admin_client.post(
+        url, {"action": "match", "payment_id": str(theirs.pk), "reason": "x"}
+    )
+
+    assert response.status_code == 200
     brk.refresh_from_db()
     assert brk.status == "open"
