@@ -7,8 +7,11 @@ from typing import Any
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
-from django.utils.html import format_html
+from django.urls import reverse
+from django.utils.html import format_html, format_html_join
+from django.utils.safestring import SafeString
 
+from core.admin_display import ADMIN_CSS, status_badge
 from payments.admin import ReadOnlyAdminMixin
 
 from .models import CallbackState, InboundCallback
@@ -21,11 +24,11 @@ class InboundCallbackAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         "id",
         "received_at",
         "kind",
-        "state",
+        "state_label",
         "checkout_request_id",
         "source_ip",
         "attempts",
-        "payment",
+        "payment_link",
     ]
     list_filter = ["state", "kind", "received_at"]
     date_hierarchy = "received_at"
@@ -40,20 +43,62 @@ class InboundCallbackAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         "body_purged_at",
         "refused_unstored",
         "content_type",
-        "headers",
+        "headers_table",
         "source_ip",
         "source_flagged",
         "verified_at",
-        "payment",
+        "payment_link",
         "dedupe_key",
         "checkout_request_id",
-        "state",
+        "state_label",
         "attempts",
         "last_error_text",
         "next_attempt_at",
         "processed_at",
     ]
     actions = ["replay"]
+    list_select_related = ["payment"]
+
+    class Media:
+        css = ADMIN_CSS
+
+    # Green: done with; amber: waiting or kept for a person; red: refused or failed.
+    STATE_COLOURS: dict[str, str] = {
+        CallbackState.PROCESSED: "SUCCESS",
+        CallbackState.DUPLICATE: "SUCCESS",
+        CallbackState.RECEIVED: "PENDING",
+        CallbackState.VERIFYING: "PENDING",
+        CallbackState.REVIEW: "PENDING",
+        CallbackState.ORPHAN: "PENDING",
+        CallbackState.FAILED: "FAILED",
+        CallbackState.INVALID: "FAILED",
+        CallbackState.REJECTED: "FAILED",
+    }
+
+    @admin.display(description="State", ordering="state")
+    def state_label(self, obj: InboundCallback) -> SafeString:
+        badge = status_badge(self.STATE_COLOURS.get(obj.state, ""), obj.state)
+        return format_html('<span title="{}">{}</span>', obj.get_state_display(), badge)
+
+    @admin.display(description="Payment", ordering="payment")
+    def payment_link(self, obj: InboundCallback) -> SafeString:
+        if obj.payment is None:
+            return format_html("{}", "—")
+        url = reverse("admin:payments_payment_change", args=[obj.payment_id])
+        return format_html(
+            '<a href="{}">{}</a> {}',
+            url,
+            str(obj.payment_id)[:8],
+            status_badge(obj.payment.status),
+        )
+
+    @admin.display(description="Headers")
+    def headers_table(self, obj: InboundCallback) -> SafeString:
+        rows = sorted((obj.headers or {}).items())
+        if not rows:
+            return format_html("{}", "—")
+        body = format_html_join("", "<tr><th>{}</th><td>{}</td></tr>", rows)
+        return format_html('<table class="figures">{}</table>', body)
 
     @admin.display(description="Body as received")
     def raw_body(self, obj: InboundCallback) -> str:
