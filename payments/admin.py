@@ -61,16 +61,17 @@ def _narrowed(request: HttpRequest) -> bool:
 @admin.register(Payment)
 class PaymentAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = [
-        "id",
+        "short_id",
         "status_label",
         "amount_kes",
         "phone_number",
         "account_reference",
-        "mpesa_receipt_number",
+        "receipt",
         "client",
         "review",
         "created_at",
     ]
+    list_display_links = ["short_id"]
     list_filter = ["status", "needs_review", "transaction_type", "created_at"]
     date_hierarchy = "created_at"
     search_fields = [
@@ -79,6 +80,58 @@ class PaymentAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         "=mpesa_receipt_number",
         "=checkout_request_id",
         "account_reference",
+    ]
+    fieldsets = [
+        (
+            None,
+            {
+                "fields": [
+                    "status_label",
+                    "amount",
+                    "phone_number",
+                    "account_reference",
+                    "description",
+                    "mpesa_receipt_number",
+                    "client",
+                    "needs_review",
+                    "created_at",
+                    "completed_at",
+                ]
+            },
+        ),
+        ("Reconciliation", {"fields": ["reconciliation"]}),
+        (
+            "M-Pesa",
+            {
+                "fields": [
+                    "id",
+                    "transaction_type",
+                    "currency",
+                    "merchant_request_id",
+                    "checkout_request_id",
+                    "result_code",
+                    "result_desc",
+                    "transaction_date",
+                    "paid_amount",
+                    "payer_phone",
+                ]
+            },
+        ),
+        (
+            "Processing",
+            {
+                "classes": ["collapse"],
+                "fields": [
+                    "failure_final",
+                    "initiation_unknown",
+                    "query_attempts",
+                    "next_query_at",
+                    "query_claimed_until",
+                    "last_query_result",
+                    "updated_at",
+                ],
+            },
+        ),
     ]
     readonly_fields = [
         "status_label",
@@ -89,7 +142,7 @@ class PaymentAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
             if field.name not in ("callback_token_hash", "status")
         ),
     ]
-    exclude = ["callback_token_hash"]
+    exclude = ["callback_token_hash", "status"]
     inlines = [PaymentEventInline]
     list_select_related = ["client"]
     actions = ["clear_review"]
@@ -97,6 +150,14 @@ class PaymentAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
     class Media:
         css = ADMIN_CSS
+
+    @admin.display(description="Payment", ordering="id")
+    def short_id(self, obj: Payment) -> SafeString:
+        return format_html('<span title="{}">{}</span>', obj.pk, str(obj.pk)[:8])
+
+    @admin.display(description="Receipt", ordering="mpesa_receipt_number")
+    def receipt(self, obj: Payment) -> str:
+        return obj.mpesa_receipt_number or "—"
 
     @admin.display(description="Status", ordering="status")
     def status_label(self, obj: Payment) -> SafeString:
@@ -180,8 +241,8 @@ class PaymentAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         )
         body = format_html_join(
             "",
-            '<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class="amount">{}</td>'
-            "<td>{}</td><td>{}</td></tr>",
+            '<tr><td class="nowrap">{}</td><td>{}</td><td>{}</td><td class="nowrap">{}</td>'
+            '<td class="amount">{}</td><td>{}</td><td class="nowrap">{}</td></tr>',
             rows,
         )
         return format_html(

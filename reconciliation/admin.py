@@ -47,7 +47,7 @@ from .models import (
     StatementReject,
 )
 from .parsers import StatementFormatError
-from .selectors import run_report_csv
+from .selectors import class_statement_amounts, run_report_csv
 from .services import (
     BreakAction,
     BreakResolutionError,
@@ -385,7 +385,7 @@ class ReconciliationRunAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         "finished_at",
         "duration_ms",
     ]
-    fields = list(readonly_fields)
+    fieldsets = [("The run", {"fields": list(readonly_fields)})]
     list_select_related = ["statement", "client"]
     change_form_template = "admin/reconciliation/reconciliationrun/change_form.html"
 
@@ -445,6 +445,8 @@ class ReconciliationRunAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         }
         bridge = summary.get("bridge", {})
         explained = bridge.get("explained", {})
+        # As the statement shows them: a class of withdrawals (charges, fees) is negative.
+        signed = class_statement_amounts(run=run)
         classes = []
         for name, totals in summary.get("classes", {}).items():
             found = counts.get(name, {})
@@ -453,7 +455,7 @@ class ReconciliationRunAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
                     "name": name,
                     "label": _class_label(name),
                     "count": totals.get("count", 0),
-                    "statement_amount": money(totals.get("statement_amount")),
+                    "statement_amount": money(signed.get(name, totals.get("statement_amount"))),
                     "our_amount": money(totals.get("our_amount")),
                     "bridge": money(explained.get(name)) if name in explained else "",
                     "is_break": name in BREAK_CLASSES,
@@ -637,7 +639,7 @@ def payment_search(
 class BreakAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = [
         "id",
-        "run",
+        "run_col",
         "kind",
         "status",
         "receipt",
@@ -662,9 +664,9 @@ class BreakAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
                     "line_details",
                     "payment_details",
                     "candidate_list",
-                    "statement_amount",
-                    "our_amount",
-                    "bridge_amount",
+                    "statement_amount_col",
+                    "our_amount_col",
+                    "bridge_amount_col",
                 ]
             },
         ),
@@ -691,9 +693,9 @@ class BreakAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         "line_details",
         "payment_details",
         "candidate_list",
-        "statement_amount",
-        "our_amount",
-        "bridge_amount",
+        "statement_amount_col",
+        "our_amount_col",
+        "bridge_amount_col",
         "resolution",
         "resolved_payment_link",
         "resolved_by",
@@ -710,6 +712,11 @@ class BreakAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
     def has_resolve_permission(self, request: HttpRequest) -> bool:
         return bool(request.user.has_perm("reconciliation.change_break"))
+
+    @admin.display(description="Run", ordering="run")
+    def run_col(self, obj: Break) -> SafeString:
+        url = reverse("admin:reconciliation_reconciliationrun_change", args=[obj.run_id])
+        return format_html('<a href="{}" title="{}">#{}</a>', url, obj.run, obj.run_id)
 
     @admin.display(description="Receipt")
     def receipt(self, obj: Break) -> str:
@@ -851,6 +858,7 @@ class BreakAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
             "title": f"Resolve break {brk.pk}: {brk.get_kind_display()}",
             "brk": brk,
             "line_table": self.line_details(brk),
+            "bridge_amount": money(brk.bridge_amount),
             "form": form,
             "change_url": change_url,
             "q": term,

@@ -148,6 +148,21 @@ def _money(value: Decimal | str | None) -> str:
     return format(Decimal(value).quantize(Decimal("0.01")), "f")
 
 
+def class_statement_amounts(*, run: ReconciliationRun) -> dict[str, Decimal]:
+    """Each class's statement amount with the statement's signs (money withdrawn negative),
+    in one aggregate over the statement's lines; the summary's totals are unsigned sums."""
+    totals = (
+        LineMatch.objects.filter(statement_id=run.statement_id)
+        .order_by()
+        .values("result")
+        .annotate(
+            total=Sum(Case(When(direction=Direction.OUT, then=-F("amount")), default=F("amount")))
+        )
+        .values_list("result", "total")
+    )
+    return {result: total for result, total in totals if total is not None}
+
+
 def _signed(amount: Decimal | None, direction: str) -> Decimal | None:
     """An amount with the sign the statement shows it with: money withdrawn is negative."""
     if amount is None:
@@ -174,20 +189,10 @@ def run_report_csv(*, run: ReconciliationRun, chunk_rows: int = 5000) -> Iterato
     writer.writeheader()
     summary = summary_in_order(run.summary or {})
     explained = summary.get("bridge", {}).get("explained", {})
-    # The summary's per-class amounts are unsigned (the engine adds amounts); as the statement
-    # shows them, a class of withdrawals is negative: one aggregate over the statement's lines.
-    signed = dict(
-        LineMatch.objects.filter(statement_id=run.statement_id)
-        .order_by()
-        .values("result")
-        .annotate(
-            total=Sum(Case(When(direction=Direction.OUT, then=-F("amount")), default=F("amount")))
-        )
-        .values_list("result", "total")
-    )
+    signed = class_statement_amounts(run=run)
     for name, totals in summary.get("classes", {}).items():
         statement_amount = totals.get("statement_amount", "")
-        if name in signed and signed[name] is not None:
+        if name in signed:
             statement_amount = _money(signed[name])
         writer.writerow(
             {
