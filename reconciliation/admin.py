@@ -101,6 +101,15 @@ def run_state(run: ReconciliationRun) -> str:
     return "Finished" if run.summary else "Importing"
 
 
+def period_cell(start: Any, end: Any) -> SafeString:
+    """A period on two lines (from, to), each to the second in EAT, for a narrow column."""
+    if start is None and end is None:
+        return format_html("{}", "—")
+    return format_html(
+        '<span class="nowrap">{}</span><br><span class="nowrap">{}</span>', when(start), when(end)
+    )
+
+
 def max_upload_bytes() -> int:
     return int(getattr(settings, "RECONCILIATION_MAX_UPLOAD_BYTES", DEFAULT_MAX_UPLOAD_BYTES))
 
@@ -167,12 +176,10 @@ class StatementAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = [
         "id",
         "file_name",
-        "file_format",
         "short_code",
-        "period_start",
-        "period_end",
-        "line_count",
-        "reject_count",
+        "period",
+        "lines",
+        "rejects",
         "client",
         "uploaded_by",
         "created_at",
@@ -245,6 +252,18 @@ class StatementAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return bool(request.user.has_perm("reconciliation.add_statement"))
 
+    @admin.display(description="Lines", ordering="line_count")
+    def lines(self, obj: Statement) -> int:
+        return obj.line_count
+
+    @admin.display(description="Rejects", ordering="reject_count")
+    def rejects(self, obj: Statement) -> int:
+        return obj.reject_count
+
+    @admin.display(description="Period (EAT)", ordering="period_start")
+    def period(self, obj: Statement) -> SafeString:
+        return period_cell(obj.period_start, obj.period_end)
+
     @admin.display(description="Balances and totals (header)")
     def balances(self, obj: Statement) -> SafeString:
         rows = [
@@ -282,7 +301,7 @@ class StatementAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     def skipped_table(self, obj: Statement) -> SafeString:
         return _table(list((obj.skipped or {}).items()))
 
-    @admin.display(description="Reconciliation run")
+    @admin.display(description="Run")
     def run_link(self, obj: Statement) -> str:
         run = getattr(obj, "run", None)
         if run is None:
@@ -357,15 +376,13 @@ class StatementAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 class ReconciliationRunAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = [
         "id",
-        "statement",
+        "file_name",
         "state",
         "client",
-        "period_start",
-        "period_end",
+        "period",
         "lines",
         "open_breaks",
         "residual",
-        "duration_ms",
         "started_at",
     ]
     list_filter = ["engine", "started_at"]
@@ -403,6 +420,14 @@ class ReconciliationRunAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     def state(self, obj: ReconciliationRun) -> str:
         return run_state(obj)
 
+    @admin.display(description="Statement", ordering="statement__file_name")
+    def file_name(self, obj: ReconciliationRun) -> str:
+        return obj.statement.file_name or f"statement #{obj.statement_id}"
+
+    @admin.display(description="Period (EAT)", ordering="period_start")
+    def period(self, obj: ReconciliationRun) -> SafeString:
+        return period_cell(obj.period_start, obj.period_end)
+
     @admin.display(description="Lines")
     def lines(self, obj: ReconciliationRun) -> int:
         return int(obj.summary.get("lines", 0))
@@ -416,7 +441,7 @@ class ReconciliationRunAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         )
         return format_html('<a href="{}">{}</a>', url, count)
 
-    @admin.display(description="Unexplained residual")
+    @admin.display(description="Residual")
     def residual(self, obj: ReconciliationRun) -> SafeString:
         return amount_html(obj.summary.get("bridge", {}).get("residual"))
 
