@@ -56,6 +56,7 @@ class InboundCallbackAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         "next_attempt_at",
         "processed_at",
     ]
+    fields = list(readonly_fields)  # nothing else: no stored field is a form field
     actions = ["replay"]
     list_select_related = ["payment"]
 
@@ -116,8 +117,9 @@ class InboundCallbackAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         return format_html("<pre style='white-space:pre-wrap'>{}</pre>", obj.last_error or "—")
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        # Needed for the replay action; every field is read-only.
-        return request.user.is_staff and request.user.is_active
+        # The list's replay action needs it; a callback itself is evidence and is never
+        # changed here (its page is read-only, without Save).
+        return obj is None and request.user.is_staff and request.user.is_active
 
     @admin.action(description="Replay selected failed/orphan callbacks")
     def replay(self, request: HttpRequest, queryset: QuerySet[InboundCallback]) -> None:

@@ -283,7 +283,11 @@ class StatementAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     def metadata_table(self, obj: Statement) -> SafeString:
         metadata = obj.metadata or {}
         rows: list[tuple[Any, Any]] = [
-            (key, plain(value)) for key, value in metadata.items() if key != "warnings"
+            (key, _table([(k, plain(v)) for k, v in value.items()]) if value else "—")
+            if isinstance(value, dict)
+            else (key, plain(value))
+            for key, value in metadata.items()
+            if key != "warnings"
         ]
         if metadata.get("warnings"):
             rows.append(

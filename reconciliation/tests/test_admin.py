@@ -310,3 +310,58 @@ def test_the_resolve_page_keeps_the_api_rules_for_another_clients_payment(admin_
     assert response.status_code == 200
     brk.refresh_from_db()
     assert brk.status == "open"
+
+
+def big_statement(lines):
+    rows = [pay_row(f"TK5X{n:06d}", 5 + n, "05-11-2025 10:01:00") for n in range(lines)]
+    return g2_csv(rows, preamble=Preamble())
+
+
+def test_the_admin_upload_takes_statements_over_the_body_limit_up_to_the_statement_limit(
+    admin_client, settings
+):
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 4096
+    data = big_statement(200)
+    assert len(data) > 4096
+
+    response = upload_in_admin(admin_client, data)
+
+    assert response.status_code == 302
+    assert ReconciliationRun.objects.get().statement.line_count == 200
+
+
+def test_a_statement_over_the_upload_limit_is_refused_on_the_form(admin_client, settings):
+    settings.RECONCILIATION_MAX_UPLOAD_BYTES = 2048
+    data = big_statement(100)
+
+    response = upload_in_admin(admin_client, data)
+
+    assert response.status_code == 200
+    assert "The file is over 2048 bytes" in response.content.decode()
+    assert not ReconciliationRun.objects.exists()
+
+
+def test_several_not_success_breaks_are_credited_at_once_with_one_reason(admin_client, admin_user):
+    failed = [
+        make_payment(amount=300 + n, status=PaymentStatus.FAILED, receipt=f"TK5XA1BC2{n}")
+        for n in range(2)
+    ]
+    rows = [pay_row(p.mpesa_receipt_number, p.amount, "05-11-2025 10:00:30") for p in failed]
+    run = statement_import(data=g2_csv(rows, preamble=Preamble()), auto_resolve=False).run
+    ids = list(Break.objects.filter(run=run).values_list("pk", flat=True))
+    assert len(ids) == 2
+    url = reverse("admin:reconciliation_break_changelist")
+    form = {"action": "credit_selected", "_selected_action": ids}
+
+    asked = admin_client.post(url, form)
+    assert asked.status_code == 200 and 'id="selected-breaks"' in asked.content.decode()
+    done = admin_client.post(url, {**form, "apply": "1", "reason": "bank statement"})
+
+    assert done.status_code == 302
+    assert set(Break.objects.filter(pk__in=ids).values_list("status", "resolution")) == {
+        ("resolved", "credited")
+    }
+    assert {p.status for p in Payment.objects.filter(pk__in=[p.pk for p in failed])} == {
+        PaymentStatus.SUCCESS
+    }
+    assert BreakEvent.objects.filter(break_record__in=ids, actor=admin_user.username).count() == 2
