@@ -245,9 +245,9 @@ def unknown_line():
         when=eat("05-11-2025 09:59:00"),
     )
     make_payment(amount=901, status=PaymentStatus.PENDING, phone="254722000666")
-    run = statement_import(
-        data=g2_csv([pay_row("RCPT000010", 900, "05-11-2025 10:00:00")], preamble=Preamble())
-    ).run
+    line = pay_row("RCPT000010", 900, "05-11-2025 10:00:00", phone="254722000555")
+    # Not matched on its own: 80 seconds from the payment, past a 60-second window.
+    run = statement_import(data=g2_csv([line], preamble=Preamble()), time_window_seconds=60).run
     return Break.objects.get(run=run, kind="unknown_payment"), pending
 
 
