@@ -167,7 +167,7 @@ class PaymentAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     def amount_kes(self, obj: Payment) -> SafeString:
         return amount_html(obj.amount)
 
-    @admin.display(description="Review", ordering="needs_review")
+    @admin.display(description="Review", ordering="needs_review", empty_value="")
     def review(self, obj: Payment) -> SafeString:
         if not obj.needs_review:
             return SafeString("")

@@ -38,7 +38,8 @@ def test_the_list_shows_coloured_statuses_the_client_and_the_review_flag_only_wh
     assert '<span class="status status-success">Success</span>' in page
     assert '<span class="status status-failed">Failed</span>' in page
     assert '<span class="status status-pending">Pending</span>' in page
-    assert page.count(">needs review</span>") == 1  # one payment has the flag; no "False"
+    assert page.count(">needs review</span>") == 1  # one payment has the flag
+    assert page.count('<td class="field-review"></td>') == 2  # the others: nothing, not "False"
     assert "Acme School" in page
     assert '<span class="amount">1,200.50</span>' in page
     assert "2025-11-05 09:59:41 EAT" in page  # seconds, East Africa time
