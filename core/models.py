@@ -75,7 +75,13 @@ class ApiClient(models.Model):
 
 
 class IdempotencyKey(models.Model):
-    """Stripe's semantics: one key per client; same body replays, different body is refused."""
+    """Stripe's semantics: one key per client; same body replays, different body is refused.
+
+    A key in progress is leased (``lease_expires_at``, IDEMPOTENCY_LEASE_SECONDS): a request
+    that dies mid-push cannot hold it forever. ``payment_id`` is set in the transaction that
+    creates the payment, so a key whose request died says whether a payment (and perhaps a
+    push) exists. Keys are purged IDEMPOTENCY_KEY_RETENTION_SECONDS after creation.
+    """
 
     class State(models.TextChoices):
         IN_PROGRESS = "in_progress", "In progress"
@@ -91,8 +97,12 @@ class IdempotencyKey(models.Model):
     payment_id = models.UUIDField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     completed_at = models.DateTimeField(null=True, blank=True)
+    # Until when the request holding an in-progress key may still be working (null on keys
+    # from before leases: their lease ends IDEMPOTENCY_LEASE_SECONDS after created_at).
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
+        indexes = [models.Index(fields=["created_at"], name="idempotency_key_created")]
         constraints = [
             models.UniqueConstraint(
                 fields=["client", "key"], name="idempotency_key_unique_per_client"

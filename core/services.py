@@ -6,9 +6,10 @@ import hashlib
 import json
 import secrets
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
+from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
@@ -95,10 +96,13 @@ def request_fingerprint(*, endpoint: str, body: dict[str, Any]) -> str:
 
 @dataclass(frozen=True)
 class IdempotencyClaim:
-    """Outcome of claiming a key: either ours to run, or an earlier outcome to replay."""
+    """Outcome of claiming a key: ours to run (``created``), an earlier outcome to replay, or
+    (``abandoned``) a key whose request stopped after making payment ``record.payment_id``:
+    the caller answers with that payment as it stands and completes the key."""
 
     record: IdempotencyKey
     created: bool
+    abandoned: bool = False
 
 
 class IdempotencyConflict(Exception):
@@ -108,33 +112,78 @@ class IdempotencyConflict(Exception):
         self.message = message
 
 
+def _lease() -> timedelta:
+    return timedelta(seconds=settings.IDEMPOTENCY_LEASE_SECONDS)
+
+
+def _lease_over(record: IdempotencyKey, now: datetime) -> bool:
+    expires = record.lease_expires_at or record.created_at + _lease()
+    return expires <= now
+
+
 def idempotency_claim(
     *, client: ApiClient, key: str, endpoint: str, fingerprint: str
 ) -> IdempotencyClaim:
-    """Insert the key (committed at once) or return the existing one.
+    """Insert the key (committed at once, leased for IDEMPOTENCY_LEASE_SECONDS) or return the
+    existing one.
 
     The unique constraint makes a concurrent duplicate lose the insert, so two requests with
-    the same key can never both go on to call Daraja.
+    the same key can never both go on to call Daraja. A key still in progress past its lease
+    belongs to a request that died: if it made no payment, the key is taken again (a
+    conditional update, so only one retry takes it); if it did, the claim is ``abandoned``.
     """
-    try:
-        with transaction.atomic():
-            record = IdempotencyKey.objects.create(
-                client=client, key=key, endpoint=endpoint, fingerprint=fingerprint
-            )
-        return IdempotencyClaim(record=record, created=True)
-    except IntegrityError:
-        record = IdempotencyKey.objects.get(client=client, key=key)
+    for _ in range(3):
+        try:
+            with transaction.atomic():
+                record = IdempotencyKey.objects.create(
+                    client=client,
+                    key=key,
+                    endpoint=endpoint,
+                    fingerprint=fingerprint,
+                    lease_expires_at=timezone.now() + _lease(),
+                )
+            return IdempotencyClaim(record=record, created=True)
+        except IntegrityError:
+            found = IdempotencyKey.objects.filter(client=client, key=key).first()
+        if found is not None:  # else released or purged meanwhile: insert again
+            record = found
+            break
+    else:
+        raise IdempotencyConflict(
+            "idempotency_key_in_progress",
+            "A request with this Idempotency-Key is still being processed; retry shortly.",
+        )
     if record.endpoint != endpoint or record.fingerprint != fingerprint:
         raise IdempotencyConflict(
             "idempotency_key_reused",
             "This Idempotency-Key was already used with a different request body or endpoint.",
         )
-    if record.state != IdempotencyKey.State.COMPLETED:
-        raise IdempotencyConflict(
-            "idempotency_key_in_progress",
-            "A request with this Idempotency-Key is still being processed; retry shortly.",
-        )
-    return IdempotencyClaim(record=record, created=False)
+    if record.state == IdempotencyKey.State.COMPLETED:
+        return IdempotencyClaim(record=record, created=False)
+    now = timezone.now()
+    if _lease_over(record, now):
+        if record.payment_id is not None:
+            return IdempotencyClaim(record=record, created=False, abandoned=True)
+        taken = IdempotencyKey.objects.filter(
+            pk=record.pk,
+            state=IdempotencyKey.State.IN_PROGRESS,
+            payment_id__isnull=True,
+            lease_expires_at=record.lease_expires_at,
+        ).update(lease_expires_at=now + _lease())
+        if taken:
+            record.refresh_from_db()
+            return IdempotencyClaim(record=record, created=True)
+    raise IdempotencyConflict(
+        "idempotency_key_in_progress",
+        "A request with this Idempotency-Key is still being processed; retry shortly.",
+    )
+
+
+def idempotency_attach(*, record: IdempotencyKey, payment_id: Any) -> None:
+    """Record the payment a key's request made; called inside the transaction that creates
+    the payment, so that a key never outlives its request without saying so."""
+    IdempotencyKey.objects.filter(pk=record.pk).update(payment_id=payment_id)
+    record.payment_id = payment_id
 
 
 def idempotency_complete(
@@ -150,6 +199,25 @@ def idempotency_complete(
     )
 
 
-def idempotency_release(*, record: IdempotencyKey) -> None:
-    """Forget a key whose request failed before doing anything (so the client may retry)."""
-    IdempotencyKey.objects.filter(pk=record.pk, state=IdempotencyKey.State.IN_PROGRESS).delete()
+def idempotency_release(*, record: IdempotencyKey) -> Any:
+    """A key's request failed. Forget the key if its request made no payment (the client may
+    retry and nothing was sent); otherwise keep it and return the payment's id, which the
+    caller completes the key with: a retry must never send a second push."""
+    released = IdempotencyKey.objects.filter(
+        pk=record.pk, state=IdempotencyKey.State.IN_PROGRESS, payment_id__isnull=True
+    ).delete()[0]
+    if released:
+        return None
+    return IdempotencyKey.objects.filter(pk=record.pk).values_list("payment_id", flat=True).first()
+
+
+def idempotency_keys_purge(*, now: datetime | None = None) -> int:
+    """Delete keys first used more than IDEMPOTENCY_KEY_RETENTION_SECONDS ago (never one
+    still leased to a running request). Returns how many."""
+    now = now or timezone.now()
+    horizon = now - timedelta(seconds=settings.IDEMPOTENCY_KEY_RETENTION_SECONDS)
+    return (
+        IdempotencyKey.objects.filter(created_at__lt=horizon)
+        .exclude(state=IdempotencyKey.State.IN_PROGRESS, lease_expires_at__gt=now)
+        .delete()[0]
+    )

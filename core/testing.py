@@ -8,11 +8,14 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -216,6 +219,123 @@ def celery_beat(*, log_path: Path | None = None, **env: str) -> Iterator[subproc
             yield process
         finally:
             stop_process(process)
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now (the OS picks it)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310 (loopback)
+            return bool(response.status == 200)
+    except OSError:
+        return False
+
+
+@dataclass
+class WebServer:
+    url: str
+    process: subprocess.Popen[bytes]
+    log_path: Path
+
+
+@contextmanager
+def web_server(*, log_path: Path | None = None, **env: str) -> Iterator[WebServer]:
+    """A real web process (``manage.py runserver --noreload``, production settings: DEBUG
+    off) on a free port, against the test database. ``env`` adds to or overrides the
+    environment."""
+    port = free_port()
+    log_path = log_path or Path(settings.VAR_DIR) / f"test-web-{port}.log"
+    environment = subprocess_env(
+        DJANGO_DEBUG="false",
+        DJANGO_SECURE_SSL_REDIRECT="false",
+        DJANGO_ALLOWED_HOSTS="127.0.0.1,localhost",
+        **env,
+    )
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "manage.py", "runserver", "--noreload", f"127.0.0.1:{port}"],
+            env=environment,
+            cwd=REPO_ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        base_url = f"http://127.0.0.1:{port}"
+        try:
+            wait_for(
+                lambda: process.poll() is not None or _answers(f"{base_url}/health/"),
+                timeout=60,
+                interval=0.2,
+            )
+            if process.poll() is not None:
+                raise RuntimeError(f"web server exited: {log_path.read_text()[-3000:]}")
+            yield WebServer(url=base_url, process=process, log_path=log_path)
+        finally:
+            stop_process(process)
+
+
+class PrivateRedis:
+    """A redis-server of the test's own on a free port (never the shared one): stopped and
+    started again on the same port to make an outage."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.port = free_port()
+        self.workdir = workdir
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def url(self, db: int = 0) -> str:
+        return f"redis://127.0.0.1:{self.port}/{db}"
+
+    def up(self) -> bool:
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=1) as conn:
+                conn.sendall(b"PING\r\n")
+                return conn.recv(16).startswith(b"+PONG")
+        except OSError:
+            return False
+
+    def start(self) -> None:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.process = subprocess.Popen(
+            [
+                "redis-server",
+                "--bind",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self.workdir),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        wait_for(self.up, timeout=20)
+
+    def stop(self) -> None:
+        if self.process is not None:
+            stop_process(self.process, signal.SIGKILL)
+            self.process = None
+        wait_for(lambda: not self.up(), timeout=20)
+
+
+@contextmanager
+def private_redis(workdir: Path) -> Iterator[PrivateRedis]:
+    redis = PrivateRedis(workdir)
+    redis.start()
+    try:
+        yield redis
+    finally:
+        redis.stop()
 
 
 # --- Service faults (used by the fault-injection tests on a machine whose services they own) ---

@@ -470,6 +470,32 @@ if TRUSTED_PROXY_COUNT and not TRUSTED_PROXIES:
 # (MPESA_VERIFY_ABOVE, KES), or never.
 MPESA_VERIFY_SUCCESS = env_choice("MPESA_VERIFY_SUCCESS", "never", ("always", "above", "never"))
 MPESA_VERIFY_ABOVE = env_decimal("MPESA_VERIFY_ABOVE", "10000")
+# An Idempotency-Key in progress is leased for this many seconds: past it, a request that
+# died mid-push no longer holds the key (a retry gets the payment as it stands, or takes the
+# key if no payment was made). Longer than the slowest STK Push request: two OAuth fetches and
+# two pushes (a rejected token is refreshed once), each up to connect + read timeout.
+_SLOWEST_PUSH = 4 * (MPESA_CONNECT_TIMEOUT + MPESA_READ_TIMEOUT)
+IDEMPOTENCY_LEASE_SECONDS = env_float("IDEMPOTENCY_LEASE_SECONDS", _SLOWEST_PUSH + 10, minimum=1.0)
+if IDEMPOTENCY_LEASE_SECONDS <= _SLOWEST_PUSH:
+    raise ImproperlyConfigured(
+        f"IDEMPOTENCY_LEASE_SECONDS={IDEMPOTENCY_LEASE_SECONDS:g} must be longer than the "
+        f"slowest STK Push request, 4 x (MPESA_CONNECT_TIMEOUT + MPESA_READ_TIMEOUT) = "
+        f"{_SLOWEST_PUSH:g}s"
+    )
+# Idempotency keys are deleted this long after they were first used (a retry after it is a
+# new request); the beat task runs every IDEMPOTENCY_PURGE_INTERVAL seconds.
+IDEMPOTENCY_KEY_RETENTION_SECONDS = env_float(
+    "IDEMPOTENCY_KEY_RETENTION_SECONDS", 24 * 3600.0, minimum=3600.0
+)
+if IDEMPOTENCY_KEY_RETENTION_SECONDS <= IDEMPOTENCY_LEASE_SECONDS:
+    raise ImproperlyConfigured(
+        "IDEMPOTENCY_KEY_RETENTION_SECONDS must be longer than IDEMPOTENCY_LEASE_SECONDS"
+    )
+IDEMPOTENCY_PURGE_INTERVAL = env_float("IDEMPOTENCY_PURGE_INTERVAL", 3600.0, minimum=1.0)
+CELERY_BEAT_SCHEDULE["core-idempotency-keys-purge"] = {
+    "task": "core.tasks.purge_idempotency_keys",
+    "schedule": IDEMPOTENCY_PURGE_INTERVAL,
+}
 # Request rates per API key (DRF throttle syntax: N/second|minute|hour|day).
 API_RATE_LIMIT = env_str("API_RATE_LIMIT", "600/min")
 API_STK_PUSH_RATE_LIMIT = env_str("API_STK_PUSH_RATE_LIMIT", "120/min")

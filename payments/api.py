@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import re
+from collections.abc import Callable
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -34,10 +36,13 @@ from callbacks.services import (
 )
 from core.api import ApiError, errors
 from core.auth import HasPaymentsScope, request_client, request_key
+from core.logging import ctx
+from core.models import IdempotencyKey
 from core.money import InvalidAmount, whole_shillings
 from core.phones import InvalidPhoneNumber, normalize_phone
 from core.services import (
     IdempotencyConflict,
+    idempotency_attach,
     idempotency_claim,
     idempotency_complete,
     idempotency_release,
@@ -46,7 +51,9 @@ from core.services import (
 
 from .models import Payment, PaymentEvent, PaymentStatus
 from .selectors import payment_callbacks, payment_events, payment_list
-from .services import payment_initiate
+from .services import payment_initiate, payment_initiation_interrupted
+
+logger = logging.getLogger(__name__)
 
 # Daraja shows these in the customer's prompt; keep them to plain printable characters.
 _TEXT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 .,_#/:&'()-]*$")
@@ -190,6 +197,52 @@ class PaymentCallbackSerializer(serializers.ModelSerializer):
         return callback_public_error(callback)
 
 
+def _payment_status_code(payment: Payment) -> int:
+    return status.HTTP_202_ACCEPTED if payment.status == PaymentStatus.INITIATED else 201
+
+
+def _attach_to(record: IdempotencyKey) -> Callable[[Payment], None]:
+    return lambda payment: idempotency_attach(record=record, payment_id=payment.pk)
+
+
+def _complete_with_payment(record: IdempotencyKey, payment: Payment) -> Response:
+    body = PaymentSerializer(payment).data
+    http_status = _payment_status_code(payment)
+    idempotency_complete(record=record, status=http_status, body=dict(body), payment_id=payment.pk)
+    return Response(body, status=http_status)
+
+
+def _answer_abandoned_key(record: IdempotencyKey) -> Response:
+    """The key's request stopped (past its lease) after making a payment: answer with the
+    payment as it stands, and keep that as the key's answer. Never a second push."""
+    payment = payment_initiation_interrupted(
+        payment_id=record.payment_id,
+        reason="the request that sent it stopped before recording Daraja's answer",
+    )
+    response = _complete_with_payment(record, payment)
+    response["Idempotent-Replayed"] = "true"
+    return response
+
+
+def _settle_failed_key(record: IdempotencyKey) -> None:
+    """The key's request raised. Without a payment, nothing was sent: release the key for a
+    retry. With one, Daraja may have accepted the push: complete the key with the payment,
+    so a retry replays it instead of pushing again. The original error is raised after."""
+    try:
+        payment_id = idempotency_release(record=record)
+        if payment_id is not None:
+            payment = payment_initiation_interrupted(
+                payment_id=payment_id,
+                reason="recording Daraja's answer failed after the push was sent",
+            )
+            _complete_with_payment(record, payment)
+    except Exception:
+        # The database is failing too: the key stays in progress and its lease ends.
+        logger.exception(
+            "could not settle an idempotency key after an error", extra=ctx(key_id=record.pk)
+        )
+
+
 class StkPushView(APIView):
     throttle_scope = "stk_push"
     permission_classes = [HasPaymentsScope]
@@ -203,7 +256,9 @@ class StkPushView(APIView):
                 OpenApiTypes.STR,
                 OpenApiParameter.HEADER,
                 description="Same key + same body replays the first response; same key + "
-                "different body is refused with 422.",
+                "different body is refused with 422. A key whose request stopped is answered, "
+                "after IDEMPOTENCY_LEASE_SECONDS, with its payment as it stands. Keys are kept "
+                "IDEMPOTENCY_KEY_RETENTION_SECONDS (24 h by default).",
             )
         ],
         responses={
@@ -215,7 +270,7 @@ class StkPushView(APIView):
             ),
             **errors(
                 e400="Validation error naming each field",
-                e409="Same Idempotency-Key still in progress",
+                e409="Same Idempotency-Key still in progress (within its lease)",
                 e415="A body that is not JSON",
                 e422="Idempotency-Key reused with a different body",
             ),
@@ -251,6 +306,8 @@ class StkPushView(APIView):
                 raise ApiError(
                     code=exc.code, message=exc.message, http_status=http_status
                 ) from None
+            if claim.abandoned:
+                return _answer_abandoned_key(claim.record)
             if not claim.created:
                 replay = Response(claim.record.response_body, status=claim.record.response_status)
                 replay["Idempotent-Replayed"] = "true"
@@ -264,13 +321,14 @@ class StkPushView(APIView):
                 amount=data["amount"],
                 account_reference=data["account_reference"],
                 description=data["description"],
+                on_created=None if record is None else _attach_to(record),
             )
         except Exception:
             if record is not None:
-                idempotency_release(record=record)
+                _settle_failed_key(record)
             raise
         body = PaymentSerializer(payment).data
-        http_status = status.HTTP_202_ACCEPTED if payment.status == PaymentStatus.INITIATED else 201
+        http_status = _payment_status_code(payment)
         if record is not None:
             idempotency_complete(
                 record=record, status=http_status, body=dict(body), payment_id=payment.pk

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import random
 import secrets
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -292,9 +292,11 @@ def payment_create(
     amount: Decimal,
     account_reference: str,
     description: str,
+    on_created: Callable[[Payment], None] | None = None,
 ) -> tuple[Payment, str]:
     """Save the payment INITIATED with its first event and commit. Returns it with the
-    callback token (only its hash is stored)."""
+    callback token (only its hash is stored). ``on_created`` runs in the same transaction
+    (the API records the payment on its Idempotency-Key there)."""
     token = secrets.token_urlsafe(32)
     transaction_type = TILL if settings.MPESA_TRANSACTION_TYPE == "till" else PAYBILL
     with transaction.atomic():
@@ -315,6 +317,8 @@ def payment_create(
             actor=client.name if client else "",
             evidence={"amount": str(amount), "account_reference": account_reference},
         )
+        if on_created is not None:
+            on_created(payment)
     return payment, token
 
 
@@ -325,9 +329,11 @@ def payment_initiate(
     amount: Decimal,
     account_reference: str,
     description: str,
+    on_created: Callable[[Payment], None] | None = None,
 ) -> Payment:
     """The STK flow: commit INITIATED, call Daraja outside any transaction, then record
-    PENDING (accepted), FAILED (refused) or leave INITIATED when the outcome is unknown."""
+    PENDING (accepted), FAILED (refused) or leave INITIATED when the outcome is unknown.
+    ``on_created`` runs in the transaction that creates the payment."""
     if in_transaction():
         raise RuntimeError("payment_initiate must not run inside a transaction")
     payment, token = payment_create(
@@ -336,6 +342,7 @@ def payment_initiate(
         amount=amount,
         account_reference=account_reference,
         description=description,
+        on_created=on_created,
     )
     try:
         accepted = get_client().stk_push(
@@ -402,6 +409,28 @@ def payment_initiate(
         )
         payment.refresh_from_db()
         return payment
+
+
+def payment_initiation_interrupted(*, payment_id: Any, reason: str) -> Payment:
+    """The request that created this payment stopped before recording Daraja's answer (its
+    process was killed, or a write after the push failed): Daraja may or may not have sent
+    the prompt. An INITIATED payment is marked so, on its trail, once; callbacks, STK Query
+    and expiry resolve it as after a lost answer. Returns the payment as it stands."""
+    with transaction.atomic():
+        marked = Payment.objects.filter(
+            pk=payment_id, status=S.INITIATED, initiation_unknown=False
+        ).update(initiation_unknown=True, updated_at=timezone.now())
+        payment = Payment.objects.get(pk=payment_id)
+        if marked:
+            PaymentEvent.objects.create(
+                payment=payment,
+                kind=EventKind.NOTE,
+                source=EventSource.SYSTEM,
+                reason=f"STK Push outcome unknown: {reason}",
+            )
+    if marked:
+        logger.warning("stk push outcome unknown", extra=ctx(payment_id=payment.pk, error=reason))
+    return payment
 
 
 def _error_evidence(exc: DarajaError) -> dict[str, Any]:
