@@ -25,6 +25,7 @@ from django.db.models.functions import Coalesce, Concat
 from django.utils import timezone
 
 from core.db import update_rows
+from core.degraded import degraded
 from core.logging import ctx
 from core.models import hash_secret
 from daraja.client import get_client
@@ -205,10 +206,7 @@ def _publish(task: Any, args: tuple[Any, ...], countdown: float | None, what: st
             task.apply_async(args, countdown=countdown)
         return True
     except Exception as exc:
-        logger.warning(
-            "could not publish; the re-drive sweeper will retry",
-            extra=ctx(what=what, error=type(exc).__name__),
-        )
+        degraded("wakeup", exc, f"could not publish ({what}); the beat drain and re-drive retry")
         return False
 
 

@@ -13,6 +13,7 @@ from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
 from rest_framework.throttling import SimpleRateThrottle
 
+from .degraded import degraded
 from .models import ApiClient, Scope, hash_secret
 from .services import API_KEY_PREFIX, api_client_touch
 
@@ -117,7 +118,8 @@ class ApiKeyAuthenticationScheme(OpenApiAuthenticationExtension):
 
 class ApiKeyRateThrottle(SimpleRateThrottle):
     """Requests per API key (API_RATE_LIMIT); STK Push has its own, lower limit
-    (API_STK_PUSH_RATE_LIMIT), since each one costs a Daraja call and a customer prompt."""
+    (API_STK_PUSH_RATE_LIMIT), since each one costs a Daraja call and a customer prompt.
+    Fails open (logged and counted, core.degraded) when the cache is unreachable."""
 
     scope = "api"
 
@@ -132,7 +134,14 @@ class ApiKeyRateThrottle(SimpleRateThrottle):
             self.scope = "api"
             self.rate = self.get_rate()
         self.num_requests, self.duration = self.parse_rate(self.rate)
-        return super().allow_request(request, view)
+        try:
+            return super().allow_request(request, view)
+        except Exception as exc:
+            # The shared cache (Redis) is unreachable: the request history is out of reach,
+            # and refusing every merchant request would turn a cache outage into a payments
+            # outage. Fail open, on record.
+            degraded("throttle", exc, "throttle cache unreachable; request allowed")
+            return True
 
     def get_cache_key(self, request: Request, view: Any) -> str | None:
         if not isinstance(request.user, ApiClient):

@@ -244,11 +244,13 @@ class WebServer:
 
 
 @contextmanager
-def web_server(*, log_path: Path | None = None, **env: str) -> Iterator[WebServer]:
+def web_server(
+    *, port: int | None = None, log_path: Path | None = None, **env: str
+) -> Iterator[WebServer]:
     """A real web process (``manage.py runserver --noreload``, production settings: DEBUG
     off) on a free port, against the test database. ``env`` adds to or overrides the
-    environment."""
-    port = free_port()
+    environment. ``port``: one from :func:`free_port` when the caller needs the URL first."""
+    port = port or free_port()
     log_path = log_path or Path(settings.VAR_DIR) / f"test-web-{port}.log"
     environment = subprocess_env(
         DJANGO_DEBUG="false",

@@ -2,7 +2,9 @@
 
 The token lives in the shared cache (Redis in production) so every web and worker process
 uses one token; it is refreshed before expiry by one process at a time (a cache lock), and
-invalidated and retried once when Daraja answers ``404.001.03``. Every call has a timeout.
+invalidated and retried once when Daraja answers ``404.001.03``. While the cache is
+unreachable each process fetches and keeps its own token (one fetcher per process, a
+thread lock), so STK Push keeps working through a Redis outage. Every call has a timeout.
 Nothing here logs secrets: the passkey, consumer secret, password and tokens stay out of logs.
 """
 
@@ -22,6 +24,7 @@ import httpx
 from django.conf import settings
 from django.core.cache import BaseCache, cache
 
+from core.degraded import degraded
 from core.logging import ctx
 from core.phones import mask_phone
 
@@ -91,6 +94,10 @@ class DarajaConfig:
         )
 
 
+class _CacheUnavailable(Exception):
+    """The shared cache raised (Redis down): the cause is the cache's own error."""
+
+
 class DarajaClient:
     def __init__(
         self,
@@ -109,32 +116,74 @@ class DarajaClient:
         scope = hashlib.sha256(f"{config.base_url}|{config.consumer_key}".encode()).hexdigest()[:16]
         self._token_key = f"daraja:token:{scope}"
         self._lock_key = f"daraja:token-lock:{scope}"
+        # The process's own token, used while the shared cache is unreachable.
+        self._local_lock = threading.Lock()
+        self._local_token: tuple[str, float] | None = None
 
     # --- OAuth ------------------------------------------------------------------------
     def access_token(self) -> str:
-        """A valid token from the shared cache, fetching a new one if needed (one fetcher)."""
-        cached = self.cache.get(self._token_key)
+        """A valid token from the shared cache, fetching a new one if needed (one fetcher).
+        When the cache is unreachable, the process keeps its own token (one fetcher per
+        process), so an outage of Redis is not an outage of STK Push."""
+        try:
+            return self._shared_token()
+        except _CacheUnavailable as exc:
+            degraded(
+                "daraja_token",
+                exc.__cause__ or exc,
+                "token cache unreachable; using this process's own Daraja token",
+            )
+            return self._process_token()
+
+    def _cache(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return getattr(self.cache, method)(*args, **kwargs)
+        except Exception as exc:
+            raise _CacheUnavailable(method) from exc
+
+    def _shared_token(self) -> str:
+        cached = self._cache("get", self._token_key)
         if cached:
             return str(cached)
         deadline = time.monotonic() + self.config.connect_timeout + self.config.read_timeout
         while True:
-            if self.cache.add(self._lock_key, "1", timeout=30):
+            if self._cache("add", self._lock_key, "1", timeout=30):
                 try:
-                    cached = self.cache.get(self._token_key)
+                    cached = self._cache("get", self._token_key)
                     if cached:
                         return str(cached)
-                    return self._fetch_token()
+                    token, lifetime = self._fetch_token()
+                    try:
+                        self._cache("set", self._token_key, token, timeout=lifetime)
+                    except _CacheUnavailable:
+                        self._keep_in_process(token, lifetime)
+                    return token
                 finally:
-                    self.cache.delete(self._lock_key)
+                    try:
+                        self._cache("delete", self._lock_key)
+                    except _CacheUnavailable:
+                        pass  # the lock expires by itself
             # Another process is fetching: wait for its token rather than invalidating it.
             time.sleep(0.05)
-            cached = self.cache.get(self._token_key)
+            cached = self._cache("get", self._token_key)
             if cached:
                 return str(cached)
             if time.monotonic() > deadline:
                 raise DarajaTransportError("timed out waiting for another process's OAuth token")
 
-    def _fetch_token(self) -> str:
+    def _process_token(self) -> str:
+        with self._local_lock:
+            if self._local_token is not None and time.monotonic() < self._local_token[1]:
+                return self._local_token[0]
+            token, lifetime = self._fetch_token()
+            self._keep_in_process(token, lifetime)
+            return token
+
+    def _keep_in_process(self, token: str, lifetime: int) -> None:
+        self._local_token = (token, time.monotonic() + lifetime)
+
+    def _fetch_token(self) -> tuple[str, int]:
+        """A new token from Daraja, with how long to use it (seconds)."""
         basic = base64.b64encode(
             f"{self.config.consumer_key}:{self.config.consumer_secret}".encode()
         ).decode()
@@ -162,15 +211,19 @@ class DarajaClient:
             expires_in = int(str(data.get("expires_in", "3599")).strip())
         except ValueError:
             raise DarajaProtocolError("OAuth expires_in is not a number", http_status=200) from None
-        lifetime = max(expires_in - self.config.token_refresh_margin, 1)
-        self.cache.set(self._token_key, token, timeout=lifetime)
         logger.info("daraja token refreshed", extra=ctx(expires_in=expires_in))
-        return token
+        return token, max(expires_in - self.config.token_refresh_margin, 1)
 
     def invalidate_token(self, token: str) -> None:
         """Drop the cached token if it is still the one that failed (not a newer one)."""
-        if self.cache.get(self._token_key) == token:
-            self.cache.delete(self._token_key)
+        with self._local_lock:
+            if self._local_token is not None and self._local_token[0] == token:
+                self._local_token = None
+        try:
+            if self._cache("get", self._token_key) == token:
+                self._cache("delete", self._token_key)
+        except _CacheUnavailable:
+            pass  # the next access_token fetches its own
 
     # --- Business APIs ----------------------------------------------------------------
     def stk_push(

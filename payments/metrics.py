@@ -13,6 +13,7 @@ from django.db.models import Count
 from django.http import Http404, HttpRequest, HttpResponse
 
 from callbacks.models import CallbackState, InboundCallback
+from core.degraded import degraded_counts
 
 from .models import Payment, PaymentStatus
 
@@ -45,5 +46,10 @@ def metrics(request: HttpRequest) -> HttpResponse:
         "# HELP mpesa_callbacks_source_flagged Callbacks from addresses outside the allowlist.",
         "# TYPE mpesa_callbacks_source_flagged gauge",
         f"mpesa_callbacks_source_flagged {flagged}",
+        "# HELP mpesa_degraded_total Requests that went on without an unreachable shared "
+        "service (throttle: failed open; daraja_token: fetched by the process), counted by "
+        "this process.",
+        "# TYPE mpesa_degraded_total counter",
+        *(f'mpesa_degraded_total{{what="{w}"}} {n}' for w, n in sorted(degraded_counts().items())),
     ]
     return HttpResponse("\n".join(lines) + "\n", content_type="text/plain; version=0.0.4")
