@@ -36,6 +36,7 @@ class ApiClientForm(forms.ModelForm):
     def clean_scopes(self) -> list[str]:
         return checked_scopes(self.cleaned_data["scopes"])
 
+
 # The admin's lists are read on a 1366-pixel laptop: the application menu on every page took a
 # fifth of the width and pushed the lists' last columns (client, review, time) out of sight.
 # The same menu is on the admin's home page.

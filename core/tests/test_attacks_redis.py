@@ -25,6 +25,8 @@ from django.urls import URLPattern, URLResolver, get_resolver
 from rest_framework.views import APIView
 
 from callbacks.models import CallbackState, InboundCallback
+from core.models import Scope
+from core.services import api_client_create
 from core.testing import (
     celery_beat,
     celery_worker,
@@ -195,8 +197,10 @@ def simulator_server() -> Iterator[Any]:
 @pytest.mark.worker
 @pytest.mark.django_db(transaction=True)
 def test_the_api_answers_through_a_redis_outage_and_payments_complete_after(
-    api_key, simulator_server, tmp_path: Path
+    simulator_server, tmp_path: Path
 ):
+    # Every scope, so that every route reaches its view.
+    api_key = api_client_create(name="shop", scopes=[scope.value for scope in Scope])
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     with private_redis(tmp_path / "redis") as redis:
