@@ -58,11 +58,18 @@ migrations-check: install-dev
 pytest: install-dev
 	$(TEST_ENV) $(BIN)/pytest $(PYTEST_ARGS)
 
-## make lock: re-pin requirements*.txt from pyproject.toml (needs network).
+## make lock: re-pin requirements*.txt from pyproject.toml (needs network); the one command that
+# regenerates both files. They name no package index and no local folder (where packages come
+# from is each machine's own pip configuration), and carry the hash of every file, so that
+# `pip install -r` refuses a download that is not the one that was locked.
+PIP_TOOLS := pip-tools==7.7.0
+PIP_COMPILE := $(BIN)/pip-compile --quiet --strip-extras --no-header --allow-unsafe \
+	--no-emit-index-url --no-emit-find-links --generate-hashes
+
 lock: install-dev
-	$(BIN)/pip install --quiet pip-tools
-	$(BIN)/pip-compile --quiet --strip-extras --no-header -o requirements.txt pyproject.toml
-	$(BIN)/pip-compile --quiet --strip-extras --no-header --extra dev -o requirements-dev.txt pyproject.toml
+	$(BIN)/pip install --quiet $(PIP_TOOLS)
+	$(PIP_COMPILE) -o requirements.txt pyproject.toml
+	$(PIP_COMPILE) --extra dev -o requirements-dev.txt pyproject.toml
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache .hypothesis
