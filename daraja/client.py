@@ -35,6 +35,7 @@ from .errors import (
     DarajaProtocolError,
     DarajaServerError,
     DarajaTransportError,
+    DarajaUnreachableError,
     error_from_envelope,
 )
 from .parsing import NAIROBI, PayloadError, StkQueryResult, loads, parse_stk_query_response
@@ -306,6 +307,11 @@ class DarajaClient:
     def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         try:
             return self.http.request(method, path, **kwargs)
+        except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+            # Raised before a byte of the request left: Daraja cannot have acted on it.
+            raise DarajaUnreachableError(
+                f"could not connect to Daraja at {self.config.base_url} ({type(exc).__name__})"
+            ) from None
         except httpx.TimeoutException as exc:
             raise DarajaTransportError(
                 f"Daraja did not answer in time ({type(exc).__name__})"

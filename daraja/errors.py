@@ -160,7 +160,12 @@ class DarajaProtocolError(DarajaError):
 
 
 class DarajaTransportError(DarajaError):
-    """No answer (timeout, connection refused/reset). Whether Daraja acted is unknown."""
+    """No answer (timeout, connection reset). Whether Daraja acted is unknown."""
+
+
+class DarajaUnreachableError(DarajaError):
+    """No connection could be made (refused, unknown host, connect timeout): the request was
+    never sent, so Daraja did nothing with it."""
 
 
 def error_from_envelope(

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
+from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
@@ -33,6 +34,7 @@ from daraja.errors import (
     DarajaProtocolError,
     DarajaServerError,
     DarajaTransportError,
+    DarajaUnreachableError,
 )
 
 from .models import EventKind, EventSource, Payment, PaymentEvent, PaymentStatus
@@ -352,6 +354,23 @@ def payment_initiate(
             description=description,
             callback_url=build_callback_url(token),
         )
+    except DarajaUnreachableError as exc:
+        # No connection was made, so no prompt was sent: the payment failed for certain, and
+        # the client is told why at once instead of waiting on an INITIATED payment.
+        reason = f"STK Push not sent: {exc}.{_simulator_hint()}"
+        logger.warning("stk push not sent", extra=ctx(payment_id=payment.pk, error=str(exc)))
+        return payment_transition(
+            payment=payment,
+            to_status=S.FAILED,
+            source=EventSource.DARAJA,
+            reason=reason,
+            evidence=_error_evidence(exc),
+            fields={
+                "result_code": "daraja_unreachable",
+                "result_desc": reason[:500],
+                "failure_final": True,
+            },
+        ).payment
     except (DarajaTransportError, DarajaServerError, DarajaProtocolError) as exc:
         # Daraja may or may not have sent the prompt: do not report a failure we cannot prove.
         Payment.objects.filter(pk=payment.pk).update(initiation_unknown=True)
@@ -431,6 +450,15 @@ def payment_initiation_interrupted(*, payment_id: Any, reason: str) -> Payment:
     if marked:
         logger.warning("stk push outcome unknown", extra=ctx(payment_id=payment.pk, error=reason))
     return payment
+
+
+def _simulator_hint() -> str:
+    """With MPESA_ENV=simulator, how to start the simulator the settings point at."""
+    if settings.MPESA_ENV != "simulator":
+        return ""
+    port = urlsplit(settings.MPESA_BASE_URL).port
+    option = f" --port {port}" if port and port != 8001 else ""
+    return f" Is the local Daraja simulator running? Start it with: python -m simulator{option}"
 
 
 def _error_evidence(exc: DarajaError) -> dict[str, Any]:

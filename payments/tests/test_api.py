@@ -1,4 +1,5 @@
 import json
+import socket
 import threading
 import time
 
@@ -101,6 +102,34 @@ def test_push_with_lost_answer_stays_initiated_and_says_so(api, daraja):
     payment = Payment.objects.get(pk=response.json()["id"])
     assert payment.status == PaymentStatus.INITIATED
     assert payment.events.filter(kind="note", reason__contains="outcome unknown").exists()
+
+
+def test_push_when_daraja_cannot_be_reached_fails_at_once_and_says_how_to_fix_it(api, settings):
+    # A port nothing listens on: the connection is refused, so no prompt can have been sent.
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    settings.MPESA_BASE_URL = f"http://127.0.0.1:{port}"
+    response = api.post("/payments/stk-push/", VALID, format="json")
+    assert response.status_code == 201, response.content
+    body = response.json()
+    assert body["status"] == "FAILED"
+    assert body["result_code"] == "daraja_unreachable"
+    assert f"could not connect to Daraja at http://127.0.0.1:{port}" in body["result_desc"]
+    assert f"python -m simulator --port {port}" in body["result_desc"]
+    payment = Payment.objects.get(pk=body["id"])
+    assert payment.failure_final and not payment.initiation_unknown
+    assert payment.events.filter(to_status="FAILED", reason__contains="not sent").exists()
+
+
+def test_push_whose_connection_times_out_fails_without_a_simulator_hint_outside_it(
+    api, daraja, settings
+):
+    settings.MPESA_ENV = "sandbox"
+    daraja.post("/mpesa/stkpush/v1/processrequest").mock(side_effect=httpx.ConnectTimeout("slow"))
+    body = api.post("/payments/stk-push/", VALID, format="json").json()
+    assert body["status"] == "FAILED" and body["result_code"] == "daraja_unreachable"
+    assert "ConnectTimeout" in body["result_desc"] and "simulator" not in body["result_desc"]
 
 
 @pytest.mark.parametrize(
