@@ -8,7 +8,7 @@ HOST   ?= 127.0.0.1
 PORT   ?= 8000
 SIMULATOR_PORT ?= 8001
 
-.PHONY: run test install install-dev lint typecheck migrations-check pytest lock clean
+.PHONY: run manage test install install-dev lint typecheck migrations-check pytest lock clean
 
 $(BIN)/python:
 	$(PYTHON) -c 'import sys; sys.exit("Python 3.11+ is required") if sys.version_info < (3, 11) else None'
@@ -38,6 +38,11 @@ run: install
 	@env $(RUN_ENV) $(BIN)/python manage.py bootstrap_demo --host $(HOST) --port $(PORT)
 	@exec env $(RUN_ENV) WEB_HOST=$(HOST) WEB_PORT=$(PORT) SIMULATOR_PORT=$(SIMULATOR_PORT) \
 		$(BIN)/python -m core.devrun Procfile.dev
+
+## make manage ARGS="...": a manage.py command beside `make run`, with the same environment
+# (e.g. make manage ARGS="create_api_key shop", make manage ARGS=shell).
+manage: install
+	@env $(RUN_ENV) $(BIN)/python manage.py $(ARGS)
 
 ## make test: lint, types, migrations check and the whole pytest suite.
 TEST_ENV := DJANGO_SECRET_KEY=$${DJANGO_SECRET_KEY:-test-only-secret-key-do-not-use-in-production} \

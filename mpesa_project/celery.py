@@ -6,6 +6,8 @@ from typing import Any
 from celery import Celery, Task, signals
 from django.db import close_old_connections
 
+from .env import settings_or_exit
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mpesa_project.settings")
 
 app = Celery("mpesa_project")
@@ -22,9 +24,17 @@ def _project_logging(loglevel: int | str | None = None, **_: Any) -> None:
 
     from django.conf import settings
 
+    settings_or_exit()
     logging.config.dictConfig(settings.LOGGING)
     if loglevel:
         logging.getLogger().setLevel(loglevel)
+
+
+@app.on_configure.connect
+def _settings_or_exit(**_: Any) -> None:
+    """`celery worker`/`beat` read the settings first here: a configuration error is one line
+    naming the variable (a web process has loaded its settings long before)."""
+    settings_or_exit()
 
 
 @signals.task_prerun.connect

@@ -2,14 +2,42 @@
 
 Every setting comes from the environment through these helpers; a value that cannot be read
 stops start-up with a message naming the variable (no silent fallback to a default).
+
+The environment is the process's, completed by the `.env` file beside manage.py
+(`load_env_file`): the settings and gunicorn.conf.py read it the same way.
 """
 
 from __future__ import annotations
 
 import os
 from decimal import Decimal, InvalidOperation
+from pathlib import Path
 
 from django.core.exceptions import ImproperlyConfigured
+from dotenv import load_dotenv
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+
+def load_env_file() -> None:
+    """Read `.env` beside manage.py, if present, into the environment; variables already set
+    in the real environment win over it."""
+    load_dotenv(BASE_DIR / ".env", override=False)
+
+
+def settings_or_exit() -> None:
+    """Load the Django settings now. A configuration error (a variable missing or unreadable)
+    ends the process with its one-line message, which names the variable and the fix, instead
+    of a traceback. Called by the entry points: manage.py, gunicorn.conf.py and the Celery app.
+    """
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mpesa_project.settings")
+    from django.conf import settings
+
+    try:
+        settings.SECRET_KEY  # noqa: B018 (the first read loads the settings module)
+    except ImproperlyConfigured as exc:
+        raise SystemExit(f"Configuration error: {exc}") from None
+
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
-from dotenv import load_dotenv
 
 from .env import (
+    BASE_DIR,
     env_bool,
     env_choice,
     env_decimal,
@@ -24,11 +24,11 @@ from .env import (
     env_int,
     env_list,
     env_str,
+    load_env_file,
 )
 
-BASE_DIR = Path(__file__).resolve().parent.parent
 # A .env file beside manage.py is read if present; real environment variables win over it.
-load_dotenv(BASE_DIR / ".env", override=False)
+load_env_file()
 
 VAR_DIR = Path(env_str("VAR_DIR", str(BASE_DIR / "var")))
 VAR_DIR.mkdir(parents=True, exist_ok=True)
@@ -38,8 +38,10 @@ SECRET_KEY = env_str("DJANGO_SECRET_KEY")
 if not SECRET_KEY:
     if not DEBUG:
         raise ImproperlyConfigured(
-            "DJANGO_SECRET_KEY is not set. Set it (any long random string), "
-            "or set DJANGO_DEBUG=true for local development."
+            "DJANGO_SECRET_KEY is not set. In production set it (environment or .env) to a "
+            "long random string: python -c 'import secrets; print(secrets.token_urlsafe(50))'. "
+            "For development set DJANGO_DEBUG=true (a .env copied from .env.example does), "
+            'or run commands with make manage ARGS="..." as make run does.'
         )
     SECRET_KEY = "insecure-development-key-set-DJANGO_SECRET_KEY-in-production"
 
@@ -506,6 +508,9 @@ if not DEBUG:
     # HTTPS everywhere, as `manage.py check --deploy` expects. Behind a TLS-terminating proxy,
     # set DJANGO_SECURE_PROXY_SSL_HEADER=true so Django knows the original request was HTTPS.
     SECURE_SSL_REDIRECT = env_bool("DJANGO_SECURE_SSL_REDIRECT", True)
+    # Load balancers probe health over plain HTTP and do not follow redirects: /health/ answers
+    # them directly (it carries no secret and changes nothing).
+    SECURE_REDIRECT_EXEMPT = [r"^health/$"]
     SECURE_HSTS_SECONDS = env_int("DJANGO_SECURE_HSTS_SECONDS", 31_536_000, minimum=0)
     SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("DJANGO_SECURE_HSTS_INCLUDE_SUBDOMAINS", True)
     SECURE_HSTS_PRELOAD = env_bool("DJANGO_SECURE_HSTS_PRELOAD", True)
