@@ -66,15 +66,18 @@ pytest: install-dev
 ## make lock: re-pin requirements*.txt from pyproject.toml (needs network); the one command that
 # regenerates both files. They name no package index and no local folder (where packages come
 # from is each machine's own pip configuration), and carry the hash of every file, so that
-# `pip install -r` refuses a download that is not the one that was locked.
+# `pip install -r` refuses a download that is not the one that was locked. The dev file is
+# constrained by the runtime one, so tests run on the versions production installs.
 PIP_TOOLS := pip-tools==7.7.0
 PIP_COMPILE := $(BIN)/pip-compile --quiet --strip-extras --no-header --allow-unsafe \
 	--no-emit-index-url --no-emit-find-links --generate-hashes
 
-lock: install-dev
+# Needs only pip-tools, not the project's requirements: it must work when a requirement was
+# added by hand without its hashes (pip then refuses to install the file until it is re-locked).
+lock: | $(BIN)/python
 	$(BIN)/pip install --quiet $(PIP_TOOLS)
 	$(PIP_COMPILE) -o requirements.txt pyproject.toml
-	$(PIP_COMPILE) --extra dev -o requirements-dev.txt pyproject.toml
+	$(PIP_COMPILE) --extra dev --constraint requirements.txt -o requirements-dev.txt pyproject.toml
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache .hypothesis
