@@ -138,6 +138,48 @@ def test_a_missing_secret_key_is_one_line_naming_it_and_the_fix(repo, command):
     assert "DJANGO_DEBUG=true" in lines[0] and "make manage" in lines[0]
 
 
+def test_make_manage_runs_a_command_with_make_runs_environment(repo):
+    """The README's way to run management commands beside `make run` (this virtualenv stands
+    in for the one `make install` would create: `-o install` skips re-installing it)."""
+    result = subprocess.run(
+        ["make", "-o", "install", "manage", "ARGS=check --fail-level ERROR", f"BIN={BIN}"],
+        cwd=repo,
+        env=clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "System check identified no issues" in result.stdout
+
+
+def test_lock_files_name_no_package_index_and_hash_every_pin():
+    for name in ("requirements.txt", "requirements-dev.txt"):
+        text = (REPO_ROOT / name).read_text()
+        assert not re.search(r"^\s*(-i|-f|--(extra-)?index-url|--find-links)\b", text, re.M), name
+        pins = re.findall(r"^([A-Za-z0-9._-]+)==\S+(.*?)(?=^\S|\Z)", text, re.M | re.S)
+        assert pins, name
+        unhashed = [pin for pin, rest in pins if "--hash=sha256:" not in rest]
+        assert unhashed == [], f"{name}: run make lock ({unhashed})"
+
+
+def test_a_production_install_has_what_celerys_redis_transport_imports():
+    """`celery[redis]` pulls in what kombu's Redis transport imports (packaging among them)."""
+    pinned = {
+        line.split("==")[0].lower()
+        for line in (REPO_ROOT / "requirements.txt").read_text().splitlines()
+        if "==" in line and not line.startswith((" ", "#"))
+    }
+    from importlib.metadata import requires
+
+    needed = {
+        re.split(r"[<>=!~ ;\[]", requirement, maxsplit=1)[0].lower()
+        for requirement in requires("kombu") or []
+        if 'extra == "redis"' in requirement
+    }
+    assert needed and needed <= pinned, needed - pinned
+
+
 # --- gunicorn ------------------------------------------------------------------------------
 
 
