@@ -64,7 +64,8 @@ def stk_callback(request: HttpRequest, token: str = "") -> HttpResponse:
         return _error(413, "payload_too_large", f"Body over {limit} bytes.")
 
     mode = settings.MPESA_CALLBACK_IP_MODE
-    outsider = mode != "off" and not ip_allowed(ip, settings.MPESA_CALLBACK_ALLOWED_IPS)
+    from_daraja = ip_allowed(ip, settings.MPESA_CALLBACK_ALLOWED_IPS)
+    outsider = mode != "off" and not from_daraja
     if outsider and mode == "enforce":
         callback_refuse(
             error=f"source address {ip} is not on the callback allowlist",
@@ -82,7 +83,13 @@ def stk_callback(request: HttpRequest, token: str = "") -> HttpResponse:
             error, reason = "missing or malformed callback token", "callback with a malformed token"
         else:
             error, reason = "unknown callback token", "callback with an unknown token"
-        callback_refuse(error=error, flag_reason=reason, source_flagged=outsider, **common)
+        callback_refuse(
+            error=error,
+            flag_reason=reason,
+            source_flagged=outsider,
+            from_daraja=from_daraja,
+            **common,
+        )
         logger.warning("callback with a missing or unknown token refused", extra=ctx(ip=ip))
         return _accepted()
     callback = callback_receive(source_flagged=outsider, **common)

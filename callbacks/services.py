@@ -28,6 +28,7 @@ from core.db import update_rows
 from core.degraded import degraded
 from core.logging import ctx
 from core.models import hash_secret
+from core.net import ip_allowed
 from daraja.client import get_client
 from daraja.errors import DarajaError
 from daraja.parsing import PayloadError, StkCallback, parse_stk_callback
@@ -117,6 +118,7 @@ def callback_refuse(
     payment: Payment | None = None,
     source_flagged: bool = False,
     flag_reason: str = "",
+    from_daraja: bool = False,
 ) -> InboundCallback | None:
     """Record a callback refused at intake, as ``rejected``; never processed.
 
@@ -126,10 +128,15 @@ def callback_refuse(
     CALLBACK_REFUSED_BODY_PREFIX_BYTES of it are stored, for at most
     CALLBACK_REFUSED_RATE_LIMIT per source address; past that, the refusal is counted on the
     last row stored for the source and None is returned. ``flag_reason``: a forged token;
-    the payment the body's CheckoutRequestID names gets a flag saying so."""
+    the payment the body's CheckoutRequestID names gets a flag saying so. ``from_daraja``:
+    the source is on MPESA_CALLBACK_ALLOWED_IPS, Daraja's own addresses, which no flood comes
+    from; such a callback (a genuine one whose payment we do not have, e.g. after a database
+    restore: answered 200, Daraja will not send it again) is stored whole and never limited,
+    like one with a payment."""
     from .limits import refused_slot, refused_stored
 
-    if payment is None:
+    whole = payment is not None or from_daraja
+    if not whole:
         slot = refused_slot(source_ip)
         if not slot.store:
             if slot.counted_on is not None:
@@ -138,7 +145,7 @@ def callback_refuse(
                 )
             return None
     limit = settings.CALLBACK_MAX_BODY_BYTES
-    keep = limit if payment is not None else settings.CALLBACK_REFUSED_BODY_PREFIX_BYTES
+    keep = limit if whole else settings.CALLBACK_REFUSED_BODY_PREFIX_BYTES
     parsed: StkCallback | None = None
     if len(body) <= limit:
         try:
@@ -162,7 +169,7 @@ def callback_refuse(
         last_error=error,
         processed_at=timezone.now(),
     )
-    if payment is None:
+    if not whole:
         refused_stored(source_ip, callback.pk)
     if flag_reason and parsed is not None:
         _flag_checkout_target(parsed, callback, flag_reason)
@@ -1046,17 +1053,19 @@ def _requeue(
 
 # --- Retention of raw bodies -------------------------------------------------------------------
 
-# Only these states' bodies are ever purged, and only for callbacks linked to no payment and
-# named by no payment's event: a refused or unreadable request nobody's payment depends on.
-# Evidence of money (processed, duplicate, ignored, review, orphan, failed, anything linked
-# to a payment, a forgery flagged on the payment it aimed at) is kept whole.
+# Only these states' bodies are ever purged, and only for callbacks linked to no payment,
+# named by no payment's event and sent from no address of MPESA_CALLBACK_ALLOWED_IPS: a
+# refused or unreadable request nobody's payment depends on. Evidence of money (processed,
+# duplicate, ignored, review, orphan, failed, anything linked to a payment, a forgery flagged
+# on the payment it aimed at, what Daraja itself sent for a payment we do not have) is kept.
 PURGEABLE_STATES = (CallbackState.REJECTED, CallbackState.INVALID)
 
 
 def callback_bodies_purge(*, older_than_days: int | None = None, batch_size: int = 1000) -> int:
-    """Empty the stored bodies of refused and invalid callbacks that concern no payment and
-    arrived more than ``older_than_days`` (CALLBACK_BODY_RETENTION_DAYS) ago. The row stays,
-    with the body's SHA-256, its size, the headers and the error. Returns how many."""
+    """Empty the stored bodies of refused and invalid callbacks that concern no payment, did
+    not come from Daraja's addresses (MPESA_CALLBACK_ALLOWED_IPS) and arrived more than
+    ``older_than_days`` (CALLBACK_BODY_RETENTION_DAYS) ago. The row stays, with the body's
+    SHA-256, its size, the headers and the error. Returns how many."""
     days = settings.CALLBACK_BODY_RETENTION_DAYS if older_than_days is None else older_than_days
     cutoff = timezone.now() - timedelta(days=days)
     due = InboundCallback.objects.filter(
@@ -1065,11 +1074,17 @@ def callback_bodies_purge(*, older_than_days: int | None = None, batch_size: int
         received_at__lt=cutoff,
         body_purged_at__isnull=True,
     ).exclude(Exists(PaymentEvent.objects.filter(callback=OuterRef("pk"))))
+    allowlist = settings.MPESA_CALLBACK_ALLOWED_IPS
     total = 0
+    after = 0
     while True:
-        ids = list(due.order_by("id").values_list("id", flat=True)[:batch_size])
-        if not ids:
+        rows = list(
+            due.filter(id__gt=after).order_by("id").values_list("id", "source_ip")[:batch_size]
+        )
+        if not rows:
             break
+        after = rows[-1][0]
+        ids = [pk for pk, source in rows if not ip_allowed(source, allowlist)]
         total += InboundCallback.objects.filter(pk__in=ids, payment__isnull=True).update(
             body=b"", body_complete=False, body_purged_at=timezone.now()
         )

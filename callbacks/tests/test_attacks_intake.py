@@ -251,3 +251,45 @@ def test_the_retention_policy_purges_only_bodies_that_concern_no_payment(post, s
     assert after[refused.pk].dedupe_key == refused.dedupe_key  # the hash stays
     for kept in (recent, invalid, processed, forged):
         assert bytes(after[kept.pk].body) == bodies[kept.pk] and not after[kept.pk].body_purged_at
+
+
+def test_daraja_callbacks_with_no_payment_are_kept_whole_unlimited_and_never_purged(
+    post, settings, fresh_limits
+):
+    """A genuine callback whose token no payment has (the database restored from a backup
+    older than the payment, a callback URL of another environment): Daraja answered 200 will
+    not send it again, so it is the only copy we get of a customer's payment. An address on
+    the allowlist is Daraja's, which no flood can come from: none of these is limited, cut to
+    a prefix or purged; junk from elsewhere still is."""
+    from datetime import timedelta
+
+    from django.core.management import call_command
+    from django.utils import timezone
+
+    settings.CALLBACK_REFUSED_RATE = (2, WINDOW)
+    settings.CALLBACK_REFUSED_BODY_PREFIX_BYTES = 64
+    settings.MPESA_CALLBACK_IP_MODE = "flag"
+    sent = []
+    for n in range(5):
+        body = stk_success_body(checkout_request_id=f"ws_CO_LOST{n}", amount=1000)
+        response, _ = post(
+            f"/payments/callback/{chr(ord('a') + n) * 43}/", body, REMOTE_ADDR=SAFARICOM_IP
+        )
+        assert response.status_code == 200
+        sent.append(body)
+    _flood(Client(), f"/payments/callback/{'G' * 43}/", 5, REMOTE_ADDR=ATTACKER_IP)
+
+    daraja = list(InboundCallback.objects.filter(source_ip=SAFARICOM_IP).order_by("id"))
+    assert [bytes(c.body) for c in daraja] == sent
+    assert all(c.body_complete and c.state == CallbackState.REJECTED for c in daraja)
+    assert InboundCallback.objects.filter(source_ip=ATTACKER_IP).count() == 2  # still limited
+
+    old = timezone.now() - timedelta(days=settings.CALLBACK_BODY_RETENTION_DAYS + 1)
+    InboundCallback.objects.update(received_at=old)
+    call_command("purge_callback_bodies")
+
+    assert [
+        bytes(c.body) for c in InboundCallback.objects.filter(source_ip=SAFARICOM_IP).order_by("id")
+    ] == sent
+    attacker = InboundCallback.objects.filter(source_ip=ATTACKER_IP)
+    assert all(bytes(c.body) == b"" and c.body_purged_at for c in attacker)
