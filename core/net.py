@@ -25,24 +25,32 @@ def _parse(text: str | None) -> IPAddress | None:
     return address
 
 
+# In TRUSTED_PROXIES: a peer on a Unix socket (REMOTE_ADDR empty), which only a process on
+# this host can be, e.g. nginx proxying to gunicorn's socket.
+UNIX_PEER = "unix"
+
+
 def client_ip(request: HttpRequest) -> str | None:
     """The address of whoever connected to our outermost trusted proxy.
 
     X-Forwarded-For is believed only when the socket peer (REMOTE_ADDR) is one of
-    TRUSTED_PROXIES: anyone who reaches the application directly is the client, whatever the
-    header says. Behind trusted proxies the header is walked from the right (each proxy
-    appends the address it received from), skipping addresses that are themselves trusted
-    proxies; the first other address is the client. Entries further left were written by the
-    client and prove nothing. An unreadable entry stops the walk at the last proxy read.
+    TRUSTED_PROXIES (``unix`` there: a peer on a Unix socket, which has no address): anyone
+    who reaches the application directly is the client, whatever the header says. Behind
+    trusted proxies the header is walked from the right (each proxy appends the address it
+    received from), skipping addresses that are themselves trusted proxies; the first other
+    address is the client. Entries further left were written by the client and prove nothing.
+    An unreadable entry stops the walk at the last proxy read.
 
     TRUSTED_PROXY_COUNT (deprecated), when above 0, also caps the entries read from the
     right, as it did before TRUSTED_PROXIES existed.
     """
-    remote = _parse(request.META.get("REMOTE_ADDR"))
-    if remote is None:
-        return request.META.get("REMOTE_ADDR") or None
+    raw = request.META.get("REMOTE_ADDR") or ""
     proxies = settings.TRUSTED_PROXIES
-    if not proxies or not _in(remote, proxies):
+    remote = _parse(raw)
+    if remote is None:
+        if raw or UNIX_PEER not in proxies:
+            return raw or None
+    elif not proxies or not _in(remote, proxies):
         return str(remote)
     forwarded = [
         part.strip()
@@ -54,13 +62,13 @@ def client_ip(request: HttpRequest) -> str | None:
         forwarded = forwarded[-cap:]
     client = remote
     for entry in reversed(forwarded):
-        if not _in(client, proxies):
+        if client is not None and not _in(client, proxies):
             break  # the address that reached a trusted proxy is not a proxy: the client
         address = _parse(entry)
         if address is None:
             break
         client = address
-    return str(client)
+    return str(client) if client is not None else None
 
 
 def _in(address: IPAddress, entries: list[str]) -> bool:
@@ -69,7 +77,9 @@ def _in(address: IPAddress, entries: list[str]) -> bool:
 
 @lru_cache(maxsize=8)
 def _networks(entries: tuple[str, ...]) -> tuple[IPNetwork, ...]:
-    return tuple(ipaddress.ip_network(entry, strict=False) for entry in entries)
+    return tuple(
+        ipaddress.ip_network(entry, strict=False) for entry in entries if entry != UNIX_PEER
+    )
 
 
 def ip_allowed(address: str | None, allowlist: list[str]) -> bool:

@@ -450,14 +450,17 @@ MPESA_CALLBACK_IP_MODE = env_choice(
 # The reverse proxies in front of the app (addresses or CIDR ranges). X-Forwarded-For is read
 # only on requests whose socket peer is one of them, walked from the right past the proxies
 # listed; anyone connecting straight to gunicorn is the client whatever the header says.
+# "unix": a peer on a Unix socket (gunicorn bound to unix:/path, nginx in front).
 # Default: none (the socket address is always the client).
 TRUSTED_PROXIES = env_list("TRUSTED_PROXIES", [])
 for _entry in TRUSTED_PROXIES:
+    if _entry == "unix":  # a peer on a Unix socket (nginx proxying to gunicorn's socket)
+        continue
     try:
         ipaddress.ip_network(_entry, strict=False)
     except ValueError:
         raise ImproperlyConfigured(
-            f"TRUSTED_PROXIES: {_entry!r} is not an IP address or CIDR range"
+            f"TRUSTED_PROXIES: {_entry!r} is not an IP address, a CIDR range or 'unix'"
         ) from None
 # Deprecated: how many proxies append to X-Forwarded-For. Alone it believed the header from
 # any peer, so it is refused without TRUSTED_PROXIES; with it, it caps the entries read.

@@ -99,6 +99,36 @@ def test_a_chain_of_trusted_proxies_is_walked_from_the_right(post, settings):
     assert response.status_code == 403 and callback.source_ip == ATTACKER_IP
 
 
+def test_behind_a_proxy_on_a_unix_socket_the_header_is_believed_when_configured(post, settings):
+    """nginx -> gunicorn over a Unix socket: the peer has no address (REMOTE_ADDR is empty),
+    and only a process on this host can connect. TRUSTED_PROXY_COUNT=1 used to read the header
+    there; TRUSTED_PROXIES takes `unix` for it. Without it the client is unknown and, with the
+    allowlist enforced, every genuine callback was refused."""
+    settings.MPESA_CALLBACK_IP_MODE = "enforce"
+    settings.TRUSTED_PROXIES = ["unix"]
+    settings.TRUSTED_PROXY_COUNT = 0
+    payment, token = victim()
+    response, callback = post(
+        f"/payments/callback/{token}/",
+        stk_success_body(checkout_request_id="ws_CO_VICTIM", amount=1000),
+        HTTP_X_FORWARDED_FOR=f"{ATTACKER_IP}, {SAFARICOM_IP}",
+        REMOTE_ADDR="",
+    )
+    assert response.status_code == 200 and callback.source_ip == SAFARICOM_IP
+    payment.refresh_from_db()
+    assert payment.status == PaymentStatus.SUCCESS
+
+    # A peer with an address is not the Unix socket: its header proves nothing.
+    _, token = victim(checkout="ws_CO_OTHER")
+    response, callback = post(
+        f"/payments/callback/{token}/",
+        stk_success_body(checkout_request_id="ws_CO_OTHER", amount=1000),
+        HTTP_X_FORWARDED_FOR=SAFARICOM_IP,
+        REMOTE_ADDR=ATTACKER_IP,
+    )
+    assert response.status_code == 403 and callback.source_ip == ATTACKER_IP
+
+
 # --- 5: filling the database through the callback URL -----------------------------------------
 
 JUNK = 64 * 1024
