@@ -1054,10 +1054,11 @@ def _requeue(
 # --- Retention of raw bodies -------------------------------------------------------------------
 
 # Only these states' bodies are ever purged, and only for callbacks linked to no payment,
-# named by no payment's event and sent from no address of MPESA_CALLBACK_ALLOWED_IPS: a
-# refused or unreadable request nobody's payment depends on. Evidence of money (processed,
-# duplicate, ignored, review, orphan, failed, anything linked to a payment, a forgery flagged
-# on the payment it aimed at, what Daraja itself sent for a payment we do not have) is kept.
+# whose token is no payment's, named by no payment's event and sent from no address of
+# MPESA_CALLBACK_ALLOWED_IPS: a refused or unreadable request nobody's payment depends on.
+# Evidence of money (processed, duplicate, ignored, review, orphan, failed, anything linked to
+# or carrying the token of a payment, a forgery flagged on the payment it aimed at, what
+# Daraja itself sent for a payment we do not have) is kept.
 PURGEABLE_STATES = (CallbackState.REJECTED, CallbackState.INVALID)
 
 
@@ -1073,7 +1074,16 @@ def callback_bodies_purge(*, older_than_days: int | None = None, batch_size: int
         payment__isnull=True,
         received_at__lt=cutoff,
         body_purged_at__isnull=True,
-    ).exclude(Exists(PaymentEvent.objects.filter(callback=OuterRef("pk"))))
+    ).exclude(
+        Exists(PaymentEvent.objects.filter(callback=OuterRef("pk")))
+        # A payment's token in the path: ours, even if not linked (refused callbacks were
+        # stored unlinked before they were linked at intake; the migration linked invalid ones).
+        | Exists(
+            Payment.objects.filter(callback_token_hash=OuterRef("token_hash")).exclude(
+                callback_token_hash=""
+            )
+        )
+    )
     allowlist = settings.MPESA_CALLBACK_ALLOWED_IPS
     total = 0
     after = 0

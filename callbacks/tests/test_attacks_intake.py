@@ -323,3 +323,48 @@ def test_daraja_callbacks_with_no_payment_are_kept_whole_unlimited_and_never_pur
     ] == sent
     attacker = InboundCallback.objects.filter(source_ip=ATTACKER_IP)
     assert all(bytes(c.body) == b"" and c.body_purged_at for c in attacker)
+
+
+def test_refused_callbacks_stored_before_they_were_linked_keep_their_body_if_a_payment_has_the_token(
+    settings,
+):
+    """Before refused callbacks were linked to their payment, the intake stored a genuine
+    callback from an address the enforced allowlist did not know yet (or an oversized one) as
+    `rejected` with the token's hash and no payment. The data migration linked only invalid
+    ones, so the retention policy would purge these: the path's token still names a payment."""
+    import hashlib
+    from datetime import timedelta
+
+    from django.core.management import call_command
+    from django.utils import timezone
+
+    from core.models import hash_secret
+
+    _, token = victim()
+    body = stk_success_body(checkout_request_id="ws_CO_VICTIM", amount=1000)
+    old = timezone.now() - timedelta(days=settings.CALLBACK_BODY_RETENTION_DAYS + 1)
+    legacy = InboundCallback.objects.create(
+        body=body,
+        token_hash=hash_secret(token),
+        dedupe_key=hashlib.sha256(body).hexdigest(),
+        source_ip=ATTACKER_IP,
+        source_flagged=True,
+        state=CallbackState.REJECTED,
+        last_error=f"source address {ATTACKER_IP} is not on the callback allowlist",
+    )
+    junk = InboundCallback.objects.create(
+        body=b"junk",
+        token_hash=hash_secret("G" * 43),
+        dedupe_key=hashlib.sha256(b"junk").hexdigest(),
+        source_ip=ATTACKER_IP,
+        state=CallbackState.REJECTED,
+        last_error="unknown callback token",
+    )
+    InboundCallback.objects.update(received_at=old)
+
+    call_command("purge_callback_bodies")
+
+    legacy.refresh_from_db()
+    junk.refresh_from_db()
+    assert bytes(legacy.body) == body and legacy.body_purged_at is None
+    assert bytes(junk.body) == b"" and junk.body_purged_at is not None
