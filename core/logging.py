@@ -29,12 +29,13 @@ def log_time(created: float) -> str:
 
 # A Kenyan mobile number in any of the forms people and URLs write it: 2547XXXXXXXX,
 # +254 7XX XXX XXX, 254-7XX-XXX-XXX, 07XX XXX XXX, 7XXXXXXXX, and URL-encoded (%2B254%207XX…,
-# + for a space in a query string); 1XX numbers alike. Separators (space, dash, %20, +) only
-# where people put them, so that dotted addresses and UUIDs are not taken for numbers; not
-# inside longer runs of digits or hex. A bare nine digits counts only for 7XX and 10X/11X.
+# + for a space in a query string, or after any percent-escape: %3D254…, %22254…%22); 1XX
+# numbers alike. Separators (space, dash, %20, +) only where people put them, so that dotted
+# addresses and UUIDs are not taken for numbers; not inside longer runs of digits or hex. A
+# bare nine digits counts only for 7XX and 10X/11X.
 _SEP = r"(?:[ \-+]|%20)?"
 _PHONE = re.compile(
-    r"(?:(?<=%20)|(?<![0-9A-Fa-f%]))"
+    r"(?:(?<=%[0-9A-Fa-f]{2})|(?<![0-9A-Fa-f%]))"
     r"(?P<prefix>(?:\+|%2[Bb])?254" + _SEP + r"|0)?"
     r"(?P<a>[17]\d\d)" + _SEP + r"(?P<b>\d\d\d)" + _SEP + r"(?P<c>\d\d\d)"
     r"(?![0-9A-Fa-f])"

@@ -168,7 +168,7 @@ _URL_TOKEN = re.compile(r"(https?://\S+?/callback/)[^/\s]+")
 # project; a test holds the two to the same cases).
 _SEP = r"(?:[ \-+]|%20)?"
 _PHONE = re.compile(
-    r"(?:(?<=%20)|(?<![0-9A-Fa-f%]))"
+    r"(?:(?<=%[0-9A-Fa-f]{2})|(?<![0-9A-Fa-f%]))"
     r"(?P<prefix>(?:\+|%2[Bb])?254" + _SEP + r"|0)?"
     r"(?P<a>[17]\d\d)" + _SEP + r"(?P<b>\d\d\d)" + _SEP + r"(?P<c>\d\d\d)"
     r"(?![0-9A-Fa-f])"

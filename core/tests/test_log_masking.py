@@ -29,6 +29,11 @@ TOKEN = "Ab3_-xYz0123456789abcdefghijkLMNOP0123456789"
         "+254+712+345+678",  # spaces in a query string
         "GET /x?phone=%2B254%20712%20345%20678&a=1 HTTP/1.1",
         "q=hi%200712345678",
+        # After any other percent-escape: an encoded =, quote, colon or comma.
+        "GET /login?next=%2Fpay%3Fphone%3D254712345678 HTTP/1.1",
+        'referer="https://shop.example/?q=%7B%22phone%22%3A%220712345678%22%7D"',
+        "phones=%22254712345678%22",
+        "to=a%2C712345678",
     ],
 )
 def test_every_form_of_a_phone_number_is_masked_the_same_way(text):
