@@ -369,8 +369,9 @@ CALLBACK_MAX_BODY_BYTES = env_int("CALLBACK_MAX_BODY_BYTES", 64 * 1024, minimum=
 # bytes of it: enough for a whole genuine Daraja callback (under 1 KB), a 64th of a junk post.
 CALLBACK_REFUSED_BODY_PREFIX_BYTES = env_int("CALLBACK_REFUSED_BODY_PREFIX_BYTES", 1024, minimum=0)
 # Refused callbacks stored per source address (IPv6: per /64) and window; beyond it they are
-# counted on the last one stored, not stored. Callbacks with a payment's token are never
-# limited. Counted in the shared cache; while the cache is unreachable, in each process.
+# counted on the last one stored, not stored. Callbacks with a payment's token, or from an
+# address on MPESA_CALLBACK_ALLOWED_IPS (Daraja's), are never limited. Counted in the shared
+# cache; while the cache is unreachable, in each process.
 CALLBACK_REFUSED_RATE_LIMIT = env_str("CALLBACK_REFUSED_RATE_LIMIT", "30/min")
 _RATE_PERIODS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 try:
@@ -384,8 +385,9 @@ except (ValueError, KeyError):
         "N/minute, N/hour or N/day"
     ) from None
 # Bodies of refused and invalid callbacks that concern no payment are purged (hash, size,
-# headers and the row kept) after this many days by a daily beat task; callbacks linked to or
-# flagged on a payment, and every processed, review, failed or orphan one, are kept whole.
+# headers and the row kept) after this many days by a daily beat task; callbacks linked to,
+# flagged on or carrying the token of a payment, those from an address on
+# MPESA_CALLBACK_ALLOWED_IPS, and every processed, review, failed or orphan one are kept whole.
 CALLBACK_BODY_RETENTION_DAYS = env_int("CALLBACK_BODY_RETENTION_DAYS", 30, minimum=1)
 # "batch": stored callbacks are drained in batches (SELECT ... FOR UPDATE SKIP LOCKED) by
 # workers woken at most every CALLBACK_WAKEUP_INTERVAL seconds per web process; "task": one
