@@ -622,6 +622,25 @@ class ResolveForm(forms.Form):
     reason = forms.CharField(widget=forms.Textarea(attrs={"rows": 3, "cols": 80}), max_length=2000)
 
 
+def _searchable_amount(term: str) -> Decimal | None:
+    """``term`` as an amount a payment can have (positive, within Payment.amount's digits and
+    decimals), or None: an exponent such as ``1e999999`` is a number the database refuses to
+    compare with (PostgreSQL: "value overflows numeric format"), not a search for nothing."""
+    field = Payment._meta.get_field("amount")
+    try:
+        amount = Decimal(term.replace(",", ""))
+    except InvalidOperation:
+        return None
+    if not amount.is_finite() or amount <= 0:
+        return None
+    exponent = amount.normalize().as_tuple().exponent  # 900.000 is 900
+    if isinstance(exponent, int) and exponent < -field.decimal_places:
+        return None  # more decimals than an amount has: no payment has it
+    if amount >= Decimal(10) ** (field.max_digits - field.decimal_places):
+        return None
+    return amount
+
+
 def payment_search(
     term: str, *, brk: Break, limit: int = SEARCH_LIMIT
 ) -> tuple[list[Payment], str]:
@@ -648,11 +667,8 @@ def payment_search(
         for payment in query.filter(phone_number=phone).order_by("-created_at")[:limit]:
             found.setdefault(payment.pk, payment)
         how.append("phone")
-    try:
-        amount = Decimal(term.replace(",", ""))
-    except InvalidOperation:
-        amount = None
-    if amount is not None and amount.is_finite() and amount > 0 and not phone:
+    amount = _searchable_amount(term)
+    if amount is not None and not phone:
         around = brk.line.completed_at if brk.line else brk.created_at
         window = dt.timedelta(days=AMOUNT_SEARCH_DAYS)
         nearby = query.filter(

@@ -252,7 +252,7 @@ def unknown_line():
 
 
 @pytest.mark.parametrize("term", ["RCPT000009", "rcpt000009", "0722 000 555", "+254722000555"])
-@pytest.mark.parametrize("amount", ["900", "900.00", "900,00"])
+@pytest.mark.parametrize("amount", ["900", "900.00", "900.000", "900,00"])
 def test_the_resolve_page_finds_payments_by_receipt_phone_or_amount(
     admin_client, unknown_line, term, amount
 ):
