@@ -147,6 +147,7 @@ class PaymentAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_select_related = ["client"]
     actions = ["clear_review"]
     change_list_template = "admin/payments/payment/change_list.html"
+    totals_max_rows = 100_000
 
     class Media:
         css = ADMIN_CSS
@@ -277,9 +278,15 @@ class PaymentAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
     def totals(self, request: HttpRequest, queryset: QuerySet[Payment]) -> dict[str, Any] | None:
         """Sums of the filtered payments' amounts, by status, in one aggregate query. Only
-        for a narrowed list: over an unfiltered table of millions it would read every row."""
+        for a narrowed list of at most ``totals_max_rows`` payments: over a table of millions
+        (unfiltered, or a filter most rows match) it would read every row."""
         if not _narrowed(request):
             return None
+        # A filter can select most of the table (status SUCCESS, a wide date range): count at
+        # most one row past the limit (a LIMIT in a subquery) before summing anything.
+        limit = self.totals_max_rows
+        if queryset.order_by()[: limit + 1].count() > limit:
+            return {"over": limit}
         sums = queryset.aggregate(
             total=Sum("amount"),
             success=Sum("amount", filter=Q(status=PaymentStatus.SUCCESS)),

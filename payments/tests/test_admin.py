@@ -64,6 +64,21 @@ def test_an_unfiltered_list_reads_no_sums(admin_client, payments):
     assert "Choose a filter" in page
 
 
+def test_a_filter_that_selects_more_payments_than_the_limit_sums_nothing(
+    admin_client, payments, monkeypatch
+):
+    from payments.admin import PaymentAdmin
+
+    monkeypatch.setattr(PaymentAdmin, "totals_max_rows", 2)
+    with CaptureQueriesContext(connection) as queries:
+        page = admin_client.get(CHANGELIST, {"q": "254722000108"}).content.decode()
+
+    assert not [q for q in queries.captured_queries if "SUM(" in q["sql"].upper()]
+    assert "More than 2 payments are selected" in page
+    one = admin_client.get(CHANGELIST, {"status__exact": "FAILED"}).content.decode()
+    assert '<span class="amount" id="total-amount">300.00</span>' in one
+
+
 def test_a_payment_links_to_its_statement_line_and_break(admin_client):
     pending = make_payment(amount=900, status=PaymentStatus.PENDING)
     run = statement_import(
