@@ -16,7 +16,10 @@ them, and a SIGKILL of the group leaves nothing behind. Besides:
 - On Linux the processes receive SIGTERM if this one dies without stopping them (SIGKILL, a
   crash), and this process adopts orphaned grandchildren, so a worker whose supervisor died is
   still stopped.
-- When one process exits by itself, the others are stopped (exit status 1), as with honcho.
+- When one process exits by itself, or cannot be started, the others are stopped (exit
+  status 1), as with honcho.
+- Output is printed line by line; a line over MAX_LINE_BYTES is printed in pieces as it
+  arrives, so a process that writes without newlines cannot fill this one's memory.
 """
 
 from __future__ import annotations
@@ -37,6 +40,10 @@ from core.supervise import become_subreaper, die_with_parent
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 STOP_TIMEOUT = 20.0  # the worker needs about 6 s, more on a busy machine
 SIGNAL_GRACE = 3.0
+# A line longer than this (output with no newline: a progress bar, binary data) is printed in
+# pieces of this size as it arrives, rather than held in memory until a newline that may
+# never come.
+MAX_LINE_BYTES = 64 * 1024
 
 
 @dataclass
@@ -111,14 +118,20 @@ class Runner:
     def start(self) -> None:
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         for proc in self.procs:
-            proc.popen = subprocess.Popen(
-                proc.args,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                env=env,
-                preexec_fn=die_with_parent(signal.SIGTERM),
-            )
+            try:
+                proc.popen = subprocess.Popen(
+                    proc.args,
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.STDOUT,
+                    env=env,
+                    preexec_fn=die_with_parent(signal.SIGTERM),
+                )
+            except OSError as exc:  # no such program, not executable
+                self.say("devrun", f"cannot start {proc.name} ({proc.args[0]}): {exc}")
+                self.failed = True
+                self.begin_stop(f"{proc.name} did not start", grace=0)
+                return
             assert proc.popen.stdout is not None
             os.set_blocking(proc.popen.stdout.fileno(), False)
             self.selector.register(proc.popen.stdout, selectors.EVENT_READ, proc)
@@ -146,6 +159,9 @@ class Runner:
             *lines, proc.pending = (proc.pending + chunk).split(b"\n")
             for line in lines:
                 self.say(proc.name, line.decode(errors="replace").rstrip("\r"))
+            while len(proc.pending) >= MAX_LINE_BYTES:
+                piece, proc.pending = proc.pending[:MAX_LINE_BYTES], proc.pending[MAX_LINE_BYTES:]
+                self.say(proc.name, piece.decode(errors="replace"))
 
     def running(self) -> list[Proc]:
         return [p for p in self.procs if p.popen is not None and p.popen.poll() is None]
@@ -224,7 +240,8 @@ class Runner:
                 if again:
                     self.kill_everything("asked again")
             for proc in self.procs:
-                assert proc.popen is not None
+                if proc.popen is None:  # not started (a program that could not be run)
+                    continue
                 code = proc.popen.poll()
                 if code is not None and self.stop_deadline is None:
                     self.say("devrun", f"{proc.name} exited with {code}")
