@@ -35,11 +35,12 @@ from .models import (
 )
 from .parsers import (
     AMOUNT_FIELDS,
-    MAX_ROW_CELLS,
     ParsedStatement,
+    ParseLimits,
     RowReader,
     eat_to_utc,
     parse_statement_time,
+    reject_record,
 )
 
 R = ResultClass
@@ -264,6 +265,7 @@ def read_lines(
 ) -> tuple[list[ReadLine], list[tuple[int, str, list[str]]], Counter[str]]:
     """Every row through :class:`RowReader`, then typed exactly as ``sql.py`` types them."""
     reader = RowReader(parsed.layout)
+    reject_max_chars = ParseLimits.from_settings().reject_max_chars
     columns = parsed.layout.columns
     lines: list[ReadLine] = []
     rejects: list[tuple[int, str, list[str]]] = []
@@ -279,7 +281,7 @@ def read_lines(
             skipped[outcome.reason] += 1
             continue
         if outcome.kind == "reject":
-            rejects.append((number, outcome.reason, raw[:MAX_ROW_CELLS]))
+            rejects.append((number, *reject_record(outcome.reason, raw, reject_max_chars)))
             continue
         cells = outcome.cells
         amounts = {

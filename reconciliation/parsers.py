@@ -14,11 +14,18 @@ import datetime as dt
 import io
 import json
 import re
+import signal
+import threading
+import time
+import zipfile
 import zoneinfo
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 from typing import Any
+
+from django.conf import settings
 
 from .models import StatementFormat
 
@@ -114,6 +121,218 @@ def header_key(cell: str) -> str:
 
 class StatementFormatError(ValueError):
     """The file as a whole cannot be read (unknown format, no header row, broken file)."""
+
+
+class StatementLimitError(StatementFormatError):
+    """The file is over one of the reading limits (:class:`ParseLimits`): refused, whatever
+    it declares about itself."""
+
+
+# --- Limits ------------------------------------------------------------------------------------
+
+# A number written with an exponent beyond this (1E+100000000) is not expanded into its
+# digits: ``format(value, "f")`` would write a hundred million of them.
+MAX_DECIMAL_EXPONENT = 64
+# Members of a ZIP (XLSX) under this size are not checked for their compression ratio: small
+# XML parts compress far better than a sheet.
+RATIO_CHECK_MIN_BYTES = 1024 * 1024
+# An XLSX's shared strings are read into memory at once: they may use this fraction of
+# RECONCILIATION_MAX_DECOMPRESSED_BYTES (a sheet is read as a stream).
+SHARED_STRINGS_SHARE = 8
+# The rows' progress is reported every this many rows.
+PROGRESS_EVERY_ROWS = 1000
+
+
+@dataclass(frozen=True)
+class ParseLimits:
+    """What a statement may cost to read; a file over any limit is refused, naming it. The
+    defaults are the settings' (README, Security)."""
+
+    max_rows: int = 2_000_000
+    max_columns: int = 256
+    max_cell_chars: int = 32_767
+    max_decompressed_bytes: int = 512 * 1024 * 1024
+    max_compression_ratio: int = 100
+    time_limit_seconds: float = 600.0
+    reject_max_chars: int = 2000
+
+    @classmethod
+    def from_settings(cls) -> ParseLimits:
+        default = cls()
+        names = {
+            "max_rows": "RECONCILIATION_MAX_ROWS",
+            "max_columns": "RECONCILIATION_MAX_COLUMNS",
+            "max_cell_chars": "RECONCILIATION_MAX_CELL_CHARS",
+            "max_decompressed_bytes": "RECONCILIATION_MAX_DECOMPRESSED_BYTES",
+            "max_compression_ratio": "RECONCILIATION_MAX_COMPRESSION_RATIO",
+            "time_limit_seconds": "RECONCILIATION_IMPORT_TIME_LIMIT_SECONDS",
+            "reject_max_chars": "RECONCILIATION_REJECT_MAX_CHARS",
+        }
+        return cls(
+            **{
+                attribute: getattr(settings, setting, getattr(default, attribute))
+                for attribute, setting in names.items()
+            }
+        )
+
+    def over_time(self) -> StatementLimitError:
+        return StatementLimitError(
+            f"reading the statement took over {self.time_limit_seconds:g} seconds "
+            "(RECONCILIATION_IMPORT_TIME_LIMIT_SECONDS)"
+        )
+
+
+class Deadline:
+    """The time limit, checked as rows are read (and by :func:`time_limit` between them)."""
+
+    def __init__(self, limits: ParseLimits) -> None:
+        self.limits = limits
+        self.at = time.monotonic() + limits.time_limit_seconds
+
+    def check(self) -> None:
+        if time.monotonic() > self.at:
+            raise self.limits.over_time()
+
+
+@contextmanager
+def time_limit(limits: ParseLimits) -> Iterator[None]:
+    """Interrupts whatever runs longer than the time limit, even one call into a library
+    that reads a whole sheet at once (xlrd, openpyxl's shared strings): a SIGALRM timer in
+    the main thread (a Celery prefork worker's, the command's). Elsewhere, or when a timer is
+    already running, the rows' own checks are the limit."""
+    usable = (
+        threading.current_thread() is threading.main_thread()
+        and hasattr(signal, "setitimer")
+        and signal.getitimer(signal.ITIMER_REAL)[0] == 0
+    )
+    if not usable:
+        yield
+        return
+
+    def expired(signum: int, frame: Any) -> None:
+        raise limits.over_time()
+
+    previous = signal.signal(signal.SIGALRM, expired)
+    signal.setitimer(signal.ITIMER_REAL, max(limits.time_limit_seconds, 0.001))
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def _cut(text: str, limit: int) -> str:
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}… [{len(text) - limit} characters cut]"
+
+
+def reject_record(reason: str, cells: list[str], limit: int) -> tuple[str, list[str]]:
+    """What a reject keeps: its reason, and its first cells up to ``limit`` characters in
+    all, what is cut marked as cut (one huge cell must not be stored twice, whole)."""
+    kept: list[str] = []
+    left = limit
+    for index, cell in enumerate(cells):
+        if left <= 0 or index >= MAX_ROW_CELLS:
+            kept.append(f"… [{len(cells) - index} more cells cut]")
+            break
+        kept.append(_cut(cell, left))
+        left -= len(cell)
+    return _cut(reason, limit), kept
+
+
+def decimal_out_of_range(value: Any) -> bool:
+    """A number whose exponent is out of any sane range (``1E+100000000``, ``1E-99999``), or
+    one the decimal module could not even hold: written out in digits it would take
+    gigabytes."""
+    if isinstance(value, _HugeNumber):
+        return True
+    if not isinstance(value, Decimal) or not value.is_finite():
+        return False
+    exponent = value.as_tuple().exponent
+    assert isinstance(exponent, int)
+    return abs(value.adjusted()) > MAX_DECIMAL_EXPONENT or abs(exponent) > MAX_DECIMAL_EXPONENT
+
+
+def decimal_text(value: Decimal) -> str:
+    """A Decimal as plain digits, unless its exponent is out of range: then as Python writes
+    it (``1E+100000000``), which no amount or time reads."""
+    if not value.is_finite() or decimal_out_of_range(value):
+        return str(value)
+    return format(value, "f")
+
+
+class _HugeNumber(str):
+    """A JSON number the decimal module cannot hold (``1E+99999999999999999999``): kept as
+    its text, never read as an amount."""
+
+
+def _json_number(text: str) -> Decimal | _HugeNumber:
+    try:
+        return Decimal(text)
+    except InvalidOperation:
+        return _HugeNumber(text)
+
+
+class LimitedRows:
+    """A file's rows, stopped at the limits: the row number (a spreadsheet's own, which may
+    jump), the time, and for spreadsheets and JSON, whose cells can be far larger than the
+    bytes that declare them, the number of cells and their length. Counts the rows read and
+    reports them every :data:`PROGRESS_EVERY_ROWS` rows."""
+
+    def __init__(
+        self,
+        rows: Iterator[tuple[int, list[str]]],
+        limits: ParseLimits,
+        deadline: Deadline,
+        *,
+        check_cells: bool,
+        progress: Callable[[int], None] | None = None,
+    ) -> None:
+        self.rows = rows
+        self.limits = limits
+        self.deadline = deadline
+        self.check_cells = check_cells
+        self.progress = progress
+        self.count = 0
+
+    def __iter__(self) -> LimitedRows:
+        return self
+
+    def __next__(self) -> tuple[int, list[str]]:
+        number, cells = next(self.rows)
+        self.count += 1
+        limits = self.limits
+        if number > limits.max_rows or self.count > limits.max_rows:
+            raise StatementLimitError(
+                f"the statement has more than {limits.max_rows} rows "
+                f"(RECONCILIATION_MAX_ROWS; row {number} reached): split it"
+            )
+        if self.check_cells:
+            check_row_cells(number, cells, limits)
+        if self.count % PROGRESS_EVERY_ROWS == 0:
+            self.deadline.check()
+            if self.progress is not None:
+                self.progress(self.count)
+        return number, cells
+
+
+def check_row_cells(number: int, cells: list[Any], limits: ParseLimits) -> None:
+    if len(cells) > limits.max_columns:
+        raise StatementLimitError(
+            f"row {number} has {len(cells)} columns, over the limit of {limits.max_columns} "
+            "(RECONCILIATION_MAX_COLUMNS)"
+        )
+    for column, cell in enumerate(cells, 1):
+        if isinstance(cell, str) and len(cell) > limits.max_cell_chars:
+            raise_long_cell(number, column, len(cell), limits)
+
+
+def raise_long_cell(number: int, column: int, length: int, limits: ParseLimits) -> None:
+    raise StatementLimitError(
+        f"row {number}, column {column} holds {length} characters, over the limit of "
+        f"{limits.max_cell_chars} (RECONCILIATION_MAX_CELL_CHARS)"
+    )
 
 
 @dataclass(frozen=True)
@@ -308,7 +527,7 @@ def cell_text(value: Any) -> str:
         text = format(number, "f")
         return text
     if isinstance(value, Decimal):
-        return format(value, "f")
+        return decimal_text(value)
     if isinstance(value, dt.datetime):
         # To the nearest second: a spreadsheet keeps times as fractions of a day, and
         # 21:45:13 may come back as 21:45:12.9999.
@@ -592,15 +811,42 @@ def sniff_format(data: bytes) -> str:
     return StatementFormat.G2_CSV
 
 
-def parse_statement(data: bytes, *, file_name: str = "") -> ParsedStatement:
+def parse_statement(
+    data: bytes,
+    *,
+    file_name: str = "",
+    limits: ParseLimits | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> ParsedStatement:
+    """The file's format, metadata and layout, and its rows as an iterator, read within
+    ``limits`` (the settings' by default): a file over one is refused with
+    :class:`StatementLimitError`. ``progress`` is told the number of rows read so far."""
+    limits = limits or ParseLimits.from_settings()
+    deadline = Deadline(limits)
     file_format = sniff_format(data)
+
+    def limited(rows: Iterator[tuple[int, list[str]]], check_cells: bool) -> LimitedRows:
+        return LimitedRows(rows, limits, deadline, check_cells=check_cells, progress=progress)
+
     if file_format == StatementFormat.G2_XLS:
-        return _from_grid(file_format, _xls_rows(data))
+        return _from_grid(file_format, limited(_xls_rows(data, limits), True))
     if file_format == StatementFormat.G2_XLSX:
-        return _from_grid(file_format, _xlsx_rows(data))
+        return _from_grid(file_format, limited(_xlsx_rows(data, limits), True))
     if file_format == StatementFormat.PULL_JSON:
-        return parse_pull_transactions(data)
-    return parse_csv(data)
+        parsed = parse_pull_transactions(data)
+        parsed.rows = limited(parsed.rows, True)
+        return parsed
+    # A CSV's cells are its own bytes (bounded by the upload size), read by the fast paths
+    # without this iterator: its line count is checked on the bytes.
+    lines = data.count(b"\n")
+    if lines > limits.max_rows + HEADER_SEARCH_ROWS:
+        raise StatementLimitError(
+            f"the statement has {lines} lines, more than {limits.max_rows} rows "
+            "(RECONCILIATION_MAX_ROWS): split it"
+        )
+    parsed = parse_csv(data)
+    parsed.rows = limited(parsed.rows, False)
+    return parsed
 
 
 def text_encoding(data: bytes) -> str:
@@ -693,11 +939,67 @@ def _from_grid(file_format: str, rows: Iterator[tuple[int, list[str]]]) -> Parse
     raise _no_header()
 
 
-def _xlsx_rows(data: bytes) -> Iterator[tuple[int, list[str]]]:
+def check_zip(data: bytes, limits: ParseLimits) -> None:
+    """An XLSX is a ZIP: refused when its members declare more than the decompressed limit,
+    when one is compressed more than the ratio limit (a zip bomb: 293 KB of shared strings
+    that inflate to gigabytes), or when a member inflates to more than it declared or than the
+    limit (each is inflated once, as a stream, and counted, before anything reads it)."""
+    try:
+        archive = zipfile.ZipFile(io.BytesIO(data))
+        members = archive.infolist()
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError, EOFError) as exc:
+        raise StatementFormatError(f"the XLSX file cannot be opened: {exc}") from None
+    limit = limits.max_decompressed_bytes
+    declared = sum(member.file_size for member in members)
+    if declared > limit:
+        raise StatementLimitError(
+            f"the XLSX file declares {declared} bytes uncompressed, over the limit of {limit} "
+            "(RECONCILIATION_MAX_DECOMPRESSED_BYTES)"
+        )
+    for member in members:
+        ratio = member.file_size / max(member.compress_size, 1)
+        if member.file_size > RATIO_CHECK_MIN_BYTES and ratio > limits.max_compression_ratio:
+            raise StatementLimitError(
+                f"the XLSX part {member.filename[:100]!r} is compressed {ratio:.0f} to 1, over "
+                f"the limit of {limits.max_compression_ratio} "
+                "(RECONCILIATION_MAX_COMPRESSION_RATIO): a zip bomb?"
+            )
+        if member.filename.lower().endswith("sharedstrings.xml") and (
+            member.file_size > limit // SHARED_STRINGS_SHARE
+        ):
+            raise StatementLimitError(
+                f"the XLSX file's shared strings are {member.file_size} bytes, over "
+                f"{limit // SHARED_STRINGS_SHARE} (1/{SHARED_STRINGS_SHARE} of "
+                "RECONCILIATION_MAX_DECOMPRESSED_BYTES)"
+            )
+    total = 0
+    try:
+        for member in members:
+            size = 0
+            with archive.open(member) as stream:
+                while chunk := stream.read(1 << 20):
+                    size += len(chunk)
+                    total += len(chunk)
+                    if size > member.file_size or total > limit:
+                        raise StatementLimitError(
+                            f"the XLSX part {member.filename[:100]!r} inflates to more than "
+                            f"it declares or than the limit of {limit} bytes "
+                            "(RECONCILIATION_MAX_DECOMPRESSED_BYTES)"
+                        )
+    except StatementLimitError:
+        raise
+    except Exception as exc:  # zipfile raises many types for a broken member
+        raise StatementFormatError(f"the XLSX file is damaged: {exc}") from None
+
+
+def _xlsx_rows(data: bytes, limits: ParseLimits) -> Iterator[tuple[int, list[str]]]:
     import openpyxl
 
+    check_zip(data, limits)
     try:
         book = openpyxl.load_workbook(io.BytesIO(data), read_only=True, data_only=True)
+    except StatementLimitError:
+        raise
     except Exception as exc:  # openpyxl raises many types for a broken file
         raise StatementFormatError(f"the XLSX file cannot be opened: {exc}") from None
 
@@ -706,10 +1008,22 @@ def _xlsx_rows(data: bytes) -> Iterator[tuple[int, list[str]]]:
         try:
             names = book.sheetnames
             sheet = book["transaction"] if "transaction" in names else book[names[0]]
+            # The sheet's <dimension> is what the file says of itself (A1:XFD1048576 made
+            # openpyxl pad a million rows to 16,384 cells each): only the cells are read.
+            sheet.reset_dimensions()
             for row in sheet.iter_rows():
+                if not row:
+                    # A row the file does not have (openpyxl fills the gaps between the rows
+                    # it has): nothing to read, and a million of them cost seconds.
+                    expected += 1
+                    continue
                 number = next((c.row for c in row if getattr(c, "row", None)), expected)
                 expected = number + 1
-                yield number, [_xlsx_cell_text(c) for c in row]
+                if len(row) > limits.max_columns:
+                    row = _xlsx_narrowed(number, row, limits)
+                yield number, [_xlsx_cell_text(c, number, limits) for c in row]
+        except StatementLimitError:
+            raise
         except Exception as exc:  # a damaged sheet is found only while it is read
             raise StatementFormatError(
                 f"the XLSX file is damaged (after row {expected - 1}): {exc}"
@@ -718,6 +1032,18 @@ def _xlsx_rows(data: bytes) -> Iterator[tuple[int, list[str]]]:
             book.close()
 
     return rows()
+
+
+def _xlsx_narrowed(number: int, row: tuple[Any, ...], limits: ParseLimits) -> tuple[Any, ...]:
+    """A row whose cells past the column limit are all empty (formatting), without them; a
+    value past the limit is refused."""
+    for column, cell in enumerate(row[limits.max_columns :], limits.max_columns + 1):
+        if getattr(cell, "value", None) not in (None, ""):
+            raise StatementLimitError(
+                f"row {number} has a value in column {column}, over the limit of "
+                f"{limits.max_columns} columns (RECONCILIATION_MAX_COLUMNS)"
+            )
+    return row[: limits.max_columns]
 
 
 _TIME_CODES = re.compile(r"[hs]|am/pm", re.IGNORECASE)
@@ -729,10 +1055,13 @@ def _without_literals(number_format: str) -> str:
     return re.sub(r'"[^"]*"|\\.|\[[^]]*\]', "", number_format)
 
 
-def _xlsx_cell_text(cell: Any) -> str:
+def _xlsx_cell_text(cell: Any, number: int, limits: ParseLimits) -> str:
     """A date cell whose format shows no time and whose value has none is a date alone
-    (``YYYY-MM-DD``), not midnight: as a completion time it is then refused."""
+    (``YYYY-MM-DD``), not midnight: as a completion time it is then refused. Text over the
+    cell limit is refused before anything is made of it."""
     value = cell.value
+    if isinstance(value, str) and len(value) > limits.max_cell_chars:
+        raise_long_cell(number, getattr(cell, "column", 0) or 0, len(value), limits)
     if (
         isinstance(value, dt.datetime)
         and getattr(cell, "is_date", False)
@@ -743,16 +1072,19 @@ def _xlsx_cell_text(cell: Any) -> str:
     return cell_text(value)
 
 
-def _xls_rows(data: bytes) -> Iterator[tuple[int, list[str]]]:
+def _xls_rows(data: bytes, limits: ParseLimits) -> Iterator[tuple[int, list[str]]]:
     import xlrd
 
     def open_book(formatting_info: bool) -> Any:
-        # xlrd's warnings about a damaged file go to its log, not to our output.
+        # xlrd's warnings about a damaged file go to its log, not to our output. Ragged
+        # rows: a row is as long as its cells, not padded to the widest (or to a merged
+        # range a damaged file declares).
         return xlrd.open_workbook(
             file_contents=data,
             on_demand=True,
             logfile=io.StringIO(),
             formatting_info=formatting_info,
+            ragged_rows=True,
         )
 
     def pick_sheet(book: Any) -> Any:
@@ -767,15 +1099,26 @@ def _xls_rows(data: bytes) -> Iterator[tuple[int, list[str]]]:
         # them runs more of xlrd on the file: if that fails, the file is read without them.
         book = open_book(True)
         sheet = pick_sheet(book)
+    except StatementLimitError:
+        raise
     except Exception:  # xlrd raises many types for a broken file or sheet
         try:
             book = open_book(False)
+        except StatementLimitError:
+            raise
         except Exception as exc:
             raise StatementFormatError(f"the XLS file cannot be opened: {exc}") from None
         try:
             sheet = pick_sheet(book)
+        except StatementLimitError:
+            raise
         except Exception as exc:
             raise StatementFormatError(f"the XLS file is damaged: {exc!r}") from None
+    if sheet.nrows > limits.max_rows:
+        raise StatementLimitError(
+            f"the statement has {sheet.nrows} rows, more than {limits.max_rows} "
+            "(RECONCILIATION_MAX_ROWS): split it"
+        )
 
     def date_alone(cell: Any) -> bool:
         """The cell's number format shows no time (known only with formatting info)."""
@@ -804,8 +1147,21 @@ def _xls_rows(data: bytes) -> Iterator[tuple[int, list[str]]]:
 
     def rows() -> Iterator[tuple[int, list[str]]]:
         for index in range(sheet.nrows):
+            if not sheet.row_len(index):
+                continue  # no cells (a damaged file's merged range may declare 65,536 rows)
             try:
-                cells = [text(c) for c in sheet.row(index)]
+                row = sheet.row(index)
+                if len(row) > limits.max_columns:
+                    raise StatementLimitError(
+                        f"row {index + 1} has {len(row)} columns, over the limit of "
+                        f"{limits.max_columns} (RECONCILIATION_MAX_COLUMNS)"
+                    )
+                for column, cell in enumerate(row, 1):
+                    if isinstance(cell.value, str) and len(cell.value) > limits.max_cell_chars:
+                        raise_long_cell(index + 1, column, len(cell.value), limits)
+                cells = [text(c) for c in row]
+            except StatementLimitError:
+                raise
             except Exception as exc:
                 raise StatementFormatError(
                     f"the XLS file is damaged (row {index + 1}): {exc!r}"
@@ -847,7 +1203,7 @@ def parse_pull_transactions(data: bytes) -> ParsedStatement:
     ResponseCode 1001 (no records) is an empty statement; an error response, or JSON of any
     other shape, is refused: it holds no transactions to reconcile."""
     try:
-        body = json.loads(decode_text(data), parse_float=Decimal, parse_int=Decimal)
+        body = json.loads(decode_text(data), parse_float=_json_number, parse_int=_json_number)
     except RecursionError:
         raise StatementFormatError("the JSON is nested too deeply to be a response") from None
     except ValueError as exc:
@@ -917,7 +1273,7 @@ def _pull_page(
     response = page[keys["response"]]
     if isinstance(response, str):  # "[[]]" sent as a string when there is nothing
         try:
-            response = json.loads(response, parse_float=Decimal, parse_int=Decimal)
+            response = json.loads(response, parse_float=_json_number, parse_int=_json_number)
         except (ValueError, RecursionError):
             raise StatementFormatError(f"{where}'Response' is not a list of transactions") from None
     if not isinstance(response, list):
@@ -948,7 +1304,12 @@ def _pull_rows(transactions: Iterable[Any]) -> Iterator[tuple[int, list[str]]]:
             negative = (parse_amount(amount_text) or 0) < 0  # -168, (168.00), KES -168
         except ValueProblem:
             negative = False  # not an amount: the row reader rejects it, saying so
-        if negative:
+        if decimal_out_of_range(amount):
+            problem = (
+                f"the amount {_cut(str(amount), 80)} has an exponent out of range (over "
+                f"{MAX_DECIMAL_EXPONENT}): not an amount"
+            )
+        elif negative:
             # Every Pull transaction is money in; what a negative one would be (a reversal?)
             # is not documented, so it is not read as a payment of the opposite sign.
             problem = (
@@ -974,7 +1335,7 @@ def _json_text(value: Any) -> str:
     if value is None:
         return ""
     if isinstance(value, Decimal):
-        return format(value, "f")
+        return decimal_text(value)
     if isinstance(value, (dict, list)):
         text = json.dumps(value, default=str)
     else:

@@ -48,7 +48,7 @@ from .models import (
     Statement,
     StatementLine,
 )
-from .parsers import ParsedStatement, parse_statement
+from .parsers import ParsedStatement, ParseLimits, parse_statement, time_limit
 
 logger = logging.getLogger(__name__)
 
@@ -104,7 +104,34 @@ def statement_import(
     existing = _already_imported(client, checksum)
     if existing is not None:
         return ImportResult(statement=existing, run=existing.run, created=False)
-    parsed = parse_statement(data)
+    limits = ParseLimits.from_settings()
+    with time_limit(limits):
+        return _import(
+            data=data,
+            limits=limits,
+            checksum=checksum,
+            file_name=file_name,
+            client=client,
+            actor=actor,
+            time_window_seconds=time_window_seconds,
+            auto_resolve=auto_resolve,
+            engine=engine,
+        )
+
+
+def _import(
+    *,
+    data: bytes,
+    limits: ParseLimits,
+    checksum: str,
+    file_name: str,
+    client: ApiClient | None,
+    actor: str,
+    time_window_seconds: int | None,
+    auto_resolve: bool,
+    engine: str | None,
+) -> ImportResult:
+    parsed = parse_statement(data, limits=limits)
     window = default_window_seconds() if time_window_seconds is None else time_window_seconds
     if window < 0:
         raise ValueError("the time window cannot be negative")
@@ -152,7 +179,7 @@ def statement_import(
             parsed=parsed,
             window_seconds=window,
             timer=timer,
-            reparse=lambda: parse_statement(data),
+            reparse=lambda: parse_statement(data, limits=limits),
         )
         statement.line_count = report.line_count
         statement.reject_count = report.reject_count

@@ -54,15 +54,16 @@ from .engine import ZERO, ClassTotals, EngineReport, Timer, statement_period
 from .models import BREAK_CLASSES, LINE_ID_FACTOR, ReconciliationRun, ResultClass, Statement
 from .parsers import (
     AMOUNT_FIELDS,
-    MAX_ROW_CELLS,
     PROBLEM,
     SHAPE,
     TEXT_FIELDS,
     FastKey,
     Layout,
     ParsedStatement,
+    ParseLimits,
     RowReader,
     copy_escape,
+    reject_record,
 )
 
 R = ResultClass
@@ -162,6 +163,7 @@ class LineWriter:
         self.fast_key = FastKey(layout)
         self.key = itemgetter(*self.fast_key.indexes)
         self.rejects: list[tuple[int, str, list[str]]] = []
+        self.reject_max_chars = ParseLimits.from_settings().reject_max_chars
         self.skipped: Counter[str] = Counter()
         self.first_seen: dict[str, int] = {}
         self.repeats: list[int] = []
@@ -264,7 +266,8 @@ class LineWriter:
             self.skipped[outcome.reason] += 1
             return None
         if outcome.kind == "reject":
-            self.rejects.append((number, outcome.reason, cells[:MAX_ROW_CELLS]))
+            reason, kept = reject_record(outcome.reason, cells, self.reject_max_chars)
+            self.rejects.append((number, reason, kept))
             return None
         out = outcome.cells
         for index in self.text:
