@@ -263,6 +263,14 @@ CALLBACK_REDRIVE_INTERVAL = env_float("CALLBACK_REDRIVE_INTERVAL", 60.0, minimum
 PAYMENTS_SWEEP_INTERVAL = env_float("PAYMENTS_SWEEP_INTERVAL", 15.0, minimum=1.0)
 CALLBACK_DRAIN_INTERVAL = env_float("CALLBACK_DRAIN_INTERVAL", 5.0, minimum=0.5)
 RECONCILIATION_REDRIVE_INTERVAL = env_float("RECONCILIATION_REDRIVE_INTERVAL", 300.0, minimum=1.0)
+# Statement imports: the sweeper's period, and how long a queued import waits for its
+# wake-up before the sweeper sends another (s).
+RECONCILIATION_IMPORT_SWEEP_INTERVAL = env_float(
+    "RECONCILIATION_IMPORT_SWEEP_INTERVAL", 60.0, minimum=1.0
+)
+RECONCILIATION_IMPORT_SWEEP_AFTER = env_float(
+    "RECONCILIATION_IMPORT_SWEEP_AFTER", 60.0, minimum=0.0
+)
 CELERY_BEAT_SCHEDULE = {
     "callbacks-redrive": {
         "task": "callbacks.tasks.redrive_callbacks",
@@ -284,6 +292,11 @@ CELERY_BEAT_SCHEDULE = {
     "reconciliation-auto-resolve-redrive": {
         "task": "reconciliation.tasks.redrive_auto_resolve",
         "schedule": RECONCILIATION_REDRIVE_INTERVAL,
+    },
+    # Statement imports whose wake-up was lost, or whose worker stopped.
+    "reconciliation-import-sweep": {
+        "task": "reconciliation.tasks.sweep_statement_imports",
+        "schedule": RECONCILIATION_IMPORT_SWEEP_INTERVAL,
     },
 }
 

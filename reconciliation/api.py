@@ -1,5 +1,6 @@
-"""Reconciliation API: upload a statement (multipart), read runs, their summary, breaks, lines,
-rejects and the accountant's CSV report, and resolve breaks with a reason.
+"""Reconciliation API: upload a statement (multipart; accepted with 202 and read by a worker),
+read runs (their state and progress), their summary, breaks, lines, rejects and the
+accountant's CSV report, and resolve breaks with a reason.
 
 Every object belongs to the API client that uploaded the statement; a client never sees
 another's runs, breaks or payments. Every operation needs the key's ``reconciliation`` scope
@@ -68,7 +69,7 @@ from .services import (
     break_approve,
     break_resolve,
     client_actor_key,
-    statement_import,
+    statement_accept,
 )
 
 # The classes a break can have, in the order of ResultClass (for filters and the schema).
@@ -173,6 +174,9 @@ class RunSerializer(serializers.ModelSerializer):
             "time_window_seconds",
             "period_start",
             "period_end",
+            "state",
+            "rows_read",
+            "error",
             "started_at",
             "finished_at",
             "duration_ms",
@@ -384,17 +388,25 @@ class StatementUploadView(APIView):
         operation_id="reconciliation_statement_upload",
         request={"multipart/form-data": UploadSerializer},
         responses={
-            201: UploadResponseSerializer,
+            202: OpenApiResponse(
+                UploadResponseSerializer,
+                description="Accepted and queued: a worker reads and matches the file. Follow "
+                "the run (GET /reconciliation/runs/{id}/) until its state is 'completed' or "
+                "'failed' (with the reason in 'error'). Also the answer to a file whose "
+                "earlier upload failed: it is queued again.",
+            ),
             200: OpenApiResponse(
-                UploadResponseSerializer, description="The same file was imported before."
+                UploadResponseSerializer,
+                description="The same file was uploaded before: its run, in whatever state.",
             ),
             **errors(
-                e400="Not a readable statement, or a field at fault",
+                e400="An empty file, one that is no statement by its first bytes (HTML), or "
+                "a field at fault",
                 e413="File over RECONCILIATION_MAX_UPLOAD_BYTES",
                 e415="Not a multipart (or form) body",
             ),
         },
-        summary="Upload an M-Pesa statement and reconcile it",
+        summary="Upload an M-Pesa statement to be reconciled (queued; answered 202)",
     )
     def post(self, request: Request) -> Response:
         serializer = UploadSerializer(data=request.data)
@@ -409,7 +421,7 @@ class StatementUploadView(APIView):
             )
         data = upload.read()
         try:
-            result = statement_import(
+            result = statement_accept(
                 data=data,
                 file_name=upload.name or "",
                 client=request_client(request),
@@ -424,10 +436,14 @@ class StatementUploadView(APIView):
                 http_status=400,
                 fields={"file": str(exc)},
             ) from None
-        # Read back as the runs list reads it (with the open breaks after auto-resolution).
+        # Read back as the runs list reads it (with the open breaks).
         run = run_list(client=request_client(request)).get(pk=result.run.pk)
         body = {"already_imported": not result.created, "run": RunSerializer(run).data}
-        return Response(body, status=status.HTTP_201_CREATED if result.created else 200)
+        response = Response(
+            body, status=status.HTTP_202_ACCEPTED if result.queued else status.HTTP_200_OK
+        )
+        response["Location"] = f"/reconciliation/runs/{run.pk}/"
+        return response
 
 
 @extend_schema_view(

@@ -373,9 +373,14 @@ def run_python(
     window_seconds: int,
     timer: Timer,
     reparse: Callable[[], ParsedStatement] | None = None,
+    read: tuple[Any, ...] | None = None,
 ) -> EngineReport:
-    with timer.phase("load"):
-        lines, rejects, skipped = read_lines(parsed)
+    """``read``: the file's rows already read by :func:`read_lines` (outside the import's
+    transaction, so that reading does not hold SQLite's write lock)."""
+    if read is None:
+        with timer.phase("load"):
+            read = read_lines(parsed)
+    lines, rejects, skipped = read
     report = EngineReport(line_count=len(lines), reject_count=len(rejects), skipped=dict(skipped))
     if lines:
         report.first_line_at = min(line.completed_at for line in lines)

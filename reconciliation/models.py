@@ -236,8 +236,40 @@ class LineMatch(models.Model):
         return f"{self.result} {self.direction} {self.amount}"
 
 
+class RunState(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    PARSING = "parsing", "Reading the file"
+    MATCHING = "matching", "Matching"
+    COMPLETED = "completed", "Completed"
+    FAILED = "failed", "Failed"
+
+
+# A run in one of these states is being worked on (or waits to be).
+ACTIVE_RUN_STATES = (RunState.QUEUED, RunState.PARSING, RunState.MATCHING)
+
+
+class StatementUpload(models.Model):
+    """An uploaded statement's bytes, from the upload until its run is completed or failed:
+    the worker reads them from here (they survive a restart of any process), and they are
+    deleted with the run's final state."""
+
+    statement = models.OneToOneField(
+        Statement, on_delete=models.CASCADE, primary_key=True, related_name="upload"
+    )
+    data = models.BinaryField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"file of {self.statement}"
+
+
 class ReconciliationRun(models.Model):
-    """The matching of one statement against our payments, with its summary and bridge."""
+    """The matching of one statement against our payments, with its summary and bridge.
+
+    An upload is accepted as a ``queued`` run; a worker reads it (``parsing``, with the rows
+    read so far), matches it (``matching``) and leaves it ``completed`` or ``failed`` with the
+    reason. The database is the truth: the Celery message only wakes a worker up, and a
+    sweeper wakes up queued runs whose message was lost and runs whose worker stopped."""
 
     statement = models.OneToOneField(Statement, on_delete=models.CASCADE, related_name="run")
     client = models.ForeignKey(
@@ -247,9 +279,22 @@ class ReconciliationRun(models.Model):
     time_window_seconds = models.PositiveIntegerField()
     period_start = models.DateTimeField(null=True, blank=True)
     period_end = models.DateTimeField(null=True, blank=True)
-    started_at = models.DateTimeField()
-    finished_at = models.DateTimeField()
-    duration_ms = models.PositiveIntegerField(default=0)
+    state = models.CharField(max_length=10, choices=RunState.choices, default=RunState.QUEUED)
+    rows_read = models.PositiveIntegerField(default=0, help_text="Rows of the file read so far.")
+    error = models.TextField(blank=True, default="", help_text="Why the run failed.")
+    attempts = models.PositiveSmallIntegerField(
+        default=0, help_text="Times a worker (or the command) started on the run."
+    )
+    heartbeat_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="The last sign of life: when queued, when a worker last reported progress.",
+    )
+    started_at = models.DateTimeField(help_text="When the statement was accepted.")
+    finished_at = models.DateTimeField(null=True, blank=True)
+    duration_ms = models.PositiveIntegerField(
+        default=0, help_text="Reading, matching and writing, once a worker started."
+    )
     timings = models.JSONField(default=dict, blank=True)
     summary = models.JSONField(default=dict, blank=True)
     created_by = models.CharField(max_length=150, blank=True, default="")
@@ -262,6 +307,13 @@ class ReconciliationRun(models.Model):
 
     class Meta:
         ordering = ["-started_at", "-id"]
+        indexes = [
+            models.Index(
+                fields=["state", "heartbeat_at"],
+                condition=Q(state__in=["queued", "parsing", "matching"]),
+                name="run_active_state",
+            )
+        ]
 
     def __str__(self) -> str:
         return f"run #{self.pk} of {self.statement}"

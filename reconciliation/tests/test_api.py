@@ -6,10 +6,12 @@ import io
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.test import TestCase
 from rest_framework.test import APIClient
 
 from core.services import api_client_create
 from payments.models import PaymentStatus
+from reconciliation.models import ReconciliationRun, StatementUpload
 
 from .builders import Preamble, Row, charge_row, eat, g2_csv, make_payment, pay_row
 
@@ -17,11 +19,23 @@ pytestmark = pytest.mark.django_db
 
 
 def upload(api, data, name="statement.csv", **extra):
-    return api.post(
-        "/reconciliation/statements/",
-        {"file": SimpleUploadedFile(name, data, content_type="text/csv"), **extra},
-        format="multipart",
-    )
+    """POST the statement; the worker's task (eager in unit tests) runs once the upload has
+    committed, as after a real request."""
+    with TestCase.captureOnCommitCallbacks(execute=True):
+        return api.post(
+            "/reconciliation/statements/",
+            {"file": SimpleUploadedFile(name, data, content_type="text/csv"), **extra},
+            format="multipart",
+        )
+
+
+def imported(api, data, name="statement.csv", **extra):
+    """The run of an uploaded statement once the worker is done with it."""
+    response = upload(api, data, name, **extra)
+    assert response.status_code == 202, response.content
+    run = api.get(f"/reconciliation/runs/{response.json()['run']['id']}/").json()
+    assert run["state"] == "completed", run
+    return run
 
 
 def statement(*rows):
@@ -44,10 +58,19 @@ def test_uploading_a_statement_reconciles_it(api, shop):
         ),
     )
 
-    assert response.status_code == 201, response.content
+    # Accepted and queued: the request reads nothing; a worker does (here, eagerly, once the
+    # upload committed).
+    assert response.status_code == 202, response.content
     body = response.json()
     assert body["already_imported"] is False
-    run = body["run"]
+    assert body["run"]["state"] == "queued"
+    assert body["run"]["summary"] == {}
+    assert response["Location"] == f"/reconciliation/runs/{body['run']['id']}/"
+    run = api.get(response["Location"]).json()
+    assert run["state"] == "completed"
+    assert run["error"] == ""
+    assert run["rows_read"] >= 9  # the preamble, the header and the two rows
+    assert run["finished_at"] is not None
     assert run["statement"]["file_name"] == "statement.csv"
     assert run["statement"]["short_code"] == "4125223"
     assert run["statement"]["line_count"] == 2
@@ -66,15 +89,56 @@ def test_uploading_the_same_file_again_returns_the_first_import(api):
     assert again.status_code == 200
     assert again.json()["already_imported"] is True
     assert again.json()["run"]["id"] == first["run"]["id"]
+    assert again.json()["run"]["state"] == "completed"
+    assert ReconciliationRun.objects.count() == 1
 
 
-def test_a_file_that_is_not_a_statement_is_a_400_in_the_error_shape(api):
+def test_a_failed_upload_sent_again_is_queued_again(api, settings):
+    data = statement(*[pay_row(f"TK5XA{n:05d}", 5, "05-11-2025 10:01:00") for n in range(20)])
+    settings.RECONCILIATION_MAX_ROWS = 5
+    first = upload(api, data)
+    run_id = first.json()["run"]["id"]
+    assert api.get(f"/reconciliation/runs/{run_id}/").json()["state"] == "failed"
+
+    settings.RECONCILIATION_MAX_ROWS = 1000
+    again = upload(api, data)
+
+    assert again.status_code == 202
+    assert again.json()["already_imported"] is True
+    assert again.json()["run"]["id"] == run_id
+    run = api.get(f"/reconciliation/runs/{run_id}/").json()
+    assert run["state"] == "completed" and run["statement"]["line_count"] == 20
+    assert StatementUpload.objects.count() == 0
+
+
+def test_a_file_that_is_not_a_statement_is_accepted_and_its_run_fails_saying_why(api):
     response = upload(api, b"hello,world\n1,2\n")
+
+    assert response.status_code == 202
+    run = api.get(response["Location"]).json()
+    assert run["state"] == "failed"
+    assert "no header row with 'Receipt No.'" in run["error"]
+    assert run["finished_at"] is not None
+    assert run["summary"] == {}
+    # The stored file is not kept once the run is over.
+    assert StatementUpload.objects.count() == 0
+
+
+@pytest.mark.parametrize(
+    ("data", "code", "message"),
+    [
+        (b"", "validation_error", "empty"),
+        (b"<html><table><tr><td>Receipt</td></tr></table></html>", "unreadable_statement", "HTML"),
+    ],
+)
+def test_an_empty_or_html_file_is_a_400_in_the_error_shape(api, data, code, message):
+    response = upload(api, data, "statement.xls")
 
     assert response.status_code == 400
     error = response.json()["error"]
-    assert error["code"] == "unreadable_statement"
-    assert "file" in error["fields"]
+    assert error["code"] == code
+    assert message in str(error["fields"]["file"])
+    assert ReconciliationRun.objects.count() == 0
 
 
 def test_the_file_field_is_required(api):
@@ -92,9 +156,7 @@ def test_an_api_key_is_required():
 
 
 def test_a_client_sees_only_its_own_runs_and_breaks(api):
-    run_id = upload(api, statement(pay_row("TK5XA1BC2E", 5, "05-11-2025 10:01:00"))).json()["run"][
-        "id"
-    ]
+    run_id = imported(api, statement(pay_row("TK5XA1BC2E", 5, "05-11-2025 10:01:00")))["id"]
     other = APIClient()
     other.credentials(
         HTTP_AUTHORIZATION=f"Bearer {api_client_create(name='other', scopes=['reconciliation']).key}"
@@ -114,7 +176,7 @@ def test_runs_summary_breaks_lines_and_rejects_can_be_read(api, shop):
         pay_row("TK5XA1BC2E", 5, "05-11-2025 10:01:00"),
         Row(receipt="TK5XA1BC2F", completed="05-11-2025 10:02:00", paid_in="five"),
     ]
-    run_id = upload(api, statement(*rows)).json()["run"]["id"]
+    run_id = imported(api, statement(*rows))["id"]
 
     runs = api.get("/reconciliation/runs/").json()
     assert [r["id"] for r in runs["results"]] == [run_id]
@@ -142,9 +204,7 @@ def test_runs_summary_breaks_lines_and_rejects_can_be_read(api, shop):
 
 
 def test_breaks_of_every_run_can_be_listed_with_filters(api):
-    run_id = upload(api, statement(pay_row("TK5XA1BC2E", 5, "05-11-2025 10:01:00"))).json()["run"][
-        "id"
-    ]
+    run_id = imported(api, statement(pay_row("TK5XA1BC2E", 5, "05-11-2025 10:01:00")))["id"]
 
     everything = api.get("/reconciliation/breaks/").json()["results"]
     unknown = api.get(
@@ -157,9 +217,7 @@ def test_breaks_of_every_run_can_be_listed_with_filters(api):
 
 
 def test_bad_filters_are_400s_naming_the_field(api):
-    run_id = upload(api, statement(pay_row("TK5XA1BC2E", 5, "05-11-2025 10:01:00"))).json()["run"][
-        "id"
-    ]
+    run_id = imported(api, statement(pay_row("TK5XA1BC2E", 5, "05-11-2025 10:01:00")))["id"]
 
     for path, query in [
         (f"/reconciliation/runs/{run_id}/breaks/", {"kind": "nonsense"}),
@@ -184,7 +242,7 @@ def test_the_csv_report_has_the_summary_the_bridge_and_every_line(api, shop):
         pay_row("TK5XA1BC2D", 100, "05-11-2025 10:00:00"),
         pay_row("TK5XA1BC2E", 5, "05-11-2025 10:01:00"),
     ]
-    run_id = upload(api, statement(*rows)).json()["run"]["id"]
+    run_id = imported(api, statement(*rows))["id"]
 
     response = api.get(f"/reconciliation/runs/{run_id}/report/")
 
@@ -212,9 +270,7 @@ def report_table(api, run_id, **headers):
 
 
 def test_the_report_is_served_to_a_client_asking_for_csv_and_refused_to_one_asking_json(api):
-    run_id = upload(api, statement(pay_row("TK5XA1BC2E", 5, "05-11-2025 10:01:00"))).json()["run"][
-        "id"
-    ]
+    run_id = imported(api, statement(pay_row("TK5XA1BC2E", 5, "05-11-2025 10:01:00")))["id"]
 
     assert report_table(api, run_id, HTTP_ACCEPT="text/csv")
     assert report_table(api, run_id, HTTP_ACCEPT="*/*")
@@ -232,8 +288,8 @@ def test_the_bridge_reads_top_to_bottom_in_the_report_and_the_api(api, shop):
         pay_row("TK5XA1BC2D", 100, "05-11-2025 10:00:00"),
         charge_row("TK5XA1BC2D", 5, "05-11-2025 10:00:00"),
     ]
-    body = upload(api, statement(*rows)).json()
-    run_id = body["run"]["id"]
+    run = imported(api, statement(*rows))
+    run_id = run["id"]
     order = ["statement_total", "our_total", "difference", "explained_total", "residual"]
 
     table = report_table(api, run_id)
@@ -241,7 +297,7 @@ def test_the_bridge_reads_top_to_bottom_in_the_report_and_the_api(api, shop):
     summary_classes = [row["class"] for row in table if row["section"] == "summary"]
     assert summary_classes == sorted(summary_classes)
     for summary in (
-        body["run"]["summary"],
+        run["summary"],
         api.get(f"/reconciliation/runs/{run_id}/summary/").json(),
         api.get(f"/reconciliation/runs/{run_id}/").json()["summary"],
     ):
@@ -263,7 +319,7 @@ def test_text_a_spreadsheet_would_run_as_a_formula_is_written_as_text(api):
         pay_row("TK5XA1BC2F", 6, "05-11-2025 10:02:00", account="\t=1+2"),
         pay_row("TK5XA1BC2G", 7, "05-11-2025 10:03:00", account="-2+3"),
     ]
-    run_id = upload(api, statement(*rows)).json()["run"]["id"]
+    run_id = imported(api, statement(*rows))["id"]
     brk = api.get(f"/reconciliation/runs/{run_id}/breaks/").json()["results"][0]
     api.post(
         f"/reconciliation/breaks/{brk['id']}/resolve/",
@@ -290,9 +346,7 @@ def test_a_line_a_person_credited_shows_the_payment_in_the_report(api, shop):
     pending = make_payment(
         amount=900, status=PaymentStatus.PENDING, client=shop, when=eat("01-11-2025 08:00:00")
     )
-    run_id = upload(api, statement(pay_row("RCPT000009", 900, "05-11-2025 10:00:00"))).json()[
-        "run"
-    ]["id"]
+    run_id = imported(api, statement(pay_row("RCPT000009", 900, "05-11-2025 10:00:00")))["id"]
     brk = api.get(f"/reconciliation/runs/{run_id}/breaks/", {"kind": "unknown_payment"}).json()[
         "results"
     ][0]
@@ -319,9 +373,9 @@ def test_a_line_a_person_credited_shows_the_payment_in_the_report(api, shop):
 
 def test_a_break_is_resolved_through_the_api_with_a_reason(api, shop):
     failed = make_payment(amount=300, status=PaymentStatus.FAILED, client=shop)
-    uploaded = upload(api, statement(pay_row("TK5XA1BC2D", 300, "05-11-2025 10:00:30"))).json()
-    run_id = uploaded["run"]["id"]
-    assert uploaded["run"]["open_breaks"] == 1
+    uploaded = imported(api, statement(pay_row("TK5XA1BC2D", 300, "05-11-2025 10:00:30")))
+    run_id = uploaded["id"]
+    assert uploaded["open_breaks"] == 1
     (brk,) = api.get(f"/reconciliation/runs/{run_id}/breaks/").json()["results"]
     assert brk["kind"] == "not_success" and brk["payment_status"] == "FAILED"
 
@@ -371,9 +425,7 @@ def test_a_break_is_resolved_through_the_api_with_a_reason(api, shop):
 def test_a_resolve_body_with_an_unknown_field_or_a_reason_that_is_not_text_is_a_400(
     api, body, field
 ):
-    run_id = upload(api, statement(pay_row("TK5XA1BC2E", 5, "05-11-2025 10:01:00"))).json()["run"][
-        "id"
-    ]
+    run_id = imported(api, statement(pay_row("TK5XA1BC2E", 5, "05-11-2025 10:01:00")))["id"]
     (brk,) = api.get(f"/reconciliation/runs/{run_id}/breaks/").json()["results"]
 
     response = api.post(f"/reconciliation/breaks/{brk['id']}/resolve/", body, format="json")
@@ -384,9 +436,7 @@ def test_a_resolve_body_with_an_unknown_field_or_a_reason_that_is_not_text_is_a_
 
 
 def test_a_resolution_that_does_not_fit_the_break_is_a_422(api):
-    run_id = upload(api, statement(pay_row("TK5XA1BC2E", 5, "05-11-2025 10:01:00"))).json()["run"][
-        "id"
-    ]
+    run_id = imported(api, statement(pay_row("TK5XA1BC2E", 5, "05-11-2025 10:01:00")))["id"]
     (brk,) = api.get(f"/reconciliation/runs/{run_id}/breaks/").json()["results"]
 
     response = api.post(
@@ -420,7 +470,7 @@ def test_an_unreadable_page_size_is_a_400_naming_it(api, page_size):
 def test_a_file_name_with_a_nul_character_is_taken_without_it(api):
     response = upload(api, statement(pay_row("TK5XA1BC2E", 5, "05-11-2025 10:01:00")), "a\x00b.csv")
 
-    assert response.status_code == 201, response.content
+    assert response.status_code == 202, response.content
     assert "\x00" not in response.json()["run"]["statement"]["file_name"]
 
 
@@ -433,8 +483,8 @@ def test_a_statement_larger_than_other_api_bodies_is_taken(api, settings):
 
     response = upload(api, data)
 
-    assert response.status_code == 201, response.content
-    assert response.json()["run"]["statement"]["line_count"] == 60
+    assert response.status_code == 202, response.content
+    assert api.get(response["Location"]).json()["statement"]["line_count"] == 60
 
 
 def test_a_body_far_over_the_statement_limit_is_refused_before_it_is_read(api, settings):
