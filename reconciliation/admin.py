@@ -43,6 +43,7 @@ from .models import (
     ReconciliationRun,
     Resolution,
     ResultClass,
+    RunState,
     Statement,
     StatementReject,
 )
@@ -53,8 +54,8 @@ from .services import (
     BreakResolutionError,
     break_approve,
     break_resolve,
+    statement_accept,
     statement_credit_event,
-    statement_import,
     user_actor_key,
 )
 
@@ -92,13 +93,13 @@ def _class_label(name: str) -> str:
 
 
 def run_state(run: ReconciliationRun) -> str:
-    """What the run is doing. A run imported in the request is written in one transaction
-    with its summary: one that can be read is finished. A run imported by a worker carries
-    its own state (``status``) and shows that."""
-    display = getattr(run, "get_status_display", None)
-    if callable(display):
-        return str(display())
-    return "Finished" if run.summary else "Importing"
+    """What the run is doing: queued, reading the file (with the rows read so far),
+    matching, completed, or failed with the reason."""
+    if run.state == RunState.PARSING and run.rows_read:
+        return f"Reading the file ({run.rows_read:,} rows read)"
+    if run.state == RunState.FAILED and run.error:
+        return f"Failed: {run.error}"
+    return str(run.get_state_display())
 
 
 def period_cell(start: Any, end: Any) -> SafeString:
@@ -316,8 +317,9 @@ class StatementAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     def add_view(
         self, request: HttpRequest, form_url: str = "", extra_context: dict[str, Any] | None = None
     ) -> HttpResponse:
-        """Upload a statement: the same import as ``POST /reconciliation/statements/``
-        (:func:`~reconciliation.services.statement_import`), then the run's page."""
+        """Upload a statement: the same service as ``POST /reconciliation/statements/``
+        (:func:`~reconciliation.services.statement_accept`: stored and queued, read by a
+        worker, never in this request), then the run's page, which shows its state."""
         if not self.has_add_permission(request):
             return HttpResponse("You may not upload statements.", status=403)
         form = StatementUploadForm(request.POST or None, request.FILES or None)
@@ -331,7 +333,7 @@ class StatementAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
                 )
             else:
                 try:
-                    result = statement_import(
+                    result = statement_accept(
                         data=upload.read(),
                         file_name=upload.name or "",
                         client=form.cleaned_data["client"],
@@ -347,9 +349,16 @@ class StatementAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
                         self.log_addition(request, result.statement, "Uploaded in the admin")
                         self.message_user(
                             request,
-                            f"Imported {result.statement.file_name}: run #{run.pk} "
-                            f"({run_state(run).lower()}).",
+                            f"Uploaded {result.statement.file_name}: run #{run.pk} is queued; "
+                            "a worker reads and matches it (reload this page to follow it).",
                             messages.SUCCESS,
+                        )
+                    elif result.queued:
+                        self.message_user(
+                            request,
+                            f"This file's earlier import failed (statement #{result.statement.pk})"
+                            f": run #{run.pk} is queued again.",
+                            messages.WARNING,
                         )
                     else:
                         self.message_user(
@@ -389,7 +398,7 @@ class ReconciliationRunAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         "residual",
         "started_at",
     ]
-    list_filter = ["engine", "started_at"]
+    list_filter = ["state", "engine", "started_at"]
     date_hierarchy = "started_at"
     search_fields = ["=id", "statement__file_name"]
     readonly_fields = [

@@ -312,10 +312,19 @@ class RejectSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
+class StrictBooleanField(serializers.BooleanField):
+    """``true`` or ``false``, as the schema says: a multipart field is text, and ``0``,
+    ``on`` or ``yes`` are not silently read as a boolean."""
+
+    TRUE_VALUES = {"true", "True", True}
+    FALSE_VALUES = {"false", "False", False}
+    NULL_VALUES: set[Any] = set()
+
+
 class UploadSerializer(serializers.Serializer):
     file = serializers.FileField(help_text="The statement: G2 XLS, XLSX or CSV, or Pull JSON.")
     time_window_seconds = serializers.IntegerField(required=False, min_value=0, max_value=7 * 86400)
-    auto_resolve = serializers.BooleanField(required=False, default=True)
+    auto_resolve = StrictBooleanField(required=False, default=True)
 
 
 class UploadResponseSerializer(serializers.Serializer):

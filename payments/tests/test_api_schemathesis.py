@@ -179,9 +179,9 @@ EXCLUDED_CHECKS = {
     # a boolean with the enum "true"/"false", so schemathesis takes needs_review=true for
     # schema-violating data (the API accepts it, as documented).
     LIST: [positive_data_acceptance, negative_data_rejection],
-    # The statement upload's file is any binary in the schema, but must be an M-Pesa
-    # statement (G2 XLS/XLSX/CSV or Pull Transactions): random bytes are refused with 400
-    # unreadable_statement, as they should be.
+    # The statement upload's file is any binary in the schema, but must not be empty or HTML
+    # (400 at once); other bytes are accepted (202) and their run fails in the worker if
+    # they are no M-Pesa statement.
     ("post", "/reconciliation/statements/"): [positive_data_acceptance],
 }
 

@@ -516,3 +516,39 @@ def test_the_schema_documents_the_reconciliation_api(api):
     text = response.content.decode()
     assert "/reconciliation/statements/" in text
     assert "/reconciliation/breaks/{id}/resolve/" in text
+
+
+def test_the_schema_documents_the_upload_as_accepted_and_the_runs_state(api):
+    schema = APIClient().get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json")
+    document = schema.json()
+
+    upload_responses = document["paths"]["/reconciliation/statements/"]["post"]["responses"]
+    assert {"202", "200", "400", "413", "415"} <= set(upload_responses)
+    assert "201" not in upload_responses
+    run = document["components"]["schemas"]["Run"]["properties"]
+    assert {"state", "rows_read", "error"} <= set(run)
+    state = run["state"]
+    if "$ref" in state or "allOf" in state:
+        ref = (state.get("allOf") or [state])[0]["$ref"].rsplit("/", 1)[-1]
+        state = document["components"]["schemas"][ref]
+    assert state["enum"] == ["queued", "parsing", "matching", "completed", "failed"]
+    assert "finished_at" in run and run["finished_at"].get("nullable") is True
+
+
+@pytest.mark.parametrize("value", ["0", "1", "yes", "on", "TRUE "])
+def test_auto_resolve_is_true_or_false_not_a_guess(api, value):
+    response = upload(
+        api, statement(pay_row("TK5XA1BC2E", 5, "05-11-2025 10:01:00")), **{"auto_resolve": value}
+    )
+
+    assert response.status_code == 400
+    assert "auto_resolve" in response.json()["error"]["fields"]
+    assert ReconciliationRun.objects.count() == 0
+
+
+def test_auto_resolve_false_is_kept_on_the_run(api):
+    run = imported(
+        api, statement(pay_row("TK5XA1BC2E", 5, "05-11-2025 10:01:00")), auto_resolve="false"
+    )
+
+    assert run["auto_resolve"] is False

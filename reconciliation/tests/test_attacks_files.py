@@ -148,3 +148,71 @@ def test_a_reject_keeps_a_bounded_part_of_a_huge_cell_marked_as_cut(settings):
         assert len(reject.reason) < 600
         assert sum(len(cell) for cell in reject.raw) < 700
         assert any("characters cut]" in cell for cell in reject.raw)
+
+
+# --- Through the upload API: answered at once, read by the worker, refused with the reason ----
+
+
+def upload(api, data, name):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+    from django.test import TestCase
+
+    with TestCase.captureOnCommitCallbacks(execute=True):
+        return api.post(
+            "/reconciliation/statements/",
+            {"file": SimpleUploadedFile(name, data)},
+            format="multipart",
+        )
+
+
+@pytest.mark.parametrize(
+    ("build", "name", "reason"),
+    [
+        (
+            lambda: hostile.xlsx_with_shared_string("BOMB", 30 * 1024 * 1024),
+            "bomb.xlsx",
+            "RECONCILIATION_MAX_COMPRESSION_RATIO",
+        ),
+        (
+            lambda: hostile.xlsx_with_shared_string("HUGE", 900_000, rows=200),
+            "huge.xlsx",
+            "RECONCILIATION_MAX_CELL_CHARS",
+        ),
+        (
+            lambda: hostile.xlsx_with_value_in_column("XFD"),
+            "wide.xlsx",
+            "RECONCILIATION_MAX_COLUMNS",
+        ),
+    ],
+)
+def test_a_hostile_upload_is_accepted_then_its_run_fails_naming_the_limit(api, build, name, reason):
+    with within(30):
+        response = upload(api, build(), name)
+
+    assert response.status_code == 202
+    run = api.get(response["Location"]).json()
+    assert run["state"] == "failed"
+    assert reason in run["error"]
+    assert run["statement"]["reject_count"] == 0
+    assert api.get(f"/reconciliation/runs/{run['id']}/rejects/").json()["results"] == []
+
+
+def test_a_huge_exponent_in_a_pull_upload_is_a_reject_not_a_500(api):
+    with within(10):
+        response = upload(api, hostile.pull_with_amount("1E+999999999999999999"), "pull.json")
+
+    assert response.status_code == 202
+    run = api.get(response["Location"]).json()
+    assert run["state"] == "completed"
+    (reject,) = api.get(f"/reconciliation/runs/{run['id']}/rejects/").json()["results"]
+    assert "1E+999999999999999999" in reject["reason"] and "exponent" in reject["reason"]
+
+
+def test_the_command_reads_within_the_same_limits(tmp_path):
+    from django.core.management import CommandError, call_command
+
+    path = tmp_path / "bomb.xlsx"
+    path.write_bytes(hostile.xlsx_with_shared_string("BOMB", 30 * 1024 * 1024))
+
+    with within(30), pytest.raises(CommandError, match="RECONCILIATION_MAX_COMPRESSION_RATIO"):
+        call_command("reconcile_statement", str(path))
