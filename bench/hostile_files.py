@@ -102,30 +102,32 @@ def settings_env(tree: Path, var_dir: Path, **extra: str) -> dict[str, str]:
     return env
 
 
-def read_one(path: str) -> None:
-    """In the child: read the file as an import does, print what came of it as JSON."""
-    import django
-
-    django.setup()
-    from reconciliation import parsers
-    from reconciliation.engine import read_lines
-
-    data = Path(path).read_bytes()
-    started = time.perf_counter()
-    try:
-        limit = getattr(parsers, "time_limit", None)
-        if limit is not None:
-            with limit(parsers.ParseLimits.from_settings()):
-                lines, rejects, _ = read_lines(parsers.parse_statement(data))
-        else:
+# Run by the child with ``python -c`` in the code tree it measures (so that tree's
+# ``reconciliation`` is the one imported): read the file as an import does, print the outcome.
+READ_ONE = """
+import json, sys, time
+from pathlib import Path
+import django
+django.setup()
+from reconciliation import parsers
+from reconciliation.engine import read_lines
+data = Path(sys.argv[1]).read_bytes()
+started = time.perf_counter()
+try:
+    limit = getattr(parsers, "time_limit", None)
+    if limit is not None:
+        with limit(parsers.ParseLimits.from_settings()):
             lines, rejects, _ = read_lines(parsers.parse_statement(data))
-        kept = sum(len(reason) + sum(map(len, cells)) for _, reason, cells in rejects)
-        outcome = f"read: {len(lines)} lines, {len(rejects)} rejects keeping {kept:,} chars"
-    except parsers.StatementFormatError as exc:
-        outcome = f"refused: {str(exc)[:110]}"
-    except MemoryError:
-        outcome = "MemoryError (a 500)"
-    print(json.dumps({"outcome": outcome, "seconds": time.perf_counter() - started}))
+    else:
+        lines, rejects, _ = read_lines(parsers.parse_statement(data))
+    kept = sum(len(reason) + sum(map(len, cells)) for _, reason, cells in rejects)
+    outcome = f"read: {len(lines)} lines, {len(rejects)} rejects keeping {kept:,} chars"
+except parsers.StatementFormatError as exc:
+    outcome = f"refused: {str(exc)[:110]}"
+except MemoryError:
+    outcome = "MemoryError (a 500)"
+print(json.dumps({"outcome": outcome, "seconds": time.perf_counter() - started}))
+"""
 
 
 def run_child(tree: Path, path: Path, var_dir: Path, cap: float) -> dict[str, Any]:
@@ -134,9 +136,9 @@ def run_child(tree: Path, path: Path, var_dir: Path, cap: float) -> dict[str, An
 
     started = time.monotonic()
     process = subprocess.Popen(
-        [sys.executable, "-m", "bench.hostile_files", "_read", str(path)],
-        cwd=REPO_ROOT,  # the bench module; the code read is PYTHONPATH's tree
-        env=settings_env(tree, var_dir, PYTHONPATH=f"{tree}:{REPO_ROOT}"),
+        [sys.executable, "-c", READ_ONE, str(path)],
+        cwd=tree,
+        env=settings_env(tree, var_dir),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         preexec_fn=limit_memory,
@@ -169,6 +171,7 @@ def export_tree(ref: str, into: Path) -> Path:
     archive = subprocess.run(
         ["git", "archive", ref], cwd=REPO_ROOT, capture_output=True, check=True
     ).stdout
+    into.mkdir(parents=True, exist_ok=True)
     subprocess.run(["tar", "-x", "-C", str(into)], input=archive, check=True)
     return into
 
@@ -440,8 +443,6 @@ def callbacks(args: argparse.Namespace) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    one = sub.add_parser("_read")
-    one.add_argument("path")
     for name in ("files", "callbacks"):
         command = sub.add_parser(name)
         command.add_argument("--before", required=True, help="git ref of the previous code")
@@ -451,9 +452,6 @@ def main() -> None:
     sub.choices["callbacks"].add_argument("--duration", type=float, default=20.0)
     sub.choices["callbacks"].add_argument("--timeout", type=float, default=30.0)
     args = parser.parse_args()
-    if args.command == "_read":
-        read_one(args.path)
-        return
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mpesa_project.settings")
     os.environ.setdefault("DJANGO_SECRET_KEY", "bench-only-secret-key-not-for-production")
     import django
