@@ -29,6 +29,7 @@ from typing import Any
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management import CommandError, call_command
+from django.test import TestCase
 from django.urls import reverse
 from rest_framework.test import APIClient
 
@@ -53,13 +54,30 @@ def api_for(key: NewApiKey) -> APIClient:
     return client
 
 
-def upload(api: APIClient, *rows: Any) -> Any:
+class Uploaded:
+    """The upload's answer, with its run as the worker left it once the upload committed
+    (the task runs eagerly in unit tests)."""
+
+    def __init__(self, api: APIClient, response: Any) -> None:
+        self.status_code = response.status_code
+        self.content = response.content
+        self.body = response.json()
+        if response.status_code == 202:
+            self.body = {**self.body, "run": api.get(response["Location"]).json()}
+
+    def json(self) -> Any:
+        return self.body
+
+
+def upload(api: APIClient, *rows: Any) -> Uploaded:
     data = g2_csv(list(rows), preamble=Preamble())
-    return api.post(
-        "/reconciliation/statements/",
-        {"file": SimpleUploadedFile("statement.csv", data, content_type="text/csv")},
-        format="multipart",
-    )
+    with TestCase.captureOnCommitCallbacks(execute=True):
+        response = api.post(
+            "/reconciliation/statements/",
+            {"file": SimpleUploadedFile("statement.csv", data, content_type="text/csv")},
+            format="multipart",
+        )
+    return Uploaded(api, response)
 
 
 def the_break(api: APIClient, run_id: int) -> dict[str, Any]:
