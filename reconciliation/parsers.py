@@ -838,8 +838,8 @@ def parse_statement(
         return parsed
     # A CSV's cells are its own bytes (bounded by the upload size), read by the fast paths
     # without this iterator: its line count is checked on the bytes.
-    lines = data.count(b"\n")
-    if lines > limits.max_rows + HEADER_SEARCH_ROWS:
+    lines = data.count(b"\n") + (0 if data.endswith(b"\n") else 1)
+    if lines > limits.max_rows:
         raise StatementLimitError(
             f"the statement has {lines} lines, more than {limits.max_rows} rows "
             "(RECONCILIATION_MAX_ROWS): split it"

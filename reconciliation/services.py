@@ -429,7 +429,12 @@ def _read_and_match(run: ReconciliationRun, data: bytes, limits: ParseLimits) ->
         run.heartbeat_at = finished
         run.duration_ms = int((time.monotonic() - clock) * 1000)
         run.state = RunState.COMPLETED
-        run.rows_read = max(parsed_rows(parsed), report.line_count + report.reject_count)
+        run.rows_read = (
+            parsed.header_row
+            + report.line_count
+            + report.reject_count
+            + sum(report.skipped.values())
+        )
         run.error = ""
         run.save(
             update_fields=[

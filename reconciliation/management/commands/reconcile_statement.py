@@ -1,6 +1,7 @@
-"""`python manage.py reconcile_statement PATH`: import a statement, reconcile it, print the
-run's summary as JSON. The same file imported twice is imported once (its summary is printed
-again, with "already_imported": true)."""
+"""`python manage.py reconcile_statement PATH`: import a statement, reconcile it here and now
+(not through a worker: this is no web request), within the same reading limits as the upload,
+and print the run's summary as JSON. The same file imported twice is imported once (its run is
+printed again, with "already_imported": true and its state)."""
 
 from __future__ import annotations
 
@@ -75,6 +76,8 @@ class Command(BaseCommand):
         output = {
             "already_imported": not result.created,
             "run_id": run.pk,
+            # A file uploaded through the API before may still be queued, or have failed.
+            "state": run.state,
             "statement_id": run.statement_id,
             "engine": run.engine,
             "duration_ms": run.duration_ms,
