@@ -213,7 +213,9 @@ def time_limit(limits: ParseLimits) -> Iterator[None]:
         raise limits.over_time()
 
     previous = signal.signal(signal.SIGALRM, expired)
-    signal.setitimer(signal.ITIMER_REAL, max(limits.time_limit_seconds, 0.001))
+    # Then again every 0.1 s: an exception raised where Python cannot pass it on (in a
+    # finaliser run by the garbage collector) is lost, and one timer would be spent.
+    signal.setitimer(signal.ITIMER_REAL, max(limits.time_limit_seconds, 0.001), 0.1)
     try:
         yield
     finally:
