@@ -56,7 +56,8 @@ MAX_AMOUNT = Decimal("9999999999")
 def whole_shillings(value: object) -> Decimal:
     """An STK Push amount: a whole number of shillings (``10`` and ``10.00`` yes, ``10.5`` no)."""
     number = to_decimal(value)
-    if abs(number) > MAX_AMOUNT:
+    # copy_abs, not abs(): abs() rounds to the context and overflows on 1e999999999.
+    if number.copy_abs() > MAX_AMOUNT:
         raise InvalidAmount(f"amount is larger than {MAX_AMOUNT:,} (no M-Pesa amount is)")
     if number != number.to_integral_value():
         raise InvalidAmount("amount must be a whole number of shillings (M-Pesa takes no cents)")

@@ -112,15 +112,21 @@ class StkPushRequestSerializer(serializers.Serializer):
     account_reference = _text_field(12, "account_reference")
     description = _text_field(13, "description")
 
-    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
-        unknown = (
-            set(self.initial_data) - set(self.fields)
-            if isinstance(self.initial_data, dict)
-            else set()
-        )
+    def to_internal_value(self, data: Any) -> dict[str, Any]:
+        """Unknown fields are named together with the known fields at fault, in one 400."""
+        unknown = {
+            name: "Unknown field."
+            for name in sorted(set(data) - set(self.fields) if isinstance(data, dict) else ())
+        }
+        try:
+            value = super().to_internal_value(data)
+        except serializers.ValidationError as exc:
+            if unknown and isinstance(exc.detail, dict):
+                raise serializers.ValidationError({**exc.detail, **unknown}) from None
+            raise
         if unknown:
-            raise serializers.ValidationError({name: "Unknown field." for name in sorted(unknown)})
-        return attrs
+            raise serializers.ValidationError(unknown)
+        return value
 
 
 class PaymentSerializer(serializers.ModelSerializer):
@@ -368,7 +374,12 @@ class PaymentFilter(django_filters.FilterSet):
         self, queryset: QuerySet[Payment], name: str, value: datetime
     ) -> QuerySet[Payment]:
         # In UTC: an offset like +16:00 is valid ISO 8601 but out of PostgreSQL's range.
-        moment = value.astimezone(UTC)
+        try:
+            moment = value.astimezone(UTC)
+        except OverflowError:  # 9999-12-31T23:59:59-23:59 is after the year 9999 in UTC
+            raise serializers.ValidationError(
+                {name: "A date and time whose UTC time is between the years 1 and 9999."}
+            ) from None
         lookup = "created_at__gte" if name == "created_after" else "created_at__lt"
         return queryset.filter(**{lookup: moment})
 

@@ -35,3 +35,9 @@ def test_to_decimal_keeps_exact_value():
 def test_quantize_rounds_half_up_to_cents():
     assert quantize(Decimal("1.005")) == Decimal("1.01")
     assert str(quantize(Decimal("5"))) == "5.00"
+
+
+@pytest.mark.parametrize("text", ["1e999999999", "-1E+999999999"])
+def test_an_amount_beyond_the_decimal_context_is_refused_not_overflowed(text):
+    with pytest.raises(InvalidAmount, match="larger than"):
+        whole_shillings(Decimal(text))

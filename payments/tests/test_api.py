@@ -173,10 +173,12 @@ def test_fractional_json_number_amount_is_refused_not_rounded(api, daraja):
 def test_missing_fields_and_unknown_fields_are_named(api, daraja):
     response = api.post("/payments/stk-push/", {"amount": 10, "colour": "red"}, format="json")
     assert response.status_code == 400
+    # The unknown field is named with the missing ones, in the same 400.
     assert set(response.json()["error"]["fields"]) == {
         "phone_number",
         "account_reference",
         "description",
+        "colour",
     }
     response = api.post("/payments/stk-push/", {**VALID, "colour": "red"}, format="json")
     assert response.json()["error"]["fields"] == {"colour": "Unknown field."}
