@@ -14,8 +14,11 @@ from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
 from core.admin_display import ADMIN_CSS, amount_html, money, plain, status_badge, when
+from core.pagination import EstimatedCountPaginator
+from daraja.client import PAYBILL, TILL
 
 from .models import Payment, PaymentEvent, PaymentStatus
+from .selectors import payment_search
 from .services import payment_clear_review
 
 
@@ -58,6 +61,21 @@ def _narrowed(request: HttpRequest) -> bool:
     return any(key not in ("p", "o", "e", "_popup", "_to_field") for key in request.GET)
 
 
+class TransactionTypeFilter(admin.SimpleListFilter):
+    """The two transaction types Daraja knows, listed without reading the table (the default
+    filter reads every payment for its distinct values)."""
+
+    title = "transaction type"
+    parameter_name = "transaction_type"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [(PAYBILL, "Paybill"), (TILL, "Till (Buy Goods)")]
+
+    def queryset(self, request: HttpRequest, queryset: Any) -> Any:
+        value = self.value()
+        return queryset.filter(transaction_type=value) if value else queryset
+
+
 @admin.register(Payment)
 class PaymentAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = [
@@ -72,15 +90,24 @@ class PaymentAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         "created_at",
     ]
     list_display_links = ["short_id"]
-    list_filter = ["status", "needs_review", "transaction_type", "created_at"]
+    list_filter = ["status", "needs_review", TransactionTypeFilter, "created_at"]
     date_hierarchy = "created_at"
+    # What get_search_results looks up (the search box shows up only with search_fields).
     search_fields = [
         "=id",
         "phone_number",
-        "=mpesa_receipt_number",
-        "=checkout_request_id",
+        "mpesa_receipt_number",
+        "checkout_request_id",
         "account_reference",
     ]
+    search_help_text = (
+        "A phone number (any form, or its beginning), a receipt (or its beginning), a "
+        "CheckoutRequestID (ws_CO_…), a payment id, or the beginning of an account reference."
+    )
+    # Lists of millions: no count of the whole table, and a count of a filtered list that
+    # stops at 10,000 rows (an estimate past that); see core.pagination.
+    show_full_result_count = False
+    paginator = EstimatedCountPaginator
     fieldsets = [
         (
             None,
@@ -310,13 +337,9 @@ class PaymentAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         self.message_user(request, f"Cleared the review flag on {count} payment(s).")
 
     def get_search_results(self, request: HttpRequest, queryset: Any, search_term: str) -> Any:
-        from core.phones import InvalidPhoneNumber, normalize_phone
-
-        try:
-            search_term = normalize_phone(search_term)
-        except InvalidPhoneNumber:
-            pass
-        return super().get_search_results(request, queryset, search_term)
+        """Indexed lookups recognised from the term's shape (see ``payment_search``), not
+        ``icontains`` over several columns: that read every payment."""
+        return payment_search(queryset, search_term), False
 
 
 @admin.register(PaymentEvent)

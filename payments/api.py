@@ -39,6 +39,7 @@ from core.auth import HasPaymentsScope, request_client, request_key
 from core.logging import ctx
 from core.models import IdempotencyKey
 from core.money import InvalidAmount, whole_shillings
+from core.parsers import KeysetPagination
 from core.phones import InvalidPhoneNumber, normalize_phone
 from core.services import (
     IdempotencyConflict,
@@ -391,6 +392,13 @@ class PaymentFilter(django_filters.FilterSet):
         return queryset.filter(phone_number=phone)
 
 
+class PaymentPagination(KeysetPagination):
+    """Page numbers for the first 10,000 payments, cursors (starting_after/ending_before) for
+    any depth; no count of the whole list."""
+
+    noun = "payment"
+
+
 # An id that is a path of another endpoint under /payments/ reaches that endpoint, which does
 # not take the method (ids are UUIDs: no payment has such an id).
 OTHER_ENDPOINT = "The id is 'callback' or 'stk-push', another endpoint's path"
@@ -405,7 +413,8 @@ PAYMENT_ID = OpenApiParameter("id", OpenApiTypes.UUID, OpenApiParameter.PATH)
             200: PaymentSerializer(many=True),
             **errors(
                 e400="A bad filter (status, phone, created_after/before, needs_review, or one "
-                "given empty), page or page_size",
+                "given empty), page_size, a page past the first 10,000 payments, or a cursor "
+                "(starting_after/ending_before) that is not a payment of this client",
                 e404="No such page",
             ),
         },
@@ -424,6 +433,7 @@ class PaymentViewSet(viewsets.ReadOnlyModelViewSet):
     permission_classes = [HasPaymentsScope]
     serializer_class = PaymentSerializer
     filterset_class = PaymentFilter
+    pagination_class = PaymentPagination
     lookup_value_converter = "uuid"
     # Any id up to the next slash reaches the view, so a malformed one gets the JSON 404.
     lookup_value_regex = "[^/]+"
@@ -432,6 +442,11 @@ class PaymentViewSet(viewsets.ReadOnlyModelViewSet):
         if getattr(self, "swagger_fake_view", False):  # schema generation: no client
             return Payment.objects.none()
         return payment_list(client=request_client(self.request))
+
+    def get_cursor_queryset(self) -> QuerySet[Payment]:
+        """The payments a cursor may name: the client's own, whatever the filters (a payment
+        that left the filter, e.g. changed status, still marks the place)."""
+        return payment_list(client=self.request.user)  # type: ignore[arg-type]
 
     @extend_schema(
         responses={

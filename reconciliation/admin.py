@@ -29,6 +29,7 @@ from django.utils.safestring import SafeString
 
 from core.admin_display import ADMIN_CSS, amount_html, money, plain, status_badge, when
 from core.models import ApiClient
+from core.pagination import EstimatedCountPaginator
 from core.phones import InvalidPhoneNumber, normalize_phone
 from payments.models import Payment
 
@@ -760,6 +761,11 @@ class BreakAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     inlines = [BreakEventInline]
     actions = ["accept_selected", "credit_selected"]
     show_full_result_count = False
+    # Newest run first, a run's breaks in order: read through the break_run_desc_id index. The
+    # model's ordering ("run") sorts by the run's own ordering, a join and a sort of every
+    # break before the first page.
+    ordering = ["-run__id", "id"]
+    paginator = EstimatedCountPaginator
 
     class Media:
         css = ADMIN_CSS

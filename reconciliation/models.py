@@ -369,7 +369,11 @@ class Break(models.Model):
 
     class Meta:
         ordering = ["run", "id"]
-        indexes = [models.Index(fields=["run", "kind", "status"], name="break_run_kind_status")]
+        indexes = [
+            models.Index(fields=["run", "kind", "status"], name="break_run_kind_status"),
+            # The admin's list: newest run first, a run's breaks in order, one page at a time.
+            models.Index(fields=["-run", "id"], name="break_run_desc_id"),
+        ]
         constraints = [
             models.UniqueConstraint(
                 fields=["run", "line"],

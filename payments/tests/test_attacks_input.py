@@ -81,3 +81,20 @@ def test_a_time_outside_the_utc_calendar_is_a_400_naming_the_filter(api, query):
     error = response.json()["error"]
     assert error["code"] == "validation_error"
     assert list(error["fields"]) == [query.split("=")[0]]
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "starting_after=not-a-uuid",
+        "ending_before=%00",
+        "starting_after=" + "a" * 5000,
+        "page=-1",
+        "page=99999999999999999999999",
+    ],
+)
+def test_a_bad_cursor_or_page_is_a_4xx_not_a_500(api, query):
+    response = api.get(f"/payments/?{query}")
+
+    assert response.status_code in (400, 404), response.content
+    assert response.json()["error"]["code"] in ("validation_error", "not_found")

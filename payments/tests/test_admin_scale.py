@@ -1,0 +1,111 @@
+"""The payments admin at scale: the search looks a term up by its shape (phone in any form,
+receipt, CheckoutRequestID, payment id, account reference), exactly or by its beginning; the
+list pages without counting the whole table; the breaks list is newest run first."""
+
+from decimal import Decimal
+
+import pytest
+from django.urls import reverse
+
+from core import pagination
+from payments.admin import PaymentAdmin
+from payments.models import Payment
+from payments.services import payment_create
+
+pytestmark = pytest.mark.django_db
+URL = reverse("admin:payments_payment_changelist")
+
+
+def make(phone, reference="ORDER1", receipt=None, checkout=None, transaction_type=None):
+    payment, _ = payment_create(
+        client=None,
+        phone_number=phone,
+        amount=Decimal(100),
+        account_reference=reference,
+        description="Test",
+    )
+    fields = {"mpesa_receipt_number": receipt, "checkout_request_id": checkout}
+    if transaction_type:
+        fields["transaction_type"] = transaction_type
+    Payment.objects.filter(pk=payment.pk).update(**fields)
+    return payment
+
+
+@pytest.fixture
+def payments():
+    return {
+        "a": make("254712345678", "INV-001", "UKR1ABCDEF", "ws_CO_041220261030001111"),
+        "b": make("254712345679", "INV-002", "UKR1ABCXYZ", "ws_CO_041220261030002222"),
+        "c": make("254110000000", "SHOP9", "UKR2ZZZZZZ", "ws_CO_051220261030003333"),
+    }
+
+
+def found(admin_client, term):
+    response = admin_client.get(URL, {"q": term})
+    assert response.status_code == 200
+    return {str(payment.pk) for payment in response.context["cl"].result_list}
+
+
+@pytest.mark.parametrize(
+    ("term", "expected"),
+    [
+        ("0712345678", {"a"}),
+        ("0712 345 678", {"a"}),
+        ("+254712345678", {"a"}),
+        ("254-712-345-678", {"a"}),
+        ("712345678", {"a"}),
+        ("0712 3456", {"a", "b"}),
+        ("2547123", {"a", "b"}),
+        ("0110000000", {"c"}),
+        ("UKR1ABCDEF", {"a"}),
+        ("ukr1abc", {"a", "b"}),
+        ("UKR2", {"c"}),
+        ("ws_CO_041220261030001111", {"a"}),
+        ("WS_CO_0412", {"a", "b"}),
+        ("ws_CO_05", {"c"}),
+        ("INV-00", {"a", "b"}),
+        ("SHOP9", {"c"}),
+        ("  INV-002  ", {"b"}),
+        ("nothing-like-it", set()),
+        ("%", set()),
+        ("ws_CO_%", set()),
+    ],
+)
+def test_the_search_finds_a_payment_by_the_shape_of_the_term(
+    admin_client, payments, term, expected
+):
+    assert found(admin_client, term) == {str(payments[name].pk) for name in expected}
+
+
+def test_the_search_finds_a_payment_by_its_id(admin_client, payments):
+    payment = payments["b"]
+
+    assert found(admin_client, str(payment.pk)) == {str(payment.pk)}
+    assert found(admin_client, payment.pk.hex.upper()) == {str(payment.pk)}
+
+
+def test_the_list_filters_by_transaction_type_from_fixed_choices(admin_client, payments):
+    Payment.objects.filter(pk=payments["c"].pk).update(transaction_type="CustomerBuyGoodsOnline")
+
+    response = admin_client.get(URL, {"transaction_type": "CustomerBuyGoodsOnline"})
+
+    assert response.status_code == 200
+    assert [p.pk for p in response.context["cl"].result_list] == [payments["c"].pk]
+    assert b"Till (Buy Goods)" in response.content
+
+
+def test_the_list_pages_without_counting_past_the_cap(admin_client, monkeypatch):
+    monkeypatch.setattr(pagination, "COUNT_CAP", 2)
+    monkeypatch.setattr(PaymentAdmin, "list_per_page", 2)
+    made = [make(f"25471234560{number}", f"R{number}") for number in range(5)]
+    newest_first = [p.pk for p in sorted(made, key=lambda p: (p.created_at, p.pk), reverse=True)]
+
+    second = admin_client.get(URL, {"p": 2})
+    third = admin_client.get(URL, {"p": 3})
+
+    assert second.status_code == third.status_code == 200
+    assert [p.pk for p in second.context["cl"].result_list] == newest_first[2:4]
+    assert [p.pk for p in third.context["cl"].result_list] == newest_first[4:]
+    # No count of the whole table; the list's count is exact or PostgreSQL's estimate.
+    assert second.context["cl"].full_result_count is None
+    assert second.context["cl"].result_count >= 3
