@@ -4,12 +4,14 @@ query), and a payment links to the statement lines and breaks that name it."""
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.contrib import admin
-from django.db.models import Q, QuerySet, Sum
+from django.db.models import Max, Min, Q, QuerySet, Sum
 from django.http import HttpRequest, HttpResponse
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
@@ -59,6 +61,39 @@ class PaymentEventInline(ReadOnlyAdminMixin, admin.TabularInline):
 def _narrowed(request: HttpRequest) -> bool:
     """A filter, a search or a date is applied (anything but paging and ordering)."""
     return any(key not in ("p", "o", "e", "_popup", "_to_field") for key in request.GET)
+
+
+class PeriodQuerySet(QuerySet[Payment]):
+    """The date hierarchy's years, months or days from the first to the last payment of the
+    list (two index reads), instead of ``SELECT DISTINCT`` over every payment: at ten
+    million payments that read the table on every page. A period with no payment between
+    two that have some is listed too (it shows an empty list)."""
+
+    def datetimes(  # type: ignore[override]
+        self, field_name: str, kind: str, order: str = "ASC", tzinfo: Any = None
+    ) -> list[datetime]:
+        span = self.aggregate(first=Min(field_name), last=Max(field_name))
+        if span["first"] is None or span["last"] is None:
+            return []
+        zone = tzinfo or timezone.get_current_timezone()
+        first = timezone.localtime(span["first"], zone)
+        last = timezone.localtime(span["last"], zone)
+        periods = []
+        if kind == "year":
+            periods = [datetime(year, 1, 1) for year in range(first.year, last.year + 1)]
+        elif kind == "month":
+            months = range(first.year * 12 + first.month - 1, last.year * 12 + last.month)
+            periods = [datetime(month // 12, month % 12 + 1, 1) for month in months]
+        elif kind == "day":
+            days = (last.date() - first.date()).days + 1
+            periods = [
+                datetime.combine(first.date() + timedelta(days=n), datetime.min.time())
+                for n in range(days)
+            ]
+        else:
+            return list(super().datetimes(field_name, kind, order, tzinfo))  # type: ignore[arg-type]
+        aware = [timezone.make_aware(period, zone) for period in periods]
+        return aware if order == "ASC" else aware[::-1]
 
 
 class TransactionTypeFilter(admin.SimpleListFilter):
@@ -335,6 +370,10 @@ class PaymentAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
                 self.log_change(request, payment, "Cleared the review flag")
                 count += 1
         self.message_user(request, f"Cleared the review flag on {count} payment(s).")
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Payment]:
+        queryset = super().get_queryset(request)
+        return PeriodQuerySet(model=queryset.model, query=queryset.query, using=queryset.db)
 
     def get_search_results(self, request: HttpRequest, queryset: Any, search_term: str) -> Any:
         """Indexed lookups recognised from the term's shape (see ``payment_search``), not

@@ -19,6 +19,7 @@ from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
+from django.contrib.admin.options import IncorrectLookupParameters
 from django.db.models import Count, Q, QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, StreamingHttpResponse
 from django.shortcuts import get_object_or_404
@@ -690,6 +691,28 @@ def payment_search(
     return list(found.values())[:limit], ", ".join(dict.fromkeys(how))
 
 
+class RunFilter(admin.SimpleListFilter):
+    """The latest runs, named with their statements in one query (the default filter read
+    each run's statement apart, and listed every run ever made). The parameter is the one
+    the run page links with; an older run is still filtered by it."""
+
+    title = "run"
+    parameter_name = "run__id__exact"
+    shown = 30
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        runs = ReconciliationRun.objects.select_related("statement").order_by("-id")
+        return [(str(run.pk), str(run)) for run in runs[: self.shown]]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Break]) -> QuerySet[Break]:
+        value = self.value()
+        if not value:
+            return queryset
+        if not (value.isascii() and value.isdigit() and len(value) <= 18):
+            raise IncorrectLookupParameters(f"run {value!r} is not a run id")
+        return queryset.filter(run_id=int(value))
+
+
 @admin.register(Break)
 class BreakAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = [
@@ -707,9 +730,10 @@ class BreakAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         "resolution",
         "resolved_by",
     ]
-    list_filter = ["kind", "status", "resolution", "auto_resolvable", "run"]
+    list_filter = ["kind", "status", "resolution", "auto_resolvable", RunFilter]
     search_fields = ["=id", "=line__receipt_number", "=payment__id"]
-    list_select_related = ["line", "payment", "run"]
+    # A run's name is its statement's: one join, not one query per row.
+    list_select_related = ["line", "payment", "run__statement"]
     fieldsets = [
         (None, {"fields": ["run", "kind", "status", "resolve_link", "auto_resolvable"]}),
         (

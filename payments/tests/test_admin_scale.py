@@ -109,3 +109,22 @@ def test_the_list_pages_without_counting_past_the_cap(admin_client, monkeypatch)
     # No count of the whole table; the list's count is exact or PostgreSQL's estimate.
     assert second.context["cl"].full_result_count is None
     assert second.context["cl"].result_count >= 3
+
+
+def test_the_date_hierarchy_lists_periods_from_the_first_to_the_last_payment(admin_client):
+    first, last = make("254712345600", "OLD"), make("254712345601", "NEW")
+    Payment.objects.filter(pk=first.pk).update(created_at="2024-11-15T09:00:00+03:00")
+    Payment.objects.filter(pk=last.pk).update(created_at="2026-02-03T09:00:00+03:00")
+
+    years = admin_client.get(URL).context["cl"]
+    page = admin_client.get(URL).content.decode()
+    months = admin_client.get(URL, {"created_at__year": "2025"}).content.decode()
+
+    assert years.result_count == 2
+    for year in ("2024", "2025", "2026"):
+        assert f"?created_at__year={year}" in page
+    assert "created_at__year=2023" not in page and "created_at__year=2027" not in page
+    # 2025 has no payment of its own: the listing is empty, its months are not made up.
+    assert "created_at__month=" not in months
+    in_2026 = admin_client.get(URL, {"created_at__year": "2026"}).content.decode()
+    assert "created_at__month=2" in in_2026 and "created_at__month=3" not in in_2026

@@ -392,3 +392,18 @@ def test_the_admin_upload_queues_the_statement_and_the_run_page_follows_it(admin
         reverse("admin:reconciliation_reconciliationrun_change", args=[run.pk])
     )
     assert "Failed: row 9: too wide" in failed.content.decode()
+
+
+def test_the_breaks_list_filters_by_run_from_the_run_page_link(admin_client, run):
+    url = reverse("admin:reconciliation_break_changelist")
+
+    response = admin_client.get(url, {"run__id__exact": run.pk})
+    other = admin_client.get(url, {"run__id__exact": run.pk + 1000})
+    bad = admin_client.get(url, {"run__id__exact": "1 OR 1=1"})
+
+    assert response.status_code == 200
+    listed = {brk.pk for brk in response.context["cl"].result_list}
+    assert listed == set(Break.objects.filter(run=run).values_list("pk", flat=True))
+    assert str(run) in response.content.decode()
+    assert list(other.context["cl"].result_list) == []
+    assert bad.status_code == 302 and "e=1" in bad["Location"]
