@@ -5,7 +5,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("reconciliation", "0003_run_auto_resolve"),
+        ("reconciliation", "0005_run_state_and_stored_upload"),
     ]
 
     operations = [
