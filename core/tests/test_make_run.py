@@ -139,7 +139,7 @@ def _nothing_left(run: Run, timeout: float) -> None:
 def test_ctrl_c_stops_everything_cleanly(run):
     os.killpg(run.make.pid, signal.SIGINT)  # what the terminal sends on Ctrl-C
     run.make.wait(timeout=60)
-    _nothing_left(run, timeout=5)
+    _nothing_left(run, timeout=30)
     output = run.output()
     assert "everything stopped" in output, output
     for problem in ("ERROR", "Traceback", "make: ***", "killing"):

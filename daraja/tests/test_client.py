@@ -36,7 +36,7 @@ ACCEPTED = {
 }
 
 
-def make_client(transaction_type=PAYBILL, party_b="174379", cache=None):
+def make_client(transaction_type=PAYBILL, party_b="174379", cache=None, timeout=1.0):
     config = DarajaConfig(
         base_url=BASE,
         consumer_key="key",
@@ -45,8 +45,8 @@ def make_client(transaction_type=PAYBILL, party_b="174379", cache=None):
         passkey=PASSKEY,
         transaction_type=transaction_type,
         party_b=party_b,
-        connect_timeout=1,
-        read_timeout=1,
+        connect_timeout=timeout,
+        read_timeout=timeout,
         token_refresh_margin=60,
     )
     return DarajaClient(config, token_cache=cache or LocMemCache(f"t{time.monotonic_ns()}", {}))
@@ -165,7 +165,11 @@ def test_only_one_process_fetches_the_token_at_a_time(router):
     cache = LocMemCache("lock-test", {})
     results = []
     threads = [
-        threading.Thread(target=lambda: results.append(make_client(cache=cache).access_token()))
+        # A waiter gives up after the connect + read timeouts: ten seconds each, so eight threads
+        # on a busy machine wait for the one fetch instead of timing out behind it.
+        threading.Thread(
+            target=lambda: results.append(make_client(cache=cache, timeout=10).access_token())
+        )
         for _ in range(8)
     ]
     for thread in threads:

@@ -68,9 +68,11 @@ def test_configured_credentials_are_used(make_sim):
 
 
 def test_expired_token_is_invalid_access_token(make_sim):
-    sim = make_sim(token_ttl=0.2)
+    # Long enough that the first push is inside it on a busy machine; the token was issued
+    # before that push, so a full lifetime after it has certainly passed its expiry.
+    sim = make_sim(token_ttl=2.0)
     assert sim.push().status_code == 200
-    time.sleep(0.25)
+    time.sleep(2.0)
     _error(sim.push(), 404, "404.001.03", "Invalid Access Token")
     sim._token = None  # a fresh token works again
     assert sim.push().status_code == 200
