@@ -30,6 +30,7 @@ def _callback(sim, receiver, **script):
 def test_success_shape(sim, receiver):
     before = datetime.now(EAT).replace(microsecond=0)
     accepted, phone, received = _callback(sim, receiver, amount_form="int", balance_form="no_value")
+    after = datetime.now(EAT)
     assert received.headers["Content-Type"] == "application/json"
     assert received.path == "/mpesa/callback"
     body = received.json()
@@ -62,7 +63,7 @@ def test_success_shape(sim, receiver):
     tx_date = values["TransactionDate"]
     assert isinstance(tx_date, int) and len(str(tx_date)) == 14
     completed = datetime.strptime(str(tx_date), "%Y%m%d%H%M%S").replace(tzinfo=EAT)
-    assert 0 <= (completed - before).total_seconds() <= 3  # EAT wall time
+    assert before <= completed <= after  # EAT wall time, however slow the callback
     assert receipt_date(receipt) == completed.date()
     assert values["PhoneNumber"] == int(phone)
     record = sim.record(accepted["CheckoutRequestID"])

@@ -30,6 +30,7 @@ def test_accepted_response(sim):
     phone = fresh_phone()
     before = datetime.now(EAT).replace(microsecond=0)
     response = sim.push(phone)
+    after = datetime.now(EAT)
     assert response.status_code == 200
     body = response.json()
     assert list(body) == [
@@ -48,7 +49,7 @@ def test_accepted_response(sim):
     assert match, checkout
     assert match.group(3) == phone[-9:]
     embedded = datetime.strptime(match.group(1), "%d%m%Y%H%M%S").replace(tzinfo=EAT)
-    assert 0 <= (embedded - before).total_seconds() <= 2  # EAT, not UTC
+    assert before <= embedded <= after  # EAT, not UTC (hours off), however slow the push
 
 
 def test_ids_are_unique_and_merchant_ids_count_up(sim):
