@@ -77,6 +77,9 @@ class CallbackReceiver:
         self.received: list[Received] = []
         self.status = 200
         self.reply = b'{"ResultCode":0,"ResultDesc":"Accepted"}'
+        # Answer no POST until this many have arrived (up to WAIT): POSTs sent one after the
+        # other then time out, so only POSTs in flight together are all answered.
+        self.answer_together = 0
         self._cond = threading.Condition()
         receiver = self
 
@@ -92,6 +95,9 @@ class CallbackReceiver:
                         Received(self.path, dict(self.headers.items()), raw, time.time())
                     )
                     receiver._cond.notify_all()
+                    receiver._cond.wait_for(
+                        lambda: len(receiver.received) >= receiver.answer_together, timeout=WAIT
+                    )
                 self.send_response(receiver.status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(receiver.reply)))
