@@ -207,6 +207,9 @@ class PaymentAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     exclude = ["callback_token_hash", "status"]
     inlines = [PaymentEventInline]
     list_select_related = ["client"]
+    # 50 rows, not Django's 100: what a person reads before searching or filtering, and the
+    # page renders in about half the time (rendering, not SQL, is most of a list page).
+    list_per_page = 50
     actions = ["clear_review"]
     change_list_template = "admin/payments/payment/change_list.html"
     totals_max_rows = 100_000

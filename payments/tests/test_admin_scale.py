@@ -5,6 +5,8 @@ list pages without counting the whole table; the breaks list is newest run first
 from decimal import Decimal
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from core import pagination
@@ -128,3 +130,21 @@ def test_the_date_hierarchy_lists_periods_from_the_first_to_the_last_payment(adm
     assert "created_at__month=" not in months
     in_2026 = admin_client.get(URL, {"created_at__year": "2026"}).content.decode()
     assert "created_at__month=2" in in_2026 and "created_at__month=3" not in in_2026
+
+
+def test_the_list_shows_50_payments_a_page_in_as_many_queries_for_any_number_of_rows(
+    admin_client,
+):
+    for number in range(10):
+        make(f"2547000000{number:02d}", f"F{number}")
+    with CaptureQueriesContext(connection) as few:
+        assert admin_client.get(URL).status_code == 200
+    for number in range(10, 60):
+        make(f"2547000000{number:02d}", f"M{number}")
+
+    with CaptureQueriesContext(connection) as many:
+        response = admin_client.get(URL)
+
+    assert response.status_code == 200
+    assert len(response.context["cl"].result_list) == 50
+    assert len(many) == len(few)
