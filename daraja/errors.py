@@ -92,7 +92,29 @@ RESULT_CODES = _catalogue(
 
 
 def describe_result(code: str) -> CodeInfo:
+    """What a ``ResultCode`` (STK callback or STK Query) means and what the system does about
+    it. Success is ``0`` in any number of zeros; a code we have never seen is a final failure
+    (Daraja sent a result, and it was not success)."""
+    if code != "" and set(code) == {"0"}:
+        return RESULT_CODES["0"]
     return RESULT_CODES.get(code, CodeInfo(code, "Unknown result code", Action.FAIL))
+
+
+def result_is_pending(code: str) -> bool:
+    """The answer says "still processing" (``4999``, STK Query only): never a failure."""
+    return describe_result(code).action == Action.WAIT
+
+
+def result_is_final_failure(code: str) -> bool:
+    """A failure M-Pesa gave for this attempt (cancelled, wrong PIN, no answer from the
+    phone, ...): a later success on a statement line alone does not overturn it."""
+    return describe_result(code).action == Action.FAIL
+
+
+def known_final_failure(code: str) -> bool:
+    """As :func:`result_is_final_failure`, for a code of the catalogue only: our own codes
+    (``expired``, ``daraja_unreachable``) are not M-Pesa's word."""
+    return code in RESULT_CODES and result_is_final_failure(code)
 
 
 class DarajaError(Exception):

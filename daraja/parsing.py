@@ -17,6 +17,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from core.money import CENT, InvalidAmount, to_decimal
+from daraja.errors import result_is_pending
 
 NAIROBI = ZoneInfo("Africa/Nairobi")
 MAX_ID_LENGTH = 128
@@ -287,6 +288,6 @@ def parse_stk_query_response(data: Any) -> StkQueryResult:
     desc = _storable(raw_desc[:500], "ResultDesc") if isinstance(raw_desc, str) else ""
     merchant = _identifier(data, "MerchantRequestID", required=False)
     checkout = _identifier(data, "CheckoutRequestID", required=False)
-    if code == "4999":
+    if result_is_pending(code):
         return StkQueryResult(True, None, desc or "", merchant, checkout)
     return StkQueryResult(False, code, desc or "", merchant, checkout)
