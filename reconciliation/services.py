@@ -28,11 +28,11 @@ from django.utils import timezone
 from core.logging import ctx
 from core.models import ApiClient
 from payments.models import EventKind, EventSource, Payment, PaymentEvent, PaymentStatus
+from payments.outcomes import Evidence, Problem, Verdict, payment_apply_evidence
 from payments.services import (
     InvalidTransition,
     payment_failure_is_final,
     payment_record_event,
-    payment_transition,
 )
 
 from .engine import Timer, build_summary, read_lines, run_python
@@ -530,7 +530,7 @@ class BreakAction:
     ACCEPT = "accept"  # explained, nothing to change
 
 
-MATCHABLE = frozenset({R.NOT_SUCCESS, R.AMBIGUOUS, R.UNKNOWN_PAYMENT})
+MATCHABLE = frozenset({ResultClass.NOT_SUCCESS, ResultClass.AMBIGUOUS, ResultClass.UNKNOWN_PAYMENT})
 # Refusals of the automatic resolution that no retry can change.
 PERMANENT_REFUSALS = frozenset({"inconsistent_line", "final_failure"})
 
@@ -838,7 +838,7 @@ def _match(
             "not_matchable",
             f"This break ({brk.get_kind_display().lower()}) can only be accepted with a reason.",
         )
-    if brk.kind == R.NOT_SUCCESS:
+    if brk.kind == ResultClass.NOT_SUCCESS:
         if payment_id is not None and payment_id != brk.payment_id:
             raise BreakResolutionError(
                 "wrong_payment", "This line already claims a payment; match it to that one."
@@ -846,7 +846,7 @@ def _match(
         payment_id = brk.payment_id
     if payment_id is None:
         raise BreakResolutionError("payment_required", "Say which payment (payment_id).")
-    if brk.kind == R.AMBIGUOUS and not system and str(payment_id) not in brk.candidates:
+    if brk.kind == ResultClass.AMBIGUOUS and not system and str(payment_id) not in brk.candidates:
         raise BreakResolutionError(
             "not_a_candidate", "That payment is not one of this line's candidates."
         )
@@ -924,61 +924,45 @@ def _match(
                 f"That payment is already matched to line {claimed % LINE_ID_FACTOR} of this "
                 "statement.",
             )
-        if payment.status == PaymentStatus.SUCCESS:
-            note = f"matched to statement line {line.receipt_number}: {reason}"
-            if payment.mpesa_receipt_number is None:
-                # Confirmed without a receipt (STK Query): the statement gives it, so that the
-                # next statement matches this payment by its receipt, not by a person again.
-                try:
-                    with transaction.atomic():
-                        Payment.objects.filter(
-                            pk=payment.pk, mpesa_receipt_number__isnull=True
-                        ).update(
-                            mpesa_receipt_number=line.receipt_number, updated_at=timezone.now()
-                        )
-                except IntegrityError:
-                    raise BreakResolutionError(
-                        "receipt_taken",
-                        f"Receipt {line.receipt_number} already belongs to another payment.",
-                    ) from None
-                payment.mpesa_receipt_number = line.receipt_number
-                note = f"receipt {line.receipt_number} from the statement; {note}"
+        was_success = payment.status == PaymentStatus.SUCCESS
+        matched = f"matched to statement line {line.receipt_number}: {reason}"
+        try:
+            outcome = payment_apply_evidence(
+                payment=payment,
+                evidence=Evidence(
+                    source=EventSource.RECONCILIATION,
+                    succeeded=True,
+                    receipt_number=line.receipt_number,
+                    amount=match.amount,
+                    transaction_date=line.completed_at,
+                    record=evidence,
+                    reason=f"paid per statement line {line.receipt_number}: {reason}",
+                    note=f"receipt {line.receipt_number} from the statement; {matched}",
+                    actor=actor,
+                    approved=approval is not None,
+                ),
+                locked=True,
+            )
+        except InvalidTransition as exc:
+            raise BreakResolutionError("invalid_transition", str(exc)) from None
+        if outcome.verdict == Verdict.REVIEW:
+            if outcome.problem == Problem.RECEIPT_TAKEN:
+                raise BreakResolutionError(
+                    "receipt_taken",
+                    f"Receipt {line.receipt_number} already belongs to another payment.",
+                )
+            raise BreakResolutionError("invalid_transition", outcome.detail)
+        if outcome.verdict == Verdict.DUPLICATE:
+            # The payment already says so: the match itself is what goes on its trail.
             payment_record_event(
                 payment=payment,
                 kind=EventKind.NOTE,
                 source=EventSource.RECONCILIATION,
                 actor=actor,
-                reason=note,
+                reason=matched,
                 evidence=evidence,
             )
-            resolution = Resolution.MATCHED
-        else:
-            fields: dict[str, Any] = {
-                "transaction_date": line.completed_at,
-                "paid_amount": match.amount,
-            }
-            if payment.mpesa_receipt_number is None:
-                fields["mpesa_receipt_number"] = line.receipt_number
-            try:
-                with transaction.atomic():
-                    payment_transition(
-                        payment=payment,
-                        to_status=PaymentStatus.SUCCESS,
-                        source=EventSource.RECONCILIATION,
-                        actor=actor,
-                        reason=f"paid per statement line {line.receipt_number}: {reason}",
-                        evidence=evidence,
-                        fields=fields,
-                        locked=True,
-                    )
-            except IntegrityError:
-                raise BreakResolutionError(
-                    "receipt_taken",
-                    f"Receipt {line.receipt_number} already belongs to another payment.",
-                ) from None
-            except InvalidTransition as exc:
-                raise BreakResolutionError("invalid_transition", str(exc)) from None
-            resolution = Resolution.CREDITED
+        resolution = Resolution.MATCHED if was_success else Resolution.CREDITED
         if match.payment_id != payment.pk:
             LineMatch.objects.filter(line_id=line.pk, statement_id=line.statement_id).update(
                 payment=payment, match_method=MatchMethod.MANUAL
@@ -1099,7 +1083,7 @@ def run_auto_resolve(*, run: ReconciliationRun) -> int:
     Safe to run again: resolved breaks are skipped, refusals are on the break's record."""
     pending = list(
         Break.objects.filter(
-            run=run, status=BreakStatus.OPEN, auto_resolvable=True, kind=R.NOT_SUCCESS
+            run=run, status=BreakStatus.OPEN, auto_resolvable=True, kind=ResultClass.NOT_SUCCESS
         ).values_list("pk", flat=True)
     )
     resolved = 0

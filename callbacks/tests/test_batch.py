@@ -27,7 +27,6 @@ from payments.models import EventSource, Payment, PaymentEvent, PaymentStatus
 from payments.services import payment_create, payment_transition
 
 pytestmark = pytest.mark.django_db
-S = PaymentStatus
 
 BATCH_FUZZ = settings(
     max_examples=int(os.environ.get("FUZZ_MAX_EXAMPLES") or 100),
@@ -37,14 +36,24 @@ BATCH_FUZZ = settings(
 
 # The payments every example starts from: (name, amount, status, has a CheckoutRequestID).
 WORLD = [
-    ("pending_a", "10.00", S.PENDING, True),
-    ("pending_b", "20.00", S.PENDING, True),
-    ("pending_big", "1500.00", S.PENDING, True),
-    ("initiating", "10.00", S.INITIATED, False),  # its push may still be in flight
-    ("lost_answer", "10.00", S.INITIATED, False),  # initiation_unknown: adopts the callback's id
-    ("success", "10.00", S.SUCCESS, True),
-    ("failed_final", "10.00", S.FAILED, True),
-    ("expired", "10.00", S.FAILED, True),  # FAILED because we stopped waiting: not final
+    ("pending_a", "10.00", PaymentStatus.PENDING, True),
+    ("pending_b", "20.00", PaymentStatus.PENDING, True),
+    ("pending_big", "1500.00", PaymentStatus.PENDING, True),
+    ("initiating", "10.00", PaymentStatus.INITIATED, False),  # its push may still be in flight
+    (
+        "lost_answer",
+        "10.00",
+        PaymentStatus.INITIATED,
+        False,
+    ),  # initiation_unknown: adopts the callback's id
+    ("success", "10.00", PaymentStatus.SUCCESS, True),
+    ("failed_final", "10.00", PaymentStatus.FAILED, True),
+    (
+        "expired",
+        "10.00",
+        PaymentStatus.FAILED,
+        True,
+    ),  # FAILED because we stopped waiting: not final
 ]
 NAMES = [name for name, *_ in WORLD]
 RECEIPTS = ["UKR1BATCH1", "UKR1BATCH2", "UKR1BATCH3", "UKR1HELD00"]  # HELD: "success" has it
@@ -84,13 +93,13 @@ def _build(spec: list[dict[str, Any]]) -> tuple[dict[str, Payment], list[Inbound
         if has_checkout:
             payment = payment_transition(
                 payment=payment,
-                to_status=S.PENDING,
+                to_status=PaymentStatus.PENDING,
                 source=EventSource.DARAJA,
                 fields={"checkout_request_id": _checkout(name), "merchant_request_id": "m"},
             ).payment
         if status != payment.status:
             fields: dict[str, Any] = {"result_code": "1", "failure_final": name != "expired"}
-            if status == S.SUCCESS:
+            if status == PaymentStatus.SUCCESS:
                 fields = {"mpesa_receipt_number": "UKR1HELD00", "paid_amount": payment.amount}
             payment = payment_transition(
                 payment=payment, to_status=status, source=EventSource.SYSTEM, fields=fields
@@ -238,9 +247,11 @@ def test_a_typical_burst_is_written_together_and_decided_as_one_by_one(pinned):
     ]  # fmt: skip
     drained = _run(spec, _drained(200))
     assert drained == _run(spec, _one_by_one)
-    assert drained["pending_a"][:2] == (S.SUCCESS, "UKR1BATCH1")
-    assert drained["pending_b"][0] == S.FAILED and drained["pending_b"][3] == "1032"
-    assert drained["expired"][0] == S.FAILED and drained["expired"][9] is True  # needs review
+    assert drained["pending_a"][:2] == (PaymentStatus.SUCCESS, "UKR1BATCH1")
+    assert drained["pending_b"][0] == PaymentStatus.FAILED and drained["pending_b"][3] == "1032"
+    assert (
+        drained["expired"][0] == PaymentStatus.FAILED and drained["expired"][9] is True
+    )  # needs review
     assert [state for state, *_ in drained["callbacks"]] == [
         CallbackState.PROCESSED,
         CallbackState.PROCESSED,
@@ -255,7 +266,7 @@ def test_a_receipt_credited_by_another_worker_meanwhile_is_kept_for_review(pinne
     """Between the batch's receipt check and its write, another transaction commits the same
     receipt on another payment: the batch's write fails on the unique receipt, and each of
     its callbacks is decided on its own (the one with the taken receipt goes to review)."""
-    from callbacks import services
+    from payments import services
 
     spec = [
         {"target": name, "token": name, "checkout": name, "result": "success", "amount": "own",
@@ -286,5 +297,5 @@ def test_a_receipt_credited_by_another_worker_meanwhile_is_kept_for_review(pinne
     )
     assert [states[c.pk] for c in stored] == [CallbackState.PROCESSED, CallbackState.REVIEW]
     a, b = (Payment.objects.get(pk=payments[n].pk) for n in ("pending_a", "pending_b"))
-    assert (a.status, a.mpesa_receipt_number) == (S.SUCCESS, "UKR1BATCH1")
-    assert (b.status, b.mpesa_receipt_number, b.needs_review) == (S.PENDING, None, True)
+    assert (a.status, a.mpesa_receipt_number) == (PaymentStatus.SUCCESS, "UKR1BATCH1")
+    assert (b.status, b.mpesa_receipt_number, b.needs_review) == (PaymentStatus.PENDING, None, True)

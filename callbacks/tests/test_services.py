@@ -14,7 +14,6 @@ from payments.services import payment_create, payment_transition
 pytestmark = pytest.mark.django_db
 # Shaped like the tokens we issue, but issued to no payment.
 WELL_FORMED = "U" * 43
-S = PaymentStatus
 
 
 def pending_payment(amount="10.00", checkout="ws_CO_27112026103000123712345678"):
@@ -27,7 +26,7 @@ def pending_payment(amount="10.00", checkout="ws_CO_27112026103000123712345678")
     )
     payment = payment_transition(
         payment=payment,
-        to_status=S.PENDING,
+        to_status=PaymentStatus.PENDING,
         source=EventSource.DARAJA,
         fields={"checkout_request_id": checkout},
     ).payment
@@ -58,12 +57,12 @@ def test_success_callback_moves_pending_to_success_with_receipt(deliver):
         ),
     )
     payment.refresh_from_db()
-    assert payment.status == S.SUCCESS
+    assert payment.status == PaymentStatus.SUCCESS
     assert payment.mpesa_receipt_number == "UKR1ABCDEF"
     assert payment.paid_amount == Decimal("10.00")
     assert payment.transaction_date is not None
     assert callback.state == CallbackState.PROCESSED and callback.payment_id == payment.pk
-    event = payment.events.get(to_status=S.SUCCESS)
+    event = payment.events.get(to_status=PaymentStatus.SUCCESS)
     assert event.source == "callback" and event.callback_id == callback.pk
     assert event.evidence["receipt_number"] == "UKR1ABCDEF"
 
@@ -78,7 +77,7 @@ def test_failure_callback_moves_pending_to_failed_with_code(deliver, code):
         ),
     )
     payment.refresh_from_db()
-    assert payment.status == S.FAILED
+    assert payment.status == PaymentStatus.FAILED
     assert payment.result_code == str(code) and payment.result_desc == "desc"
 
 
@@ -88,7 +87,10 @@ def test_duplicate_callback_changes_nothing_and_is_recorded(deliver):
     deliver(token, body)
     second = deliver(token, body)
     assert second.state == CallbackState.DUPLICATE
-    assert payment.events.filter(kind=EventKind.TRANSITION, to_status=S.SUCCESS).count() == 1
+    assert (
+        payment.events.filter(kind=EventKind.TRANSITION, to_status=PaymentStatus.SUCCESS).count()
+        == 1
+    )
 
 
 def test_failure_after_success_is_recorded_and_ignored(deliver):
@@ -96,7 +98,7 @@ def test_failure_after_success_is_recorded_and_ignored(deliver):
     deliver(token, stk_success_body(checkout_request_id=payment.checkout_request_id))
     late = deliver(token, stk_failure_body(checkout_request_id=payment.checkout_request_id))
     payment.refresh_from_db()
-    assert payment.status == S.SUCCESS
+    assert payment.status == PaymentStatus.SUCCESS
     assert late.state == CallbackState.IGNORED and "never moves back" in late.last_error
 
 
@@ -106,7 +108,7 @@ def test_amount_mismatch_is_not_credited_but_flagged(deliver):
         token, stk_success_body(checkout_request_id=payment.checkout_request_id, amount=1)
     )
     payment.refresh_from_db()
-    assert payment.status == S.PENDING and payment.needs_review
+    assert payment.status == PaymentStatus.PENDING and payment.needs_review
     assert callback.state == CallbackState.REVIEW
     flag = payment.events.get(kind=EventKind.FLAGGED)
     assert "amount mismatch" in flag.reason and flag.callback_id == callback.pk
@@ -120,7 +122,7 @@ def test_a_receipt_already_credited_to_another_payment_is_refused(deliver):
         second_token, stk_success_body(checkout_request_id="ws_CO_B", receipt="UKR1SAMEEE")
     )
     second.refresh_from_db()
-    assert second.status == S.PENDING and second.needs_review
+    assert second.status == PaymentStatus.PENDING and second.needs_review
     assert callback.state == CallbackState.REVIEW and "already credited" in callback.last_error
 
 
@@ -128,7 +130,7 @@ def test_unknown_token_is_rejected_and_changes_nothing(deliver):
     payment, _ = pending_payment()
     callback = deliver("F" * 43, stk_success_body(checkout_request_id=payment.checkout_request_id))
     payment.refresh_from_db()
-    assert payment.status == S.PENDING
+    assert payment.status == PaymentStatus.PENDING
     assert callback.state == CallbackState.REJECTED
     assert payment.events.filter(kind=EventKind.FLAGGED, reason__contains="unknown token").exists()
 
@@ -138,7 +140,7 @@ def test_a_valid_token_used_for_another_payment_is_rejected(deliver):
     _, attacker_token = pending_payment(checkout="ws_CO_ATTACKER")
     callback = deliver(attacker_token, stk_success_body(checkout_request_id="ws_CO_VICTIM"))
     victim.refresh_from_db()
-    assert victim.status == S.PENDING
+    assert victim.status == PaymentStatus.PENDING
     assert (
         callback.state == CallbackState.REJECTED
         and "different CheckoutRequestID" in callback.last_error
@@ -152,7 +154,7 @@ def test_unparseable_callback_is_kept_as_invalid(deliver):
         callback.state == CallbackState.INVALID and "ResultCode is missing" in callback.last_error
     )
     payment.refresh_from_db()
-    assert payment.status == S.PENDING
+    assert payment.status == PaymentStatus.PENDING
 
 
 def test_callback_before_the_payment_is_pending_is_retried_then_processed(
@@ -183,14 +185,14 @@ def test_callback_before_the_payment_is_pending_is_retried_then_processed(
     # The payment becomes PENDING in the meantime: the retry succeeds.
     payment_transition(
         payment=payment,
-        to_status=S.PENDING,
+        to_status=PaymentStatus.PENDING,
         source="daraja",
         fields={"checkout_request_id": "ws_CO_EARLY"},
     )
     process_callback.apply(args=(callback.pk,))
     callback.refresh_from_db()
     payment.refresh_from_db()
-    assert callback.state == CallbackState.PROCESSED and payment.status == S.SUCCESS
+    assert callback.state == CallbackState.PROCESSED and payment.status == PaymentStatus.SUCCESS
 
 
 def test_callback_whose_payment_never_becomes_pending_ends_orphan(settings, client, monkeypatch):
@@ -222,7 +224,7 @@ def test_processing_twice_is_safe(deliver):
     payment, token = pending_payment()
     callback = deliver(token, stk_success_body(checkout_request_id=payment.checkout_request_id))
     assert process_callback.apply(args=(callback.pk,)).get() == CallbackState.PROCESSED
-    assert payment.events.filter(to_status=S.SUCCESS).count() == 1
+    assert payment.events.filter(to_status=PaymentStatus.SUCCESS).count() == 1
 
 
 def test_unexpected_errors_park_the_callback_with_its_traceback(client, monkeypatch):
@@ -234,10 +236,10 @@ def test_unexpected_errors_park_the_callback_with_its_traceback(client, monkeypa
     )
     callback = InboundCallback.objects.get()
 
-    def boom(*args):
+    def boom(**kwargs):
         raise RuntimeError("bug in processing")
 
-    monkeypatch.setattr("callbacks.services._decide", boom)
+    monkeypatch.setattr("payments.outcomes.payment_decide", boom)
     assert process_callback.apply(args=(callback.pk,)).get() == "failed"
     callback.refresh_from_db()
     assert (
@@ -250,7 +252,7 @@ def test_unexpected_errors_park_the_callback_with_its_traceback(client, monkeypa
     assert callback.state == CallbackState.RECEIVED
     process_callback.apply(args=(callback.pk,))
     payment.refresh_from_db()
-    assert payment.status == S.SUCCESS
+    assert payment.status == PaymentStatus.SUCCESS
 
 
 @pytest.mark.parametrize("mode", ["batch", "task"])
@@ -264,11 +266,12 @@ def test_redrive_requeues_only_stale_unprocessed_callbacks(client, monkeypatch, 
     )
     published = []
     monkeypatch.setattr(
-        "callbacks.services.callback_enqueue",
-        lambda callback_id, countdown=None: published.append(callback_id) or True,
+        process_callback,
+        "apply_async",
+        lambda args, countdown=None: published.append(args[0]),
     )
     monkeypatch.setattr(
-        "callbacks.services.drain_enqueue", lambda countdown=None: published.append("drain") or True
+        drain_callbacks, "apply_async", lambda args, countdown=None: published.append("drain")
     )
     assert callbacks_redrive(older_than=3600) == 0
     assert callbacks_redrive(older_than=0) == 1
@@ -281,7 +284,7 @@ def test_a_callback_that_keeps_killing_workers_is_parked_not_redriven_forever(
     client, monkeypatch, settings
 ):
     settings.CALLBACK_MAX_ATTEMPTS = 3
-    monkeypatch.setattr("callbacks.services.drain_enqueue", lambda countdown=None: True)
+    monkeypatch.setattr(drain_callbacks, "apply_async", lambda args, countdown=None: None)
     _, token = pending_payment()
     client.post(f"/payments/callback/{token}/", data=b"{}", content_type="application/json")
     for _ in range(3):
@@ -312,17 +315,17 @@ def test_a_broker_outage_does_not_fail_the_callback_endpoint(
 
 
 def test_wake_ups_are_rate_limited_per_process(monkeypatch, settings):
-    from callbacks import services
+    from callbacks.services import callback_wake, wakeup
 
     settings.CALLBACK_WAKEUP_INTERVAL = 60
     published = []
     monkeypatch.setattr(
-        services, "drain_enqueue", lambda countdown=None: published.append(countdown) or True
+        drain_callbacks, "apply_async", lambda args, countdown=None: published.append(countdown)
     )
-    monkeypatch.setattr(services, "_last_wakeup", 0.0)
-    monkeypatch.setattr(services, "_trailing_wakeup", 0.0)
+    monkeypatch.setattr(wakeup, "_last_wakeup", 0.0)
+    monkeypatch.setattr(wakeup, "_trailing_wakeup", 0.0)
     for callback_id in range(50):
-        services.callback_wake(callback_id=callback_id)
+        callback_wake(callback_id=callback_id)
     # One immediate wake-up, then one delayed to the end of the window for the latecomers.
     assert len(published) == 2
     assert published[0] is None and 59 < published[1] <= 60
@@ -343,34 +346,38 @@ def test_batch_drain_processes_everything_stored(client, settings):
             content_type="application/json",
         )
     assert drain_callbacks.apply().get() == 14
-    assert set(Payment.objects.values_list("status", flat=True)) == {S.SUCCESS}
+    assert set(Payment.objects.values_list("status", flat=True)) == {PaymentStatus.SUCCESS}
     states = sorted(InboundCallback.objects.values_list("state", flat=True))
     assert states.count(CallbackState.PROCESSED) == 7 and states.count(CallbackState.DUPLICATE) == 7
 
 
 def test_one_bad_callback_does_not_stop_a_batch(client, monkeypatch):
     good, good_token = pending_payment(checkout="ws_CO_GOOD")
-    _, bad_token = pending_payment(checkout="ws_CO_BAD")
-    client.post(f"/payments/callback/{bad_token}/", data=b"{}", content_type="application/json")
-    client.post(
-        f"/payments/callback/{good_token}/",
-        data=stk_success_body(checkout_request_id="ws_CO_GOOD"),
-        content_type="application/json",
-    )
-    from callbacks import services
+    bad, bad_token = pending_payment(checkout="ws_CO_BAD")
+    for checkout, token, receipt in (
+        ("ws_CO_BAD", bad_token, "UKR1BAD000"),
+        ("ws_CO_GOOD", good_token, "UKR1GOOD00"),
+    ):
+        client.post(
+            f"/payments/callback/{token}/",
+            data=stk_success_body(checkout_request_id=checkout, receipt=receipt),
+            content_type="application/json",
+        )
+    from payments import outcomes
 
-    real = services._decide
+    real = outcomes.payment_decide
 
-    def flaky(callback, locked):
-        if callback.token_hash != good.callback_token_hash:
+    def flaky(*, payment, evidence):
+        if payment.pk == bad.pk:
             raise RuntimeError("unexpected")
-        return real(callback, locked)
+        return real(payment=payment, evidence=evidence)
 
-    monkeypatch.setattr(services, "_decide", flaky)
+    monkeypatch.setattr(outcomes, "payment_decide", flaky)
     drain_callbacks.apply()
     good.refresh_from_db()
-    assert good.status == S.SUCCESS
-    assert InboundCallback.objects.filter(state=CallbackState.FAILED).count() == 1
+    assert good.status == PaymentStatus.SUCCESS
+    failed = InboundCallback.objects.get(state=CallbackState.FAILED)
+    assert failed.payment_id == bad.pk and "RuntimeError: unexpected" in failed.last_error
 
 
 def test_invariant_one_receipt_one_payment_in_the_database(deliver):
@@ -399,17 +406,17 @@ def test_a_parked_callback_is_linked_to_the_payment_its_token_names(
     callback = InboundCallback.objects.get()
     assert callback.payment_id is None
 
-    def boom(*args):
+    def boom(**kwargs):
         raise RuntimeError("bug in processing")
 
-    monkeypatch.setattr("callbacks.services._decide", boom)
+    monkeypatch.setattr("payments.outcomes.payment_decide", boom)
     if path == "task":
         process_callback.apply(args=(callback.pk,))
     elif path == "batch":
         drain_callbacks.apply()
     else:
         settings.CALLBACK_MAX_ATTEMPTS = 1
-        monkeypatch.setattr("callbacks.services.drain_enqueue", lambda countdown=None: True)
+        monkeypatch.setattr(drain_callbacks, "apply_async", lambda args, countdown=None: None)
         callbacks_redrive(older_than=0)
         callbacks_redrive(older_than=0)
     callback.refresh_from_db()
@@ -418,16 +425,19 @@ def test_a_parked_callback_is_linked_to_the_payment_its_token_names(
     assert callback.payment_id == payment.pk
 
 
-def test_a_parked_callback_without_a_token_stays_without_a_payment(client, monkeypatch):
+def test_a_parked_callback_without_a_token_stays_without_a_payment(client, monkeypatch, settings):
     pending_payment()
     # Stored as received without a payment's token (the endpoint now refuses such a callback
     # at once; rows from before, or written by other code, must still not be misattributed).
     callback_receive(
         body=b"{}", content_type="application/json", headers={}, source_ip=None, token=WELL_FORMED
     )
-    monkeypatch.setattr("callbacks.services._decide", lambda *args: 1 / 0)
+    # Parked without being decided: the re-drive gives up on it.
+    settings.CALLBACK_MAX_ATTEMPTS = 1
+    monkeypatch.setattr(drain_callbacks, "apply_async", lambda args, countdown=None: None)
 
-    drain_callbacks.apply()
+    callbacks_redrive(older_than=0)
+    callbacks_redrive(older_than=0)
 
     callback = InboundCallback.objects.get()
     assert callback.state == CallbackState.FAILED and callback.payment_id is None

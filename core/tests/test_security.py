@@ -240,7 +240,7 @@ def test_an_admin_replay_of_a_callback_is_on_the_payments_trail(client, monkeypa
         content_type="application/json",
     )
     callback = InboundCallback.objects.get()
-    monkeypatch.setattr("callbacks.services._decide", lambda *args: 1 / 0)
+    monkeypatch.setattr("payments.outcomes.payment_decide", lambda **kwargs: 1 / 0)
     process_callback.apply(args=(callback.pk,))
     monkeypatch.undo()
     admin = get_user_model().objects.create_superuser("boss", "b@example.com", "pw-12345-long")

@@ -427,11 +427,11 @@ def _failed_callback(api, daraja, client, monkeypatch):
     (a bug in processing, as the inbox parks it)."""
     payment, callback = _paid_callback(api, daraja, client, amount=100)
 
-    def boom(*args):
+    def boom(**kwargs):
         raise RuntimeError("bug in processing")
 
     with monkeypatch.context() as patched:
-        patched.setattr("callbacks.services._decide", boom)
+        patched.setattr("payments.outcomes.payment_decide", boom)
         assert process_callback.apply(args=(callback.pk,)).get() == "failed"
     return payment, callback
 
@@ -491,11 +491,11 @@ def test_a_callback_is_replayed_through_the_api_a_bounded_number_of_times(
     replay = f"/payments/{payment['id']}/callbacks/{callback.pk}/replay/"
     assert api.post(replay).status_code == 202
 
-    def boom(*args):
+    def boom(**kwargs):
         raise RuntimeError("still a bug")
 
     with monkeypatch.context() as patched:  # it fails again
-        patched.setattr("callbacks.services._decide", boom)
+        patched.setattr("payments.outcomes.payment_decide", boom)
         assert process_callback.apply(args=(callback.pk,)).get() == "failed"
 
     refused = api.post(replay)

@@ -361,7 +361,7 @@ def test_a_payments_callbacks_and_their_replay_conform_to_the_schema(auth_header
     )
     callback = InboundCallback.objects.get(token_hash=payment.callback_token_hash)
     with monkeypatch.context() as patched:
-        patched.setattr("callbacks.services._decide", lambda *args: 1 / 0)
+        patched.setattr("payments.outcomes.payment_decide", lambda **kwargs: 1 / 0)
         process_callback.apply(args=(callback.pk,))
     ids = {"id": str(payment.pk)}
 

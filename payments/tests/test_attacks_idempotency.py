@@ -24,6 +24,7 @@ from core.testing import stk_accepted, stop_process, wait_for, web_server
 from mpesa_project.celery import app as celery_app
 from payments import services as payment_services
 from payments.models import EventKind, Payment, PaymentStatus
+from payments.services import initiation
 
 pytestmark = pytest.mark.django_db
 
@@ -101,7 +102,7 @@ def test_a_key_whose_request_died_before_making_a_payment_is_taken_again(api, da
 
     # The request claimed the key, then its process died before the payment was written.
     with pytest.MonkeyPatch.context() as patch, pytest.raises(WorkerKilled):
-        patch.setattr(payment_services, "payment_create", dies)
+        patch.setattr(initiation, "payment_create", dies)
         push(api, "order-early")
     assert Payment.objects.count() == 0
     assert push(api, "order-early").status_code == 409
@@ -152,7 +153,7 @@ def test_a_failed_pending_write_after_daraja_accepted_is_not_pushed_again(api, d
 
     api.raise_request_exception = False
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(payment_services, "payment_transition", failing_pending)
+        patch.setattr(initiation, "payment_transition", failing_pending)
         first = push(api, "order-db-error")
     assert first.status_code == 500
     assert route.call_count == 1
@@ -200,7 +201,7 @@ def test_an_error_before_any_payment_releases_the_key(api, daraja):
 
     api.raise_request_exception = False
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(payment_services, "payment_create", no_payment)
+        patch.setattr(initiation, "payment_create", no_payment)
         assert push(api, "order-early-error").status_code == 500
     assert route.call_count == 0
     assert push(api, "order-early-error").status_code == 201
