@@ -105,24 +105,27 @@ def settings_env(tree: Path, var_dir: Path, **extra: str) -> dict[str, str]:
 # Run by the child with ``python -c`` in the code tree it measures (so that tree's
 # ``reconciliation`` is the one imported): read the file as an import does, print the outcome.
 READ_ONE = """
-import json, sys, time
+import contextlib, json, sys, time
 from pathlib import Path
 import django
 django.setup()
-from reconciliation import parsers
-from reconciliation.engine import read_lines
+try:
+    from reconciliation.engines.python import read_lines
+    from reconciliation.formats import parse_statement
+    from reconciliation.formats.limits import ParseLimits, StatementFormatError, time_limit
+except ImportError:  # a tree from before the formats and engines packages
+    from reconciliation.engine import read_lines
+    from reconciliation import parsers
+    from reconciliation.parsers import ParseLimits, StatementFormatError, parse_statement
+    time_limit = getattr(parsers, "time_limit", lambda limits: contextlib.nullcontext())
 data = Path(sys.argv[1]).read_bytes()
 started = time.perf_counter()
 try:
-    limit = getattr(parsers, "time_limit", None)
-    if limit is not None:
-        with limit(parsers.ParseLimits.from_settings()):
-            lines, rejects, _ = read_lines(parsers.parse_statement(data))
-    else:
-        lines, rejects, _ = read_lines(parsers.parse_statement(data))
+    with time_limit(ParseLimits.from_settings()):
+        lines, rejects, _ = read_lines(parse_statement(data))
     kept = sum(len(reason) + sum(map(len, cells)) for _, reason, cells in rejects)
     outcome = f"read: {len(lines)} lines, {len(rejects)} rejects keeping {kept:,} chars"
-except parsers.StatementFormatError as exc:
+except StatementFormatError as exc:
     outcome = f"refused: {str(exc)[:110]}"
 except MemoryError:
     outcome = "MemoryError (a 500)"

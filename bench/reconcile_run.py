@@ -174,8 +174,9 @@ def child(path: Path, floor: bool) -> None:
     django.setup()
     from django.db import connection
 
+    from reconciliation.imports import statement_import
     from reconciliation.models import Break
-    from reconciliation.services import run_auto_resolve, statement_import
+    from reconciliation.services import run_auto_resolve
 
     result: dict[str, Any] = {}
     if floor:

@@ -34,7 +34,8 @@ from core.pagination import EstimatedCountPaginator
 from core.phones import InvalidPhoneNumber, normalize_phone
 from payments.models import Payment
 
-from .engine import summary_in_order
+from .formats.limits import StatementFormatError
+from .imports import statement_accept
 from .models import (
     BREAK_CLASSES,
     ApprovalStatus,
@@ -49,14 +50,13 @@ from .models import (
     Statement,
     StatementReject,
 )
-from .parsers import StatementFormatError
+from .report import summary_in_order
 from .selectors import class_statement_amounts, run_report_csv
 from .services import (
     BreakAction,
     BreakResolutionError,
     break_approve,
     break_resolve,
-    statement_accept,
     statement_credit_event,
     user_actor_key,
 )
@@ -320,7 +320,7 @@ class StatementAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         self, request: HttpRequest, form_url: str = "", extra_context: dict[str, Any] | None = None
     ) -> HttpResponse:
         """Upload a statement: the same service as ``POST /reconciliation/statements/``
-        (:func:`~reconciliation.services.statement_accept`: stored and queued, read by a
+        (:func:`~reconciliation.imports.statement_accept`: stored and queued, read by a
         worker, never in this request), then the run's page, which shows its state."""
         if not self.has_add_permission(request):
             return HttpResponse("You may not upload statements.", status=403)

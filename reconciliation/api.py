@@ -40,7 +40,8 @@ from core.api import ApiError, errors, json_errors
 from core.auth import HasReconciliationScope, request_client, request_key
 from core.parsers import DecimalJSONParser
 
-from .engine import summary_in_order
+from .formats.limits import StatementFormatError
+from .imports import statement_accept
 from .models import (
     BREAK_CLASSES,
     Break,
@@ -53,7 +54,7 @@ from .models import (
     StatementLine,
     StatementReject,
 )
-from .parsers import StatementFormatError
+from .report import summary_in_order
 from .selectors import (
     break_events,
     break_list,
@@ -69,7 +70,6 @@ from .services import (
     break_approve,
     break_resolve,
     client_actor_key,
-    statement_accept,
 )
 
 # The classes a break can have, in the order of ResultClass (for filters and the schema).

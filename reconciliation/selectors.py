@@ -18,7 +18,7 @@ from django.db.models.functions import Coalesce
 from core.models import ApiClient
 from payments.models import Payment
 
-from .engine import summary_in_order
+from .formats.values import EAT
 from .models import (
     LINE_ID_FACTOR,
     Break,
@@ -31,7 +31,7 @@ from .models import (
     StatementLine,
     StatementReject,
 )
-from .parsers import EAT
+from .report import summary_in_order
 
 
 def run_list(*, client: ApiClient | None) -> QuerySet[ReconciliationRun]:

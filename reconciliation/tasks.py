@@ -19,8 +19,9 @@ from django.utils import timezone
 
 from core.logging import ctx
 
+from .imports import statement_process, statements_sweep
 from .models import Break, BreakStatus, ReconciliationRun, ResultClass
-from .services import run_auto_resolve, statement_process, statements_sweep
+from .services import run_auto_resolve
 
 logger = logging.getLogger(__name__)
 

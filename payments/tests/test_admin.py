@@ -9,8 +9,9 @@ from django.urls import reverse
 
 from core.services import api_client_create
 from payments.models import Payment, PaymentStatus
+from reconciliation.imports import statement_import
 from reconciliation.models import Break
-from reconciliation.services import break_resolve, statement_import
+from reconciliation.services import break_resolve
 from reconciliation.tests.builders import Preamble, eat, g2_csv, make_payment, pay_row
 
 pytestmark = pytest.mark.django_db

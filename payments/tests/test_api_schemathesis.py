@@ -400,8 +400,8 @@ def test_a_key_without_the_scope_gets_the_documented_403(operation, scopes):
 
 
 def test_a_credit_waiting_for_a_second_person_conforms_to_the_schema(auth_headers):
+    from reconciliation.imports import statement_import
     from reconciliation.models import Break
-    from reconciliation.services import statement_import
     from reconciliation.tests.builders import Preamble, g2_csv, pay_row
 
     client = ApiClient.objects.get(name="schemathesis")

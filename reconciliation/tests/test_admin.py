@@ -13,8 +13,8 @@ from django.urls import reverse
 
 from core.services import api_client_create
 from payments.models import Payment, PaymentStatus
+from reconciliation.imports import statement_import
 from reconciliation.models import Break, BreakEvent, ReconciliationRun
-from reconciliation.services import statement_import
 
 from .builders import Preamble, Row, charge_row, eat, g2_csv, make_payment, pay_row
 

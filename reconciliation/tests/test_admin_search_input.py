@@ -5,8 +5,8 @@ page (nothing found, said so), never a 500."""
 import pytest
 from django.urls import reverse
 
+from reconciliation.imports import statement_import
 from reconciliation.models import Break
-from reconciliation.services import statement_import
 
 from .builders import Preamble, g2_csv, pay_row
 

@@ -7,9 +7,11 @@ from __future__ import annotations
 from hypothesis import HealthCheck, given, note, settings
 from hypothesis import strategies as st
 
+from reconciliation.engines.postgresql.arrow import ArrowUnsuitable, arrow_suitable, copy_arrow
+from reconciliation.engines.postgresql.writer import LineWriter
+from reconciliation.formats import parse_statement
+from reconciliation.formats.rows import G2_HEADER
 from reconciliation.models import LINE_ID_FACTOR
-from reconciliation.parsers import G2_HEADER, parse_statement
-from reconciliation.sql import ArrowUnsuitable, LineWriter, arrow_suitable, copy_arrow
 
 from .builders import Preamble, _csv_line
 

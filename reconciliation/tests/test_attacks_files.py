@@ -12,9 +12,9 @@ from contextlib import contextmanager
 
 import pytest
 
+from reconciliation.formats.limits import StatementFormatError
+from reconciliation.imports import statement_import
 from reconciliation.models import StatementReject
-from reconciliation.parsers import StatementFormatError
-from reconciliation.services import statement_import
 
 from . import hostile
 from .builders import Preamble, g2_csv, g2_xlsx, pay_row

@@ -490,7 +490,7 @@ def test_a_staff_user_approves_in_the_admin_a_credit_a_key_asked_for(books, admi
 
 def test_a_staff_user_cannot_approve_the_credit_they_asked_for(admin_client):
     payment = cancelled_by_the_customer(None)
-    from reconciliation.services import statement_import
+    from reconciliation.imports import statement_import
 
     run = statement_import(
         data=g2_csv([pay_row("TK5PAID001", 500, "05-11-2025 13:01:00")], preamble=Preamble())

@@ -13,10 +13,10 @@ from django.db import connection
 from django.test import TestCase
 from django.utils import timezone
 
-from reconciliation import engine as python_engine
-from reconciliation import services
+from reconciliation import imports
+from reconciliation.formats.rows import RowReader
+from reconciliation.imports import statement_accept, statement_process, statements_sweep
 from reconciliation.models import ReconciliationRun, RunState, StatementLine, StatementUpload
-from reconciliation.services import statement_accept, statement_process, statements_sweep
 from reconciliation.tasks import process_statement, sweep_statement_imports
 
 from .builders import Preamble, g2_csv, pay_row
@@ -104,7 +104,7 @@ def test_a_file_that_keeps_stopping_its_worker_fails_after_the_attempts(api):
     run_id = post(api, statement()).json()["run"]["id"]
     ReconciliationRun.objects.filter(pk=run_id).update(
         state=RunState.PARSING,
-        attempts=services.MAX_ATTEMPTS,
+        attempts=imports.MAX_ATTEMPTS,
         heartbeat_at=timezone.now() - dt.timedelta(hours=1),
     )
 
@@ -120,10 +120,10 @@ def test_an_unexpected_error_queues_the_run_again_then_fails_it(api, monkeypatch
     def broken(*args, **kwargs):
         raise RuntimeError("connection to server at 10.0.0.5 lost")
 
-    monkeypatch.setattr(services, "build_summary", broken)  # after both engines' writes
+    monkeypatch.setattr(imports, "build_summary", broken)  # after both engines' writes
     run_id = post(api, statement()).json()["run"]["id"]
 
-    for attempt in range(1, services.MAX_ATTEMPTS):
+    for attempt in range(1, imports.MAX_ATTEMPTS):
         assert process_statement(run_id) == RunState.QUEUED
         run = ReconciliationRun.objects.get(pk=run_id)
         assert run.attempts == attempt
@@ -141,9 +141,9 @@ def test_an_unexpected_error_queues_the_run_again_then_fails_it(api, monkeypatch
 def test_the_run_shows_its_rows_read_while_it_is_read(api, monkeypatch):
     if connection.vendor == "postgresql":
         pytest.skip("PostgreSQL streams the rows into COPY inside the import's transaction")
-    monkeypatch.setattr(services, "PROGRESS_INTERVAL_SECONDS", 0.0)
+    monkeypatch.setattr(imports, "PROGRESS_INTERVAL_SECONDS", 0.0)
     seen: list[tuple[str, int]] = []
-    read = python_engine.RowReader.read
+    read = RowReader.read
 
     def watching(self, cells):
         if cells and cells[0] == "TK5XA02500":
@@ -151,7 +151,7 @@ def test_the_run_shows_its_rows_read_while_it_is_read(api, monkeypatch):
             seen.append((run.state, run.rows_read))
         return read(self, cells)
 
-    monkeypatch.setattr(python_engine.RowReader, "read", watching)
+    monkeypatch.setattr(RowReader, "read", watching)
     result = statement_accept(data=statement(3000), file_name="big.csv")
 
     assert statement_process(run_id=result.run.pk) is not None
@@ -188,7 +188,7 @@ def test_callbacks_are_stored_while_a_statement_is_read(monkeypatch):
     from core.testing import stk_success_body
 
     answers: list[int] = []
-    read = python_engine.RowReader.read
+    read = RowReader.read
 
     def deliver_a_callback() -> None:
         try:
@@ -209,9 +209,9 @@ def test_callbacks_are_stored_while_a_statement_is_read(monkeypatch):
             assert answers == [200], "the callback waited on the import's write lock"
         return read(self, cells)
 
-    monkeypatch.setattr(python_engine.RowReader, "read", reading)
+    monkeypatch.setattr(RowReader, "read", reading)
 
-    result = services.statement_import(data=statement(5), file_name="s.csv")
+    result = imports.statement_import(data=statement(5), file_name="s.csv")
 
     assert result.run.state == RunState.COMPLETED
     assert InboundCallback.objects.filter(token_hash__gt="").count() == 1

@@ -13,17 +13,17 @@ import openpyxl
 import pytest
 
 from core.testing import REAL_PAYLOADS, real_payloads
-from reconciliation.engine import read_lines
-from reconciliation.models import StatementFormat
-from reconciliation.parsers import (
-    RowReader,
-    StatementFormatError,
+from reconciliation.engines.python import read_lines
+from reconciliation.formats import parse_statement
+from reconciliation.formats.limits import StatementFormatError
+from reconciliation.formats.rows import RowReader
+from reconciliation.formats.values import (
     ValueProblem,
     cell_text,
     parse_amount,
-    parse_statement,
     parse_statement_time,
 )
+from reconciliation.models import StatementFormat
 
 from .builders import (
     G2_HEADER,

@@ -10,11 +10,13 @@ from django.db import transaction
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from reconciliation import engine as python_engine
 from reconciliation import matching
+from reconciliation.engines import python as python_engine
+from reconciliation.formats import parse_statement
+from reconciliation.imports import statement_import
 from reconciliation.models import Break, LineMatch, Statement
-from reconciliation.parsers import parse_statement
-from reconciliation.services import statement_import
+from reconciliation.report import EngineReport, statement_period
+from reconciliation.report import money as summary_money
 
 from .builders import Preamble, Row, eat, g2_csv, g2_time, make_payment, money
 
@@ -103,14 +105,14 @@ def reference(statement: Statement, data: bytes, window: int):
     payments = python_engine.payment_facts(client_id=None)
     first = min((line.completed_at for line in lines), default=None)
     last = max((line.completed_at for line in lines), default=None)
-    period = python_engine.statement_period(statement, first, last)
+    period = statement_period(statement, first, last)
     result = matching.match(
         python_engine.line_facts(lines),
         payments,
         window=dt.timedelta(seconds=window),
         period=period,
     )
-    report = python_engine.EngineReport()
+    report = EngineReport()
     python_engine.fill_report(
         report, lines=lines, result=result, payments={p.id: p for p in payments}, period=period
     )
@@ -190,11 +192,11 @@ def test_the_sql_engine_agrees_with_the_reference_matcher(
             k: v.count for k, v in report.classes.items()
         }
         for name, totals in report.classes.items():
-            assert summary["classes"][name]["statement_amount"] == python_engine.money(
+            assert summary["classes"][name]["statement_amount"] == summary_money(
                 totals.statement_amount
             )
-            assert summary["classes"][name]["our_amount"] == python_engine.money(totals.our_amount)
-        assert summary["bridge"]["statement_total"] == python_engine.money(report.statement_total)
-        assert summary["bridge"]["our_total"] == python_engine.money(report.our_total)
+            assert summary["classes"][name]["our_amount"] == summary_money(totals.our_amount)
+        assert summary["bridge"]["statement_total"] == summary_money(report.statement_total)
+        assert summary["bridge"]["our_total"] == summary_money(report.our_total)
         assert summary["bridge"]["residual"] == "0.00"
         transaction.set_rollback(True)

@@ -8,7 +8,7 @@ import io
 import pytest
 
 from payments.models import PaymentStatus
-from reconciliation.services import statement_import
+from reconciliation.imports import statement_import
 
 from .builders import Preamble, Row, charge_row, g2_csv, make_payment, pay_row
 

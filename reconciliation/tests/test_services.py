@@ -10,6 +10,7 @@ import pytest
 
 from core.services import api_client_create
 from payments.models import EventSource, Payment, PaymentEvent, PaymentStatus
+from reconciliation.imports import statement_import
 from reconciliation.models import (
     Break,
     BreakEvent,
@@ -25,7 +26,6 @@ from reconciliation.services import (
     BreakResolutionError,
     break_resolve,
     run_auto_resolve,
-    statement_import,
 )
 
 from .builders import (

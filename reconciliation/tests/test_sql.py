@@ -8,8 +8,8 @@ from decimal import Decimal
 import pytest
 from django.db import IntegrityError, connection, transaction
 
+from reconciliation.imports import statement_import
 from reconciliation.models import LineMatch, Statement, StatementLine, StatementReject
-from reconciliation.services import statement_import
 
 from .builders import (
     Preamble,
@@ -181,12 +181,12 @@ def test_the_database_refuses_a_second_line_claiming_the_same_payment():
 
 
 def test_a_failed_import_leaves_nothing_behind(monkeypatch):
-    from reconciliation import sql
+    from reconciliation.engines.postgresql import breaks
 
-    def boom(self, cursor):
+    def boom(run, cursor):
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(sql._Runner, "breaks", boom)
+    monkeypatch.setattr(breaks, "breaks", boom)
     data = g2_csv([pay_row("TK5XA1BC2A", 10, "05-11-2025 10:00:00")])
 
     with pytest.raises(RuntimeError):
@@ -241,7 +241,7 @@ def test_each_way_of_reading_a_csv_gives_the_same_result(monkeypatch, settings, 
     """Arrow's reader and the parallel processes give what the Python engine's row-by-row
     read gives; a record spanning lines sends both to the row-by-row read, and so does a
     lone carriage return in a cell (a record's end for Python's csv module, not a line)."""
-    from reconciliation import sql
+    from reconciliation.engines.postgresql import load
 
     make_payment(amount=100, receipt="TK5AAAAAA0")
     for i in range(1, 40, 3):
@@ -257,14 +257,14 @@ def test_each_way_of_reading_a_csv_gives_the_same_result(monkeypatch, settings, 
         assert data.count(b'"JOHN\rDOE"') == 1
         data = data.replace(b'"JOHN\rDOE"', b"JOHN\rDOE")
     settings.RECONCILIATION_PARSE_WORKERS = 2
-    monkeypatch.setattr(sql, "PARALLEL_MIN_BYTES", 0)
+    monkeypatch.setattr(load, "PARALLEL_MIN_BYTES", 0)
     if method == "parallel":
-        monkeypatch.setattr(sql, "arrow_suitable", lambda parsed: False)
+        monkeypatch.setattr(load, "arrow_suitable", lambda parsed: False)
     used = []
     copy_arrow, copy_parallel, copy_lines = (
-        sql.copy_arrow,
-        sql.copy_parallel,
-        sql._Runner.copy_lines,
+        load.copy_arrow,
+        load.copy_parallel,
+        load.copy_lines,
     )
 
     def arrow(*args):
@@ -275,13 +275,13 @@ def test_each_way_of_reading_a_csv_gives_the_same_result(monkeypatch, settings, 
         used.append("copy_parallel")
         return copy_parallel(*args)
 
-    def lines(self, raw, copy_sql, how, **kwargs):
+    def lines(run, raw, copy_sql, how, **kwargs):
         used.append(how)
-        return copy_lines(self, raw, copy_sql, how, **kwargs)
+        return copy_lines(run, raw, copy_sql, how, **kwargs)
 
-    monkeypatch.setattr(sql, "copy_arrow", arrow)
-    monkeypatch.setattr(sql, "copy_parallel", parallel)
-    monkeypatch.setattr(sql._Runner, "copy_lines", lines)
+    monkeypatch.setattr(load, "copy_arrow", arrow)
+    monkeypatch.setattr(load, "copy_parallel", parallel)
+    monkeypatch.setattr(load, "copy_lines", lines)
 
     read = statement_import(data=data, engine="postgresql", auto_resolve=False)
     serial = statement_import(data=data + b"\n", engine="python", auto_resolve=False)
@@ -308,7 +308,7 @@ def test_each_way_of_reading_a_csv_gives_the_same_result(monkeypatch, settings, 
 
 
 def test_the_file_is_cut_at_line_breaks_outside_quotes():
-    from reconciliation.sql import chunks
+    from reconciliation.engines.postgresql.load import chunks
 
     data = b'h\n"a\nb",1\nc,2\nd,3\ne,4\n'
 
@@ -322,9 +322,9 @@ def test_a_line_break_in_a_quoted_cell_at_a_block_boundary_does_not_make_a_row(m
     """A quoted cell may hold a line break and, after it, text shaped like a statement row.
     Wherever Arrow's blocks end, that text stays inside its cell: it is never read as a line
     of its own (nor are the rows after it renumbered)."""
-    from reconciliation import sql
+    from reconciliation.engines.postgresql import arrow
 
-    monkeypatch.setattr(sql, "ARROW_BLOCK_BYTES", 4096)
+    monkeypatch.setattr(arrow, "ARROW_BLOCK_BYTES", 4096)
     smuggled = (
         "KES\nFAKE000001,05-11-2025 20:00:00,05-11-2025 20:00:00,Pay Utility,Completed,"
         "99999.00,,1.00,,Pay Utility,254722****108 - X,, 1,KES"

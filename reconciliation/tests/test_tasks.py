@@ -6,8 +6,8 @@ import pytest
 from django.utils import timezone
 
 from payments.models import Payment, PaymentStatus
+from reconciliation.imports import statement_import
 from reconciliation.models import Break, BreakStatus, ReconciliationRun
-from reconciliation.services import statement_import
 from reconciliation.tasks import auto_resolve_run, redrive_auto_resolve
 
 from .builders import Preamble, g2_csv, make_payment, pay_row

@@ -13,8 +13,9 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from core.models import ApiClient
-from reconciliation.parsers import StatementFormatError
-from reconciliation.services import ENGINES, statement_import
+from reconciliation.engines import ENGINES
+from reconciliation.formats.limits import StatementFormatError
+from reconciliation.imports import statement_import
 
 
 class Command(BaseCommand):

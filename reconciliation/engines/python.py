@@ -1,17 +1,14 @@
-"""What both engines produce, the summary and bridge built from it, and the Python engine
-(SQLite, or any database for small statements): rows read with :class:`RowReader`, matched
-with :mod:`reconciliation.matching`, written with ``bulk_create``.
-"""
+"""The Python engine, the reference the PostgreSQL engine is held equal to (SQLite, or any
+database for small statements): rows read with :class:`~reconciliation.formats.rows.RowReader`,
+matched with :mod:`reconciliation.matching`, written with ``bulk_create``."""
 
 from __future__ import annotations
 
 import datetime as dt
-import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
@@ -20,9 +17,13 @@ from django.db.models import Q
 
 from payments.models import Payment
 
-from . import matching
-from .matching import LineFacts, MatchResult, PaymentFacts, Period
-from .models import (
+from .. import matching
+from ..formats.limits import ParseLimits, reject_record
+from ..formats.parsed import ParsedStatement
+from ..formats.rows import AMOUNT_FIELDS, RowReader
+from ..formats.values import eat_to_utc, parse_statement_time
+from ..matching import LineFacts, MatchResult, PaymentFacts, Period
+from ..models import (
     BREAK_CLASSES,
     LINE_ID_FACTOR,
     Break,
@@ -33,212 +34,8 @@ from .models import (
     StatementLine,
     StatementReject,
 )
-from .parsers import (
-    AMOUNT_FIELDS,
-    ParsedStatement,
-    ParseLimits,
-    RowReader,
-    eat_to_utc,
-    parse_statement_time,
-    reject_record,
-)
-
-R = ResultClass
-ZERO = Decimal("0.00")
-LINE_CLASSES = [c for c in ResultClass.values if c != R.MISSING_FROM_STATEMENT]
-
-
-class Timer:
-    """Wall-clock time per phase, in milliseconds, for the run's ``timings``."""
-
-    def __init__(self) -> None:
-        self.phases: dict[str, int] = {}
-
-    @contextmanager
-    def phase(self, name: str) -> Iterator[None]:
-        start = time.perf_counter()
-        try:
-            yield
-        finally:
-            elapsed = int((time.perf_counter() - start) * 1000)
-            self.phases[name] = self.phases.get(name, 0) + elapsed
-
-
-@dataclass
-class ClassTotals:
-    count: int = 0
-    statement_amount: Decimal = ZERO
-    our_amount: Decimal = ZERO
-    bridge_amount: Decimal = ZERO
-
-
-@dataclass
-class EngineReport:
-    """Aggregates an engine hands to :func:`build_summary`."""
-
-    classes: dict[str, ClassTotals] = field(default_factory=dict)
-    statement_total: Decimal = ZERO  # Σ payment lines
-    our_total: Decimal = ZERO  # Σ SUCCESS payments in the period, matched, or candidates
-    rows_paid_in: Decimal = ZERO
-    rows_withdrawn: Decimal = ZERO
-    line_count: int = 0
-    reject_count: int = 0
-    skipped: dict[str, int] = field(default_factory=dict)
-    period: Period | None = None
-    first_line_at: dt.datetime | None = None
-    last_line_at: dt.datetime | None = None
-    # How the PostgreSQL engine read a CSV's rows: "arrow", "parallel" or "rows".
-    load_method: str = ""
-
-
-def money(value: Decimal | None) -> str:
-    return format((value or ZERO).quantize(Decimal("0.01")), "f")
-
-
-def statement_period(
-    statement: Statement, first: dt.datetime | None, last: dt.datetime | None
-) -> Period | None:
-    """The preamble's Time Period when there is one, else the span of the lines."""
-    if statement.period_start and statement.period_end:
-        return Period(statement.period_start, statement.period_end)
-    if first is not None and last is not None:
-        return Period(first, last)
-    return None
-
-
-def build_summary(
-    *, statement: Statement, report: EngineReport, window_seconds: int
-) -> dict[str, Any]:
-    """Counts and totals per class, and the bridge: statement total − our total = Σ explained
-    differences (the breaks' bridge amounts) + residual, where the residual should be 0."""
-    classes = {
-        name: {
-            "count": totals.count,
-            "statement_amount": money(totals.statement_amount),
-            "our_amount": money(totals.our_amount),
-        }
-        for name, totals in sorted(report.classes.items())
-    }
-    explained = {
-        name: money(totals.bridge_amount)
-        for name, totals in sorted(report.classes.items())
-        if name in BREAK_CLASSES
-    }
-    explained_total = sum(
-        (t.bridge_amount for n, t in report.classes.items() if n in BREAK_CLASSES), ZERO
-    )
-    difference = report.statement_total - report.our_total
-    warnings = list(statement.metadata.get("warnings", []))
-    checks: dict[str, Any] = {
-        "rows_paid_in": money(report.rows_paid_in),
-        "rows_withdrawn": money(report.rows_withdrawn),
-    }
-    if statement.total_paid_in is not None:
-        checks["header_total_paid_in"] = money(statement.total_paid_in)
-        if abs(statement.total_paid_in) != report.rows_paid_in:
-            warnings.append(
-                f"Total Paid In in the header is {money(statement.total_paid_in)} but the rows "
-                f"add up to {money(report.rows_paid_in)}: the export may be a subset"
-            )
-    if statement.total_withdrawn is not None:
-        checks["header_total_withdrawn"] = money(statement.total_withdrawn)
-        if abs(statement.total_withdrawn) != report.rows_withdrawn:
-            warnings.append(
-                f"Total Withdrawn in the header is {money(statement.total_withdrawn)} but the "
-                f"rows add up to {money(report.rows_withdrawn)}: the export may be a subset"
-            )
-    if statement.opening_balance is not None and statement.closing_balance is not None:
-        expected = statement.opening_balance + report.rows_paid_in - report.rows_withdrawn
-        checks["balance_expected_closing"] = money(expected)
-        if expected != statement.closing_balance:
-            warnings.append(
-                f"opening balance + paid in − withdrawn = {money(expected)}, but the closing "
-                f"balance is {money(statement.closing_balance)}: the export may be a subset"
-            )
-    period = report.period
-    breaks_open = sum(t.count for n, t in report.classes.items() if n in BREAK_CLASSES)
-    return {
-        "statement_id": statement.pk,
-        "file_name": statement.file_name,
-        "file_format": statement.file_format,
-        "lines": report.line_count,
-        "rejects": report.reject_count,
-        "skipped_rows": report.skipped,
-        "period": {
-            "start": period.start.isoformat() if period else None,
-            "end": period.end.isoformat() if period else None,
-            "from_header": bool(statement.period_start and statement.period_end),
-        },
-        "time_window_seconds": window_seconds,
-        "classes": classes,
-        "breaks": breaks_open,
-        "bridge": {
-            "statement_total": money(report.statement_total),
-            "our_total": money(report.our_total),
-            "difference": money(difference),
-            "explained": explained,
-            "explained_total": money(explained_total),
-            "residual": money(difference - explained_total),
-        },
-        "checks": checks,
-        "warnings": warnings,
-    }
-
-
-SUMMARY_KEYS = (
-    "statement_id",
-    "file_name",
-    "file_format",
-    "lines",
-    "rejects",
-    "skipped_rows",
-    "period",
-    "time_window_seconds",
-    "classes",
-    "breaks",
-    "bridge",
-    "checks",
-    "warnings",
-)
-CLASS_KEYS = ("count", "statement_amount", "our_amount")
-BRIDGE_KEYS = (
-    "statement_total",
-    "our_total",
-    "difference",
-    "explained",
-    "explained_total",
-    "residual",
-)
-
-
-def summary_in_order(summary: dict[str, Any]) -> dict[str, Any]:
-    """A stored summary with its keys in the order :func:`build_summary` writes them: the
-    bridge reads top to bottom, the classes alphabetically (PostgreSQL's jsonb keeps keys
-    in an order of its own)."""
-
-    def ordered(values: dict[str, Any], keys: Iterable[str]) -> dict[str, Any]:
-        out = {key: values[key] for key in keys if key in values}
-        out.update((key, value) for key, value in sorted(values.items()) if key not in out)
-        return out
-
-    if not summary:
-        return summary
-    out = ordered(summary, SUMMARY_KEYS)
-    if isinstance(out.get("classes"), dict):
-        out["classes"] = {
-            name: ordered(totals, CLASS_KEYS) if isinstance(totals, dict) else totals
-            for name, totals in ordered(out["classes"], ()).items()
-        }
-    if isinstance(out.get("period"), dict):
-        out["period"] = ordered(out["period"], ("start", "end", "from_header"))
-    if isinstance(out.get("bridge"), dict):
-        out["bridge"] = ordered(out["bridge"], BRIDGE_KEYS)
-        if isinstance(out["bridge"].get("explained"), dict):
-            out["bridge"]["explained"] = ordered(out["bridge"]["explained"], ())
-    return out
-
-
-# --- The Python engine ---------------------------------------------------------------------------
+from ..report import ZERO, ClassTotals, EngineReport, Timer, statement_period
+from .partitions import partitions_create_attached
 
 
 @dataclass
@@ -398,8 +195,6 @@ def run_python(
         )
     with timer.phase("write"):
         if connection.vendor == "postgresql":
-            from .sql import partitions_create_attached
-
             partitions_create_attached(statement.pk)
         StatementReject.objects.bulk_create(
             [
@@ -510,10 +305,10 @@ def line_break(
     candidates: tuple[str, ...],
     auto_resolvable: bool,
 ) -> Break:
-    if kind == R.AMOUNT_MISMATCH:
+    if kind == ResultClass.AMOUNT_MISMATCH:
         assert payment is not None
         bridge, ours = amount - payment.amount, payment.amount
-    elif kind == R.NOT_SUCCESS:
+    elif kind == ResultClass.NOT_SUCCESS:
         assert payment is not None
         bridge, ours = amount, payment.amount
     else:
@@ -595,7 +390,7 @@ def fill_report(
         if line.kind == matching.PAYMENT:
             report.statement_total += line.amount
         if outcome.result in BREAK_CLASSES:
-            if outcome.result == R.AMOUNT_MISMATCH:
+            if outcome.result == ResultClass.AMOUNT_MISMATCH:
                 assert payment is not None
                 totals.bridge_amount += line.amount - payment.amount
             else:
