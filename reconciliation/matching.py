@@ -1,7 +1,7 @@
 """The matching rules in plain Python: what a line is (payment, charge, fee, sweep, …), who
 paid it, and how lines and payments pair up. It is the engine for SQLite and small statements,
-and the reference the PostgreSQL engine (``sql.py``) is tested against: both must classify
-every line and every payment identically (``tests/test_property.py``).
+and the reference the PostgreSQL engine (``engines/postgresql/``) is tested against: both must
+classify every line and every payment identically (``tests/test_property.py``).
 
 Rules, in order:
 
@@ -42,14 +42,13 @@ from decimal import Decimal
 
 from .models import MatchMethod, ResultClass
 
-R = ResultClass
 PAYMENT = "payment"
 # How long after we create a payment M-Pesa may complete it (prompts expire in minutes).
 CREATION_SLACK = dt.timedelta(days=1)
 SUCCESS = "SUCCESS"
 FAILED = "FAILED"
 
-# Reason Types of customer payments into a paybill or till (FORMATS.md §1.4, §3): the common
+# Reason Types of customer payments into a paybill or till (``docs/statements.md``): the common
 # case, checked first. None of them contains a classifying keyword below.
 PAYMENT_REASON_TYPES = (
     "Pay Utility",
@@ -76,21 +75,22 @@ _UPPER = str.maketrans(string.ascii_lowercase, string.ascii_uppercase)
 def line_kind(
     *, status: str, reason_type: str, details: str, direction: str, amount: Decimal
 ) -> str:
-    """payment, charge, fee, sweep, other or not_completed (mirrored in ``sql.py``)."""
+    """payment, charge, fee, sweep, other or not_completed (mirrored in SQL by
+    ``engines/postgresql/fragments.kind_sql``)."""
     if status != "" and status.translate(_LOWER) != "completed":
-        return R.NOT_COMPLETED
+        return ResultClass.NOT_COMPLETED
     if reason_type in PAYMENT_REASON_TYPES and direction == "in" and amount > 0:
         return PAYMENT
     text = (reason_type if reason_type != "" else details).translate(_LOWER)
     if any(word in text for word in CHARGE_WORDS):
-        return R.CHARGE
+        return ResultClass.CHARGE
     if any(word in text for word in FEE_WORDS):
-        return R.FEE
+        return ResultClass.FEE
     if any(word in text for word in SWEEP_WORDS):
-        return R.SWEEP
+        return ResultClass.SWEEP
     if direction == "in" and amount > 0:
         return PAYMENT
-    return R.OTHER
+    return ResultClass.OTHER
 
 
 def direction_and_amount(paid_in: Decimal | None, withdrawn: Decimal | None) -> tuple[str, Decimal]:
@@ -271,21 +271,25 @@ def match(
             result.lines[line.line_no] = LineResult(line.kind)
             continue
         if line.receipt in claimed:
-            result.lines[line.line_no] = LineResult(R.DUPLICATE)
+            result.lines[line.line_no] = LineResult(ResultClass.DUPLICATE)
             continue
         claimed.add(line.receipt)
         payment = by_receipt.get(line.receipt)
         if payment is None:
             leftovers.append(line)
         elif payment.status == SUCCESS:
-            kind = R.MATCHED if line.amount == payment.amount else R.AMOUNT_MISMATCH
+            kind = (
+                ResultClass.MATCHED
+                if line.amount == payment.amount
+                else ResultClass.AMOUNT_MISMATCH
+            )
             result.lines[line.line_no] = LineResult(kind, payment.id, MatchMethod.RECEIPT)
         else:
             auto = line.amount == payment.amount and not (
                 payment.status == FAILED and payment.failure_final
             )
             result.lines[line.line_no] = LineResult(
-                R.NOT_SUCCESS, payment.id, MatchMethod.RECEIPT, auto_resolvable=auto
+                ResultClass.NOT_SUCCESS, payment.id, MatchMethod.RECEIPT, auto_resolvable=auto
             )
 
     # Index the receipt-less payments by amount: the tolerance pass needs the same amount.
@@ -304,14 +308,14 @@ def match(
         found = line_candidates[line.line_no]
         if len(found) == 1 and len(payment_candidates[found[0].id]) == 1:
             payment = found[0]
-            kind = R.MATCHED if payment.status == SUCCESS else R.NOT_SUCCESS
+            kind = ResultClass.MATCHED if payment.status == SUCCESS else ResultClass.NOT_SUCCESS
             result.lines[line.line_no] = LineResult(kind, payment.id, MatchMethod.TOLERANCE)
         elif found:
             result.lines[line.line_no] = LineResult(
-                R.AMBIGUOUS, candidates=tuple(sorted(str(p.id) for p in found))
+                ResultClass.AMBIGUOUS, candidates=tuple(sorted(str(p.id) for p in found))
             )
         else:
-            result.lines[line.line_no] = LineResult(R.UNKNOWN_PAYMENT)
+            result.lines[line.line_no] = LineResult(ResultClass.UNKNOWN_PAYMENT)
 
     matched = {r.payment_id for r in result.lines.values() if r.payment_id is not None}
     for payment in payments:
@@ -319,7 +323,7 @@ def match(
             continue
         if payment.id in payment_candidates:
             numbers = tuple(str(n) for n in sorted(payment_candidates[payment.id]))
-            result.payments[payment.id] = PaymentBreak(R.AMBIGUOUS, numbers)
+            result.payments[payment.id] = PaymentBreak(ResultClass.AMBIGUOUS, numbers)
         elif period is not None and period.contains(payment.time):
-            result.payments[payment.id] = PaymentBreak(R.MISSING_FROM_STATEMENT)
+            result.payments[payment.id] = PaymentBreak(ResultClass.MISSING_FROM_STATEMENT)
     return result

@@ -60,7 +60,8 @@ class ReadLine:
 def read_lines(
     parsed: ParsedStatement,
 ) -> tuple[list[ReadLine], list[tuple[int, str, list[str]]], Counter[str]]:
-    """Every row through :class:`RowReader`, then typed exactly as ``sql.py`` types them."""
+    """Every row through :class:`RowReader`, then typed exactly as the PostgreSQL
+    engine's load types them."""
     reader = RowReader(parsed.layout)
     reject_max_chars = ParseLimits.from_settings().reject_max_chars
     columns = parsed.layout.columns

@@ -4,7 +4,8 @@ Transactions responses (JSON), read into rows of text cells with a header map an
 One set of rules (``RowReader``) turns a row's text into canonical values or a reason for
 rejecting it; nothing is coerced to 0 or to a default date. Cells are text first: numeric
 spreadsheet cells become their exact decimal text, never a float amount. See
-``/docs/reconciliation.md`` and the statement format notes (FORMATS.md) for the quirks handled.
+``docs/reconciliation.md`` and the statement format notes (``docs/statements.md``) for the
+quirks handled.
 """
 
 from __future__ import annotations
@@ -40,7 +41,6 @@ def sniff_format(data: bytes) -> str:
 def parse_statement(
     data: bytes,
     *,
-    file_name: str = "",
     limits: ParseLimits | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> ParsedStatement:

@@ -57,21 +57,14 @@ class ParseLimits:
 
     @classmethod
     def from_settings(cls) -> ParseLimits:
-        default = cls()
-        names = {
-            "max_rows": "RECONCILIATION_MAX_ROWS",
-            "max_columns": "RECONCILIATION_MAX_COLUMNS",
-            "max_cell_chars": "RECONCILIATION_MAX_CELL_CHARS",
-            "max_decompressed_bytes": "RECONCILIATION_MAX_DECOMPRESSED_BYTES",
-            "max_compression_ratio": "RECONCILIATION_MAX_COMPRESSION_RATIO",
-            "time_limit_seconds": "RECONCILIATION_IMPORT_TIME_LIMIT_SECONDS",
-            "reject_max_chars": "RECONCILIATION_REJECT_MAX_CHARS",
-        }
         return cls(
-            **{
-                attribute: getattr(settings, setting, getattr(default, attribute))
-                for attribute, setting in names.items()
-            }
+            max_rows=settings.RECONCILIATION_MAX_ROWS,
+            max_columns=settings.RECONCILIATION_MAX_COLUMNS,
+            max_cell_chars=settings.RECONCILIATION_MAX_CELL_CHARS,
+            max_decompressed_bytes=settings.RECONCILIATION_MAX_DECOMPRESSED_BYTES,
+            max_compression_ratio=settings.RECONCILIATION_MAX_COMPRESSION_RATIO,
+            time_limit_seconds=settings.RECONCILIATION_IMPORT_TIME_LIMIT_SECONDS,
+            reject_max_chars=settings.RECONCILIATION_REJECT_MAX_CHARS,
         )
 
     def over_time(self) -> StatementLimitError:

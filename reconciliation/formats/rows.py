@@ -38,7 +38,7 @@ TEXT_FIELDS = ("details", "status", "reason_type", "other_party", "linked", "acc
 AMOUNT_FIELDS = ("paid_in", "withdrawn", "balance")
 
 # Header names (lower case, spaces collapsed, trailing "." and ":" dropped) to fields. G2 names
-# first; then the aliases other exports of the same platform use (FORMATS.md §1.3, §1.6, §1.7).
+# first; then the aliases other exports of the same platform use (``docs/statements.md``).
 HEADER_ALIASES: dict[str, str] = {
     "receipt no": "receipt",
     "receipt": "receipt",

@@ -1,5 +1,5 @@
 """Builders for synthetic statements (G2 CSV, XLSX, XLS; Pull Transactions JSON) in the exact
-shapes of FORMATS.md, and for payments in every state. Values are invented."""
+shapes of docs/statements.md, and for payments in every state. Values are invented."""
 
 from __future__ import annotations
 

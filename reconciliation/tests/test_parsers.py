@@ -1,4 +1,4 @@
-"""Parser tests, one per format quirk of FORMATS.md."""
+"""Parser tests, one per format quirk of docs/statements.md."""
 
 import datetime as dt
 import io

@@ -9,7 +9,6 @@ import io
 import itertools
 import multiprocessing
 import multiprocessing.connection
-import os
 import pickle
 from collections.abc import Iterable
 from typing import Any
@@ -101,8 +100,7 @@ class SerialRead(Exception):
 def parse_workers() -> int:
     """Processes that read a large CSV in parallel (RECONCILIATION_PARSE_WORKERS; 1 reads in
     this process). Never from a daemonic process (a Celery prefork child) nor without fork."""
-    configured = getattr(settings, "RECONCILIATION_PARSE_WORKERS", None)
-    workers = int(configured) if configured is not None else min(2, os.cpu_count() or 1)
+    workers = settings.RECONCILIATION_PARSE_WORKERS
     if workers < 2 or multiprocessing.current_process().daemon:
         return 1
     if "fork" not in multiprocessing.get_all_start_methods():
