@@ -3,7 +3,9 @@
 from django.urls import path
 from rest_framework.routers import SimpleRouter
 
-from .api import BreakViewSet, RunViewSet, StatementUploadView
+from .api.breaks import BreakViewSet
+from .api.runs import RunViewSet
+from .api.statements import StatementUploadView
 
 router = SimpleRouter()
 router.register("runs", RunViewSet, basename="reconciliation-run")
