@@ -20,7 +20,6 @@ from payments.models import Payment
 
 from .formats.values import EAT
 from .models import (
-    LINE_ID_FACTOR,
     Break,
     BreakEvent,
     BreakStatus,
@@ -337,7 +336,3 @@ def _break_columns(row: dict[str, Any], brk: Break) -> None:
     row["resolution"] = brk.resolution
     row["resolved_by"] = brk.resolved_by
     row["resolution_reason"] = brk.resolution_reason
-
-
-def line_number(line_id: int) -> int:
-    return line_id % LINE_ID_FACTOR
