@@ -2,24 +2,24 @@
 
 1. **Load.** The rows are COPYed straight into a new table, the statement's future partition
    of ``reconciliation_statementline`` (logged, no index yet). A UTF-8 CSV is read by Arrow's
-   multi-threaded reader a block at a time (:func:`.arrow.copy_arrow`): the rows in the portal's own
-   form are checked and written as COPY text by Arrow, the others are canonicalised or
-   rejected by :class:`~reconciliation.formats.rows.RowReader`. A file Arrow could split
-   differently from Python's csv module is read row by row (:class:`.load.LineWriter`; a large one
-   by two forked processes). PostgreSQL parses the times (``DMY``, in the Africa/Nairobi
+   multi-threaded reader a block at a time (:mod:`.arrow`): the rows in the portal's own form
+   are checked and written as COPY text by Arrow, the others are canonicalised or rejected by
+   :class:`~reconciliation.formats.rows.RowReader`. A file Arrow could split differently from
+   Python's csv module is read row by row (:class:`.writer.LineWriter`; a large one by two
+   forked processes, :mod:`.load`). PostgreSQL parses the times (``DMY``, in the Africa/Nairobi
    zone) and the amounts. The reads note the rows whose receipt repeats.
-2. **Classify and match**: one ``CREATE TABLE AS`` classifies every line and LEFT-joins the
-   payments on the receipt (a hash join, not a query per line, run by two processes) into the
-   statement's future partition of ``reconciliation_linematch``; an anti join of the period's
-   SUCCESS payments with it finds the ones no receipt claimed, and a small join the claimed
-   total outside the period.
+2. **Classify and match** (:mod:`.match`): one ``CREATE TABLE AS`` classifies every line and
+   LEFT-joins the payments on the receipt (a hash join, not a query per line, run by two
+   processes) into the statement's future partition of ``reconciliation_linematch``; an anti
+   join of the period's SUCCESS payments with it finds the ones no receipt claimed, and a
+   small join the claimed total outside the period.
 3. **Exceptions** (repeated receipts, lines without a receipt match, exact breaks: a few per
    thousand lines) in small tables: repeats ranked, the tolerance pass against payments that
    have no receipt, the few changed matches updated by id.
 4. **Indexes built in one go** (far cheaper than a million index insertions), among them the
    unique one that lets one line of a statement only claim a payment; the tables are attached
-   as the statement's partitions. Breaks and the summary come from the small tables, one
-   aggregate over the matches and one over the period's payments.
+   as the statement's partitions. Breaks and the summary (:mod:`.breaks`) come from the small
+   tables, one aggregate over the matches and one over the period's payments.
 
 Everything happens in the caller's transaction: a failure leaves nothing behind. Every rule
 mirrors :mod:`reconciliation.matching`; the property test holds the two equal.

@@ -16,8 +16,8 @@ from .writer import LineWriter
 
 
 class PostgresRun:
-    """One statement's run: the steps in order (:mod:`.load`, :mod:`.match`, :mod:`.breaks`),
-    sharing table names and parameters."""
+    """One statement's run, shared by its steps (:mod:`.load`, :mod:`.match`, :mod:`.breaks`,
+    in the order :func:`.run.run_postgresql` calls them): table names and parameters."""
 
     def __init__(
         self,
