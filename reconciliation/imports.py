@@ -23,7 +23,6 @@ from core.logging import ctx
 from core.models import ApiClient
 
 from .engines import ENGINES, engine_available, engine_default
-from .engines.python import read_lines
 from .formats import parse_statement, sniff_format
 from .formats.limits import ParseLimits, StatementFormatError, time_limit
 from .formats.parsed import ParsedStatement
@@ -344,9 +343,9 @@ def _read_and_match(run: ReconciliationRun, data: bytes, limits: ParseLimits) ->
     clock = time.monotonic()
     parsed = parse_statement(data, limits=limits, progress=progress)
     read: tuple[Any, ...] | None = None
-    if engine.reads_first:
+    if engine.read_ahead is not None:
         with timer.phase("load"):
-            read = read_lines(parsed)
+            read = engine.read_ahead(parsed)
         progress.write(state=RunState.MATCHING, rows_read=parsed_rows(parsed))
     with transaction.atomic():
         progress.inside_transaction = True

@@ -6,10 +6,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
+from ..formats.parsed import ParsedStatement
 from ..report import EngineReport
 from .postgresql.run import run_postgresql
-from .python import run_python
+from .python import read_lines, run_python
 
 
 @dataclass(frozen=True)
@@ -20,16 +22,16 @@ class Engine:
     reconcile: Callable[..., EngineReport]
     # The database vendors it runs on; None: any.
     databases: frozenset[str] | None
-    # Reads the rows before the import's transaction: on SQLite that transaction takes the
-    # database's write lock, which every callback needs to be stored.
-    reads_first: bool
+    # Reads the rows before the import's transaction (its result is ``read``): on SQLite that
+    # transaction takes the database's write lock, which every callback needs to be stored.
+    read_ahead: Callable[[ParsedStatement], Any] | None
 
 
 ENGINES: dict[str, Engine] = {
     "postgresql": Engine(
-        reconcile=run_postgresql, databases=frozenset({"postgresql"}), reads_first=False
+        reconcile=run_postgresql, databases=frozenset({"postgresql"}), read_ahead=None
     ),
-    "python": Engine(reconcile=run_python, databases=None, reads_first=True),
+    "python": Engine(reconcile=run_python, databases=None, read_ahead=read_lines),
 }
 
 

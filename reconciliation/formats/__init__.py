@@ -6,6 +6,11 @@ rejecting it; nothing is coerced to 0 or to a default date. Cells are text first
 spreadsheet cells become their exact decimal text, never a float amount. See
 ``docs/reconciliation.md`` and the statement format notes (``docs/statements.md``) for the
 quirks handled.
+
+One module per format (:mod:`.g2` CSV, :mod:`.xlsx`, :mod:`.xls`, :mod:`.pull`), over what
+they share: the reading limits (:mod:`.limits`), one cell's value (:mod:`.values`), the
+columns and the row rules (:mod:`.rows`) and the parsed statement (:mod:`.parsed`). This
+module picks the format from the file's first bytes.
 """
 
 from __future__ import annotations

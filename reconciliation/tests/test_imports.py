@@ -279,3 +279,25 @@ def test_the_command_given_a_file_already_queued_says_so_and_reads_nothing(tmp_p
     assert printed["already_imported"] is True
     assert printed["state"] == "queued"
     assert not StatementLine.objects.exists()
+
+
+def test_a_run_uses_the_database_s_own_engine_unless_told_otherwise():
+    expected = "postgresql" if connection.vendor == "postgresql" else "python"
+
+    default = imports.statement_import(data=statement(2))
+    chosen = imports.statement_import(data=statement(3), engine="python")
+
+    assert default.run.engine == expected
+    assert chosen.run.engine == "python"
+    assert chosen.run.state == RunState.COMPLETED
+
+
+@pytest.mark.parametrize("engine", ["nope", "postgresql"])
+def test_an_engine_this_database_cannot_run_is_refused_and_nothing_is_stored(engine):
+    if engine == "postgresql" and connection.vendor == "postgresql":
+        pytest.skip("PostgreSQL runs both engines")
+
+    with pytest.raises(ValueError, match="not available"):
+        imports.statement_import(data=statement(), engine=engine)
+
+    assert not ReconciliationRun.objects.exists()
