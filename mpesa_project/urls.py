@@ -26,6 +26,8 @@ admin.site.site_header = "M-Pesa Payments"
 admin.site.site_title = "M-Pesa Payments"
 
 urlpatterns = [
+    # The inbox's routes first: Daraja's callbacks and a payment's stored callbacks.
+    path("payments/", include("callbacks.urls")),
     path("payments/", include("payments.urls")),
     path("reconciliation/", include("reconciliation.urls")),
     path("admin/", admin.site.urls),

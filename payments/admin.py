@@ -57,6 +57,14 @@ class PaymentEventInline(ReadOnlyAdminMixin, admin.TabularInline):
     def evidence_text(self, obj: PaymentEvent) -> str:
         return plain(obj.evidence) if obj.evidence else "—"
 
+    @admin.display(description="Callback")
+    def callback(self, obj: PaymentEvent) -> SafeString | str:
+        """The stored callback behind the event, linked to its page in the inbox."""
+        if obj.callback_id is None:
+            return "—"
+        url = reverse("admin:callbacks_inboundcallback_change", args=[obj.callback_id])
+        return format_html('<a href="{}">callback {}</a>', url, obj.callback_id)
+
 
 def _narrowed(request: HttpRequest) -> bool:
     """A filter, a search or a date is applied (anything but paging and ordering)."""

@@ -23,19 +23,12 @@ from drf_spectacular.utils import (
 )
 from rest_framework import serializers, status, viewsets
 from rest_framework.decorators import action
-from rest_framework.exceptions import NotFound
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from callbacks.models import InboundCallback
-from callbacks.services import (
-    CallbackNotReplayable,
-    callback_public_error,
-    payment_callback_replay,
-)
 from core.api import ApiError, errors
-from core.auth import HasPaymentsScope, request_client, request_key
+from core.auth import HasPaymentsScope, request_client
 from core.logging import ctx
 from core.models import IdempotencyKey
 from core.money import InvalidAmount, whole_shillings
@@ -51,7 +44,7 @@ from core.services import (
 )
 
 from .models import Payment, PaymentEvent, PaymentStatus
-from .selectors import payment_callbacks, payment_events, payment_list
+from .selectors import payment_events, payment_list
 from .services import payment_initiate, payment_initiation_interrupted
 
 logger = logging.getLogger(__name__)
@@ -170,6 +163,12 @@ class PaymentEventSerializer(serializers.ModelSerializer):
     to_status = serializers.ChoiceField(
         choices=PaymentStatus.choices, allow_blank=True, read_only=True
     )
+    callback = serializers.IntegerField(
+        source="callback_id",
+        allow_null=True,
+        read_only=True,
+        help_text="The id of the stored callback behind the event, if one was.",
+    )
 
     class Meta:
         model = PaymentEvent
@@ -186,22 +185,6 @@ class PaymentEventSerializer(serializers.ModelSerializer):
             "created_at",
         ]
         read_only_fields = fields
-
-
-class PaymentCallbackSerializer(serializers.ModelSerializer):
-    error = serializers.SerializerMethodField(
-        help_text="Why it was kept for review, refused, found invalid, a duplicate, ignored or "
-        "an orphan; for a failed one, that processing failed (the details stay with the "
-        "operators); '' otherwise."
-    )
-
-    class Meta:
-        model = InboundCallback
-        fields = ["id", "kind", "state", "received_at", "processed_at", "attempts", "error"]
-        read_only_fields = fields
-
-    def get_error(self, callback: InboundCallback) -> str:
-        return callback_public_error(callback)
 
 
 def _payment_status_code(payment: Payment) -> int:
@@ -461,64 +444,3 @@ class PaymentViewSet(viewsets.ReadOnlyModelViewSet):
         payment = self.get_object()
         events = payment_events(payment=payment)
         return Response(PaymentEventSerializer(events, many=True).data)
-
-    @extend_schema(
-        responses={
-            200: PaymentCallbackSerializer(many=True),
-            **errors(e404="No such payment (or another client's)", e405=OTHER_ENDPOINT),
-        },
-        summary="The Daraja callbacks received for the payment, as stored",
-        parameters=[PAYMENT_ID],
-    )
-    @action(detail=True, methods=["get"], pagination_class=None, filterset_class=None)
-    def callbacks(self, request: Request, pk: str | None = None) -> Response:
-        payment = self.get_object()
-        return Response(
-            PaymentCallbackSerializer(payment_callbacks(payment=payment), many=True).data
-        )
-
-    @extend_schema(
-        request=None,
-        responses={
-            202: OpenApiResponse(
-                PaymentCallbackSerializer,
-                description="Queued again: it is processed as if it had just arrived (the "
-                "payment's events say what it changed).",
-            ),
-            **errors(
-                e404="No such payment (or another client's), or no such callback of it",
-                e409="The callback did not fail (only a failed one is replayed), or was "
-                "replayed CALLBACK_API_REPLAY_LIMIT times already",
-            ),
-        },
-        summary="Replay a callback of the payment whose processing failed",
-        parameters=[
-            PAYMENT_ID,
-            OpenApiParameter("callback_id", OpenApiTypes.INT, OpenApiParameter.PATH),
-        ],
-    )
-    @action(
-        detail=True,
-        methods=["post"],
-        url_path=r"callbacks/(?P<callback_id>[^/]+)/replay",
-        pagination_class=None,
-        filterset_class=None,
-    )
-    def replay_callback(
-        self, request: Request, pk: str | None = None, callback_id: str | None = None
-    ) -> Response:
-        payment = self.get_object()
-        number = callback_id or ""
-        if not (number.isascii() and number.isdigit() and len(number) <= 18):
-            raise NotFound("No such callback of this payment.")
-        try:
-            callback = payment_callback_replay(
-                payment=payment,
-                callback_id=int(number),
-                actor=f"api:{request_key(request).name}",
-            )
-        except InboundCallback.DoesNotExist:
-            raise NotFound("No such callback of this payment.") from None
-        except CallbackNotReplayable as exc:
-            raise ApiError(code="not_replayable", message=str(exc), http_status=409) from None
-        return Response(PaymentCallbackSerializer(callback).data, status=status.HTTP_202_ACCEPTED)

@@ -109,7 +109,7 @@ def _success_without_evidence() -> list[Violation]:
     evidenced = PaymentEvent.objects.filter(
         kind=EventKind.TRANSITION, to_status=PaymentStatus.SUCCESS
     ).filter(
-        Q(source=EventSource.CALLBACK, callback__isnull=False)
+        Q(source=EventSource.CALLBACK, callback_id__isnull=False)
         | Q(source__in=[EventSource.QUERY, EventSource.RECONCILIATION])
     )
     missing = Payment.objects.filter(status=PaymentStatus.SUCCESS).exclude(

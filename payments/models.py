@@ -161,13 +161,10 @@ class PaymentEvent(models.Model):
     actor = models.CharField(max_length=150, blank=True, default="")
     reason = models.TextField(blank=True, default="")
     evidence = models.JSONField(default=dict, blank=True)
-    callback = models.ForeignKey(
-        "callbacks.InboundCallback",
-        on_delete=models.PROTECT,
-        null=True,
-        blank=True,
-        related_name="payment_events",
-    )
+    # The id of the stored callback behind the event (an InboundCallback of the inbox). A plain
+    # indexed column, not a foreign key: the inbox sits above payments and points down at it,
+    # never the reverse (docs/adr/0009-one-way-layers.md). Callbacks are never deleted.
+    callback_id = models.BigIntegerField(null=True, blank=True, db_index=True)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
 
     objects = PaymentEventQuerySet.as_manager()

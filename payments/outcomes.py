@@ -90,7 +90,7 @@ class Evidence:
     ``record``: the facts written on the audit event. ``reason``: the transition event's
     reason (default: Daraja's description, or "late success after FAILED"); ``note``: the
     reason when the evidence only attaches a receipt. ``approved``: a second person approved
-    crediting a payment whose failure M-Pesa gave. ``callback``: the stored request behind
+    crediting a payment whose failure M-Pesa gave. ``callback_id``: the stored request behind
     the evidence, linked on the events.
     """
 
@@ -110,7 +110,7 @@ class Evidence:
     note: str = ""
     actor: str = ""
     approved: bool = False
-    callback: Any = None
+    callback_id: int | None = None
 
     @property
     def source_name(self) -> str:
@@ -284,7 +284,7 @@ def _request(
         source=evidence.source,
         reason=reason,
         evidence=record,
-        callback=evidence.callback,
+        callback_id=evidence.callback_id,
         fields=fields,
     )
 
@@ -316,7 +316,7 @@ def payment_apply_evidence(
                     payment=payment,
                     receipt_number=evidence.receipt_number,
                     evidence=decision.record,
-                    callback=evidence.callback,
+                    callback_id=evidence.callback_id,
                     source=evidence.source,
                     actor=evidence.actor,
                     reason=evidence.note,
@@ -342,7 +342,7 @@ def payment_apply_evidence(
                 actor=evidence.actor,
                 reason=request.reason,
                 evidence=request.evidence,
-                callback=request.callback,
+                callback_id=request.callback_id,
                 fields=request.fields,
                 locked=True,
             )
@@ -370,7 +370,7 @@ def _review(
         source=evidence.source,
         reason=reason,
         evidence=record,
-        callback=evidence.callback,
+        callback_id=evidence.callback_id,
         actor=evidence.actor,
     )
     return Outcome(Verdict.REVIEW, reason, problem)

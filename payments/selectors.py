@@ -7,7 +7,6 @@ import uuid
 
 from django.db.models import Q, QuerySet
 
-from callbacks.models import InboundCallback
 from core.models import ApiClient
 from core.phones import InvalidPhoneNumber, normalize_phone
 
@@ -72,8 +71,3 @@ def payment_search(queryset: QuerySet[Payment], term: str) -> QuerySet[Payment]:
 
 def payment_events(*, payment: Payment) -> QuerySet[PaymentEvent]:
     return PaymentEvent.objects.filter(payment=payment).order_by("created_at", "id")
-
-
-def payment_callbacks(*, payment: Payment) -> QuerySet[InboundCallback]:
-    """The callbacks stored for the payment, in the order they arrived."""
-    return InboundCallback.objects.filter(payment=payment).order_by("received_at", "id")

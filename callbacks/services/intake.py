@@ -158,5 +158,5 @@ def flag_checkout_target(parsed: StkCallback, callback: InboundCallback, reason:
             source=EventSource.CALLBACK,
             reason=reason,
             evidence={"callback_id": callback.pk, **parsed.evidence()},
-            callback=callback,
+            callback_id=callback.pk,
         )

@@ -216,7 +216,7 @@ def _decide(callback: InboundCallback, locked_payments: PaymentLookup | None) ->
             source=EventSource.CALLBACK,
             reason="callback token used with another payment's CheckoutRequestID",
             evidence={"callback_id": callback.pk, **parsed.evidence()},
-            callback=callback,
+            callback_id=callback.pk,
         )
         return ProcessOutcome(
             CallbackState.REJECTED, "the token belongs to a different CheckoutRequestID"
@@ -249,5 +249,5 @@ def stk_evidence(callback: InboundCallback, parsed: StkCallback) -> Evidence:
         phone_number=(parsed.phone_number or "") if parsed.is_success else None,
         verified=callback.verified_at is not None,
         record=record,
-        callback=callback,
+        callback_id=callback.pk,
     )

@@ -40,7 +40,7 @@ def callback_bodies_purge(*, older_than_days: int | None = None, batch_size: int
         received_at__lt=cutoff,
         body_purged_at__isnull=True,
     ).exclude(
-        Exists(PaymentEvent.objects.filter(callback=OuterRef("pk")))
+        Exists(PaymentEvent.objects.filter(callback_id=OuterRef("pk")))
         # A payment's token in the path: ours, even if not linked (refused callbacks were
         # stored unlinked before they were linked at intake; the migration linked invalid ones).
         | Exists(

@@ -112,7 +112,7 @@ def payment_callback_replay(*, payment: Payment, callback_id: int, actor: str) -
             )
         limit = settings.CALLBACK_API_REPLAY_LIMIT
         done = PaymentEvent.objects.filter(
-            callback=callback, source=EventSource.API, evidence__action=REPLAY_ACTION
+            callback_id=callback.pk, source=EventSource.API, evidence__action=REPLAY_ACTION
         ).count()
         if done >= limit:
             raise CallbackNotReplayable(
@@ -175,7 +175,7 @@ def _requeue(
             actor=actor,
             reason=reason,
             evidence={"action": REPLAY_ACTION},
-            callback=callback,
+            callback_id=callback.pk,
         )
     callback_id = callback.pk
     transaction.on_commit(lambda: callback_wake(callback_id=callback_id))

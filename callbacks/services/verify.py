@@ -73,7 +73,7 @@ def callback_verify(*, callback_id: int) -> str:
             source=EventSource.QUERY,
             reason=reason,
             evidence=record,
-            callback=locked,
+            callback_id=locked.pk,
         )
         outcomes.payment_apply_evidence(
             payment=current,

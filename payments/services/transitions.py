@@ -96,7 +96,7 @@ def payment_transition(
     actor: str = "",
     reason: str = "",
     evidence: dict[str, Any] | None = None,
-    callback: Any = None,
+    callback_id: int | None = None,
     fields: dict[str, Any] | None = None,
     locked: bool = False,
 ) -> TransitionResult:
@@ -133,9 +133,9 @@ def payment_transition(
             actor=actor,
             reason=event_reason(reason),
             evidence=evidence or {},
-            callback=callback,
+            callback_id=callback_id,
         )
-    _log_transition(current, from_status, to_status, source, callback)
+    _log_transition(current, from_status, to_status, source, callback_id)
     return TransitionResult(payment=current, changed=True, event=event)
 
 
@@ -148,7 +148,7 @@ class TransitionRequest:
     source: str
     reason: str = ""
     evidence: dict[str, Any] | None = None
-    callback: Any = None
+    callback_id: int | None = None
     fields: dict[str, Any] | None = None
 
 
@@ -193,7 +193,7 @@ def payment_transition_many(requests: Sequence[TransitionRequest]) -> None:
                 source=request.source,
                 reason=event_reason(request.reason),
                 evidence=request.evidence or {},
-                callback=request.callback,
+                callback_id=request.callback_id,
             )
             for request, from_status, _ in planned
         )
@@ -201,7 +201,7 @@ def payment_transition_many(requests: Sequence[TransitionRequest]) -> None:
         for name, value in updates.items():
             setattr(request.payment, name, value)
         _log_transition(
-            request.payment, from_status, request.to_status, request.source, request.callback
+            request.payment, from_status, request.to_status, request.source, request.callback_id
         )
 
 
@@ -226,11 +226,11 @@ def _transition_updates(
 
 
 def _log_transition(
-    payment: Payment, from_status: str, to_status: str, source: str, callback: Any
+    payment: Payment, from_status: str, to_status: str, source: str, callback_id: int | None
 ) -> None:
     extra = {"payment_id": payment.pk, "from_status": from_status, "to_status": to_status}
-    if callback is not None:
-        extra["callback_id"] = callback.pk
+    if callback_id is not None:
+        extra["callback_id"] = callback_id
     logger.info("payment status changed", extra=ctx(source=source, **extra))
 
 
@@ -241,7 +241,7 @@ def payment_record_event(
     source: str,
     reason: str,
     evidence: dict[str, Any] | None = None,
-    callback: Any = None,
+    callback_id: int | None = None,
     actor: str = "",
     flag: bool = False,
 ) -> PaymentEvent:
@@ -259,7 +259,7 @@ def payment_record_event(
             actor=actor,
             reason=event_reason(reason),
             evidence=evidence or {},
-            callback=callback,
+            callback_id=callback_id,
         )
 
 
@@ -269,7 +269,7 @@ def payment_flag(
     source: str,
     reason: str,
     evidence: dict[str, Any] | None = None,
-    callback: Any = None,
+    callback_id: int | None = None,
     actor: str = "",
 ) -> PaymentEvent:
     """Keep ``payment`` for a person to look at (``needs_review``), with the reason on its
@@ -280,7 +280,7 @@ def payment_flag(
         source=source,
         reason=reason,
         evidence=evidence,
-        callback=callback,
+        callback_id=callback_id,
         actor=actor,
         flag=True,
     )
@@ -293,7 +293,7 @@ def payment_attach_receipt(
     payment: Payment,
     receipt_number: str,
     evidence: dict[str, Any],
-    callback: Any = None,
+    callback_id: int | None = None,
     source: str = EventSource.CALLBACK,
     actor: str = "",
     reason: str = "",
@@ -316,7 +316,7 @@ def payment_attach_receipt(
                     reason or f"receipt {receipt_number} from a callback after SUCCESS by query"
                 ),
                 evidence=evidence,
-                callback=callback,
+                callback_id=callback_id,
             )
     return bool(updated)
 

@@ -40,7 +40,7 @@ def paid_payment(receipt="UKR1OKOKOK"):
         payment=payment,
         to_status=S.SUCCESS,
         source=EventSource.CALLBACK,
-        callback=callback,
+        callback_id=callback.pk,
         fields={"mpesa_receipt_number": receipt, "paid_amount": Decimal(10)},
     ).payment
 
