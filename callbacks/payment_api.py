@@ -43,9 +43,9 @@ class PaymentCallbackSerializer(serializers.ModelSerializer):
         return callback_public_error(callback)
 
 
+# Detail routes only (no list, no retrieve): <id>/callbacks/ and
+# <id>/callbacks/<callback_id>/replay/, named as the payments router names its own.
 class PaymentCallbackViewSet(viewsets.GenericViewSet):
-    """Detail routes only (no list, no retrieve): ``<id>/callbacks/`` and
-    ``<id>/callbacks/<callback_id>/replay/``, named as the payments router names its own."""
 
     permission_classes = [HasPaymentsScope]
     serializer_class = PaymentCallbackSerializer
