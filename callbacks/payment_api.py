@@ -46,7 +46,6 @@ class PaymentCallbackSerializer(serializers.ModelSerializer):
 # Detail routes only (no list, no retrieve): <id>/callbacks/ and
 # <id>/callbacks/<callback_id>/replay/, named as the payments router names its own.
 class PaymentCallbackViewSet(viewsets.GenericViewSet):
-
     permission_classes = [HasPaymentsScope]
     serializer_class = PaymentCallbackSerializer
     pagination_class = None  # a payment has a handful of callbacks: all of them, in order

@@ -9,8 +9,8 @@ from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.permissions import AllowAny
 
+from core.ops import metrics
 from payments import demo
-from payments.metrics import metrics
 
 
 def health(request: HttpRequest) -> JsonResponse:

@@ -1,21 +1,18 @@
 """The invariants the books must satisfy, checked against the database.
 
-Used by ``python manage.py check_invariants`` and by the fault-injection tests after every
-scenario. Each violation is a sentence naming what is wrong and where.
+Payments' checks, registered with ``core.ops`` (which runs every app's): used by
+``python manage.py check_invariants`` and by the fault-injection tests after every scenario.
+Each violation is a sentence naming what is wrong and where.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import timedelta
 from itertools import groupby
 from typing import Any
 
-from django.conf import settings
 from django.db.models import Count, F, Q
-from django.utils import timezone
 
-from callbacks.models import CallbackState, InboundCallback
+from core.ops import Violation
 
 from .models import EventKind, EventSource, Payment, PaymentEvent, PaymentStatus
 from .services import ALLOWED_TRANSITIONS
@@ -24,26 +21,14 @@ from .services import ALLOWED_TRANSITIONS
 _SUCCESS_SOURCES = (EventSource.CALLBACK, EventSource.QUERY, EventSource.RECONCILIATION)
 
 
-@dataclass(frozen=True)
-class Violation:
-    kind: str
-    detail: str
-
-    def __str__(self) -> str:
-        return f"{self.kind}: {self.detail}"
-
-
-def find_violations(*, settled: bool = False) -> list[Violation]:
-    """Every broken invariant. ``settled=True`` also treats any callback still waiting
-    (state ``received``) as a violation, and any credit resting on a statement line alone
-    (see :func:`find_flags`): use it once the system is known to be quiet and the books are
-    meant to be closed."""
+def payment_violations(settled: bool) -> list[Violation]:
+    """Every broken invariant of the payments and their events. ``settled=True`` also treats
+    any credit resting on a statement line alone (see :func:`find_flags`) as a violation."""
     found: list[Violation] = []
     found += _receipts_credited_twice()
     found += _success_without_evidence()
     found += _amount_differs_from_paid()
     found += _event_history_problems()
-    found += _callbacks_left_behind(settled=settled)
     if settled:
         found += _credits_on_statement_alone()
     return found
@@ -194,23 +179,3 @@ def _event_history_problems() -> list[Violation]:
     for payment_id in set(statuses) - seen:
         found.append(Violation("status_without_event", f"payment {payment_id} has no events"))
     return found
-
-
-def _callbacks_left_behind(*, settled: bool) -> list[Violation]:
-    waiting = InboundCallback.objects.filter(state=CallbackState.RECEIVED)
-    if not settled:
-        # Still legitimately waiting if the re-drive sweeper has not had its chance yet.
-        grace = timedelta(
-            seconds=settings.CALLBACK_REDRIVE_AFTER + 2 * settings.CALLBACK_REDRIVE_INTERVAL
-        )
-        cutoff = timezone.now() - grace
-        waiting = waiting.filter(received_at__lt=cutoff).filter(
-            Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lt=cutoff)
-        )
-    return [
-        Violation(
-            "callback_left_behind",
-            f"callback {pk} is neither processed, failed nor due for re-drive",
-        )
-        for pk in waiting.values_list("pk", flat=True)
-    ]

@@ -24,6 +24,7 @@ from django.test import Client
 
 from callbacks.models import CallbackState, InboundCallback
 from core.models import hash_secret
+from core.ops import find_violations
 from core.testing import (
     celery_beat,
     celery_worker,
@@ -34,7 +35,6 @@ from core.testing import (
     stop_redis,
     wait_for,
 )
-from payments.invariants import find_violations
 from payments.models import EventKind, EventSource, Payment, PaymentEvent, PaymentStatus
 
 pytestmark = [pytest.mark.services, pytest.mark.faults, pytest.mark.django_db(transaction=True)]

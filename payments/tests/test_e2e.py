@@ -13,8 +13,8 @@ import pytest
 from django.db import connection
 
 from callbacks.models import CallbackState, InboundCallback
+from core.ops import find_violations
 from core.testing import celery_worker, wait_for
-from payments.invariants import find_violations
 from payments.models import EventKind, Payment, PaymentStatus
 from payments.services import payment_query
 from simulator import SimulatorConfig, start_in_thread

@@ -4,7 +4,8 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from payments.invariants import find_flags, find_violations
+from core.ops import find_violations
+from payments.invariants import find_flags
 
 
 class Command(BaseCommand):
