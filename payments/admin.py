@@ -4,6 +4,7 @@ query), and a payment links to the statement lines and breaks that name it."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -12,10 +13,10 @@ from django.db.models import Max, Min, Q, QuerySet, Sum
 from django.http import HttpRequest, HttpResponse
 from django.urls import reverse
 from django.utils import timezone
-from django.utils.html import format_html, format_html_join
+from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
-from core.admin_display import ADMIN_CSS, amount_html, money, plain, status_badge, when
+from core.admin_display import ADMIN_CSS, amount_html, money, plain, status_badge
 from core.pagination import EstimatedCountPaginator
 from daraja.client import PAYBILL, TILL
 
@@ -119,6 +120,25 @@ class TransactionTypeFilter(admin.SimpleListFilter):
         return queryset.filter(transaction_type=value) if value else queryset
 
 
+# Sections that apps above payments add to a payment's page (reconciliation: the statement
+# lines and breaks that name it): payments cannot import them, so they register here. Field
+# name -> title; the rendering is a display method set on PaymentAdmin.
+_sections: dict[str, str] = {}
+
+
+def register_payment_section(
+    name: str, title: str, render: Callable[[Payment], SafeString]
+) -> None:
+    """Show ``render(payment)`` on every payment's page, in a section titled ``title``."""
+
+    @admin.display(description=title)
+    def section(model_admin: PaymentAdmin, obj: Payment) -> SafeString:
+        return render(obj)
+
+    setattr(PaymentAdmin, name, section)
+    _sections[name] = title
+
+
 @admin.register(Payment)
 class PaymentAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = [
@@ -169,7 +189,6 @@ class PaymentAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
                 ]
             },
         ),
-        ("Reconciliation", {"fields": ["reconciliation"]}),
         (
             "M-Pesa",
             {
@@ -205,7 +224,6 @@ class PaymentAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     ]
     readonly_fields = [
         "status_label",
-        "reconciliation",
         *(
             field.name
             for field in Payment._meta.fields
@@ -247,98 +265,14 @@ class PaymentAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
             return SafeString("")
         return format_html('<span class="status review-flag">{}</span>', "needs review")
 
-    @admin.display(description="Reconciliation")
-    def reconciliation(self, obj: Payment) -> SafeString:
-        """The statement lines that claim this payment and the breaks that name it, linked."""
-        from reconciliation.models import Break, LineMatch
+    def get_fieldsets(self, request: HttpRequest, obj: Any = None) -> Any:
+        """The sections other apps registered (register_payment_section) after the first."""
+        first, *rest = super().get_fieldsets(request, obj)
+        added = [(title, {"fields": [name]}) for name, title in _sections.items()]
+        return [first, *added, *rest]
 
-        matches = list(
-            LineMatch.objects.filter(payment=obj).select_related("line", "statement__run")
-        )
-        breaks = list(
-            Break.objects.filter(Q(payment=obj) | Q(resolved_payment=obj))
-            .select_related("line", "run")
-            .order_by("id")
-        )
-        if not matches and not breaks:
-            return format_html("{}", "not on any reconciled statement")
-        rows: list[tuple[Any, ...]] = []
-        for match in matches:
-            run = getattr(match.statement, "run", None)
-            run_cell = (
-                format_html(
-                    '<a href="{}">run #{}</a>',
-                    reverse("admin:reconciliation_reconciliationrun_change", args=[run.pk]),
-                    run.pk,
-                )
-                if run
-                else "—"
-            )
-            line_breaks = [b for b in breaks if b.line_id == match.line_id]
-            rows.append(
-                (
-                    run_cell,
-                    format_html(
-                        '<a href="{}">{}</a> row {}',
-                        reverse("admin:reconciliation_statement_change", args=[match.statement_id]),
-                        match.statement.file_name or f"statement #{match.statement_id}",
-                        match.line.line_no,
-                    ),
-                    match.line.receipt_number,
-                    when(match.line.completed_at),
-                    money(match.amount),
-                    match.get_result_display(),
-                    self._break_links(line_breaks),
-                )
-            )
-        for brk in breaks:
-            if any(brk.line_id == m.line_id for m in matches):
-                continue
-            rows.append(
-                (
-                    format_html(
-                        '<a href="{}">run #{}</a>',
-                        reverse("admin:reconciliation_reconciliationrun_change", args=[brk.run_id]),
-                        brk.run_id,
-                    ),
-                    f"row {brk.line.line_no}" if brk.line else "no line",
-                    brk.line.receipt_number if brk.line else "—",
-                    when(brk.line.completed_at) if brk.line else "—",
-                    money(brk.statement_amount),
-                    brk.get_kind_display(),
-                    self._break_links([brk]),
-                )
-            )
-        head = SafeString(
-            "<thead><tr><th>Run</th><th>Statement line</th><th>Receipt</th><th>Completed</th>"
-            '<th class="amount">Amount</th><th>Class</th><th>Break</th></tr></thead>'
-        )
-        body = format_html_join(
-            "",
-            '<tr><td class="nowrap">{}</td><td>{}</td><td>{}</td><td class="nowrap">{}</td>'
-            '<td class="amount">{}</td><td>{}</td><td class="nowrap">{}</td></tr>',
-            rows,
-        )
-        return format_html(
-            '<table class="figures" id="payment-reconciliation">{}{}</table>', head, body
-        )
-
-    @staticmethod
-    def _break_links(breaks: list[Any]) -> SafeString:
-        if not breaks:
-            return format_html("{}", "—")
-        return format_html_join(
-            ", ",
-            '<a href="{}">break {}</a> ({})',
-            (
-                (
-                    reverse("admin:reconciliation_break_change", args=[brk.pk]),
-                    brk.pk,
-                    brk.get_status_display().lower(),
-                )
-                for brk in breaks
-            ),
-        )
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        return [*super().get_readonly_fields(request, obj), *_sections]
 
     def changelist_view(
         self, request: HttpRequest, extra_context: dict[str, Any] | None = None

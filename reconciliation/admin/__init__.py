@@ -8,4 +8,4 @@ Resolving and approving need ``reconciliation.change_break``; uploading needs
 ``reconciliation.add_statement``.
 """
 
-from . import audit, breaks, runs, statements  # noqa: F401 - each registers its admins
+from . import audit, breaks, payment_section, runs, statements  # noqa: F401 - each registers
