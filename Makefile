@@ -8,7 +8,7 @@ HOST   ?= 127.0.0.1
 PORT   ?= 8000
 SIMULATOR_PORT ?= 8001
 
-.PHONY: run manage test install install-dev lint typecheck migrations-check pytest lock clean
+.PHONY: run manage test install install-dev lint importlint typecheck migrations-check pytest lock clean
 
 $(BIN)/python:
 	$(PYTHON) -c 'import sys; sys.exit("Python 3.11+ is required") if sys.version_info < (3, 11) else None'
@@ -48,11 +48,15 @@ manage: install
 TEST_ENV := DJANGO_SECRET_KEY=$${DJANGO_SECRET_KEY:-test-only-secret-key-do-not-use-in-production} \
             VAR_DIR=$${VAR_DIR:-$(CURDIR)/var/test}
 
-test: install-dev lint typecheck migrations-check pytest
+test: install-dev lint importlint typecheck migrations-check pytest
 
 lint: install-dev
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+
+# The one-way app graph (pyproject.toml, [tool.importlinter]): an import up a layer fails.
+importlint: install-dev
+	$(BIN)/lint-imports --no-cache
 
 typecheck: install-dev
 	$(TEST_ENV) $(BIN)/mypy .

@@ -13,7 +13,7 @@ from django.contrib.auth.hashers import check_password
 from django.core.checks import CheckMessage, Error, Tags, register
 from django.db import DatabaseError
 
-# `make run`'s demo login (core/management/commands/bootstrap_demo.py). Public: anyone can read
+# `make run`'s demo login (payments/management/commands/bootstrap_demo.py). Public: anyone can read
 # it in the README, so no server without DJANGO_DEBUG=true may keep it.
 DEMO_PASSWORD = "admin"  # public on purpose: local development only
 
