@@ -15,7 +15,15 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-PACKAGES = ["mpesa_project", "core", "daraja", "payments", "callbacks", "reconciliation", "simulator"]
+PACKAGES = [
+    "mpesa_project",
+    "core",
+    "daraja",
+    "payments",
+    "callbacks",
+    "reconciliation",
+    "simulator",
+]
 LINT_IMPORTS = Path(sys.executable).with_name("lint-imports")
 
 
