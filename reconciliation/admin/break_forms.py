@@ -17,12 +17,10 @@ from django.http import HttpRequest
 from core.phones import InvalidPhoneNumber, normalize_phone
 from payments.models import Payment
 
+from ..credit import BreakAction
 from ..models import (
     Break,
     ReconciliationRun,
-)
-from ..services import (
-    BreakAction,
 )
 from .common import (
     AMOUNT_SEARCH_DAYS,

@@ -21,6 +21,12 @@ from core.admin_display import ADMIN_CSS, amount_html, money, plain, when
 from core.pagination import EstimatedCountPaginator
 from payments.models import Payment
 
+from ..credit import (
+    BreakAction,
+    BreakResolutionError,
+    statement_credit_event,
+    user_actor_key,
+)
 from ..models import (
     ApprovalStatus,
     Break,
@@ -30,14 +36,7 @@ from ..models import (
     Resolution,
     ResultClass,
 )
-from ..services import (
-    BreakAction,
-    BreakResolutionError,
-    break_approve,
-    break_resolve,
-    statement_credit_event,
-    user_actor_key,
-)
+from ..services import break_approve, break_resolve
 from .break_forms import ReasonForm, ResolveForm, RunFilter, payment_search
 from .common import (
     ReadOnlyAdminMixin,

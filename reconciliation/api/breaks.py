@@ -23,6 +23,7 @@ from core.api import ApiError, errors
 from core.auth import HasReconciliationScope, request_client, request_key
 from core.parsers import DecimalJSONParser
 
+from ..credit import BreakResolutionError, client_actor_key
 from ..models import (
     Break,
     BreakStatus,
@@ -31,12 +32,7 @@ from ..selectors import (
     break_events,
     break_scope,
 )
-from ..services import (
-    BreakResolutionError,
-    break_approve,
-    break_resolve,
-    client_actor_key,
-)
+from ..services import break_approve, break_resolve
 from .serializers import (
     BREAK_KINDS,
     ApproveSerializer,

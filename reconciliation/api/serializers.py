@@ -11,6 +11,7 @@ from drf_spectacular.utils import (
 )
 from rest_framework import serializers
 
+from ..credit import BreakAction
 from ..models import (
     BREAK_CLASSES,
     Break,
@@ -23,9 +24,6 @@ from ..models import (
     StatementReject,
 )
 from ..report import summary_in_order
-from ..services import (
-    BreakAction,
-)
 
 # The classes a break can have, in the order of ResultClass (for filters and the schema).
 BREAK_KINDS = [value for value in ResultClass.values if value in BREAK_CLASSES]

@@ -10,6 +10,7 @@ import pytest
 
 from core.services import api_client_create
 from payments.models import EventSource, Payment, PaymentEvent, PaymentStatus
+from reconciliation.credit import BreakAction, BreakResolutionError
 from reconciliation.imports import statement_import
 from reconciliation.models import (
     Break,
@@ -21,12 +22,7 @@ from reconciliation.models import (
     StatementLine,
     StatementReject,
 )
-from reconciliation.services import (
-    BreakAction,
-    BreakResolutionError,
-    break_resolve,
-    run_auto_resolve,
-)
+from reconciliation.services import break_resolve, run_auto_resolve
 
 from .builders import (
     PERIOD_START,
