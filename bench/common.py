@@ -380,7 +380,7 @@ def seed_pending_payments(count: int, *, via_services: int = 100) -> list[Seeded
 
 def success_body(item: SeededPayment) -> bytes:
     """A real-shaped STK success callback for this payment (amount, receipt, ids match)."""
-    from core.testing import stk_success_body
+    from testsupport import stk_success_body
 
     return stk_success_body(
         checkout_request_id=item.checkout_request_id,

@@ -81,8 +81,8 @@ def main() -> None:
     django.setup()
     from callbacks.models import CallbackState, InboundCallback
     from core.models import hash_secret
-    from core.testing import REDIS_START, redis_up, stk_success_body, stop_redis
     from payments.models import EventKind, Payment, PaymentEvent, PaymentStatus
+    from testsupport import REDIS_START, redis_up, stk_success_body, stop_redis
 
     total_seconds = options.before + options.outage + options.after
     count = int(options.rate * total_seconds)

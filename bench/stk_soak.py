@@ -83,8 +83,8 @@ def free_port() -> int:
 
 def run_once(options: argparse.Namespace, code: Path) -> dict[str, Any]:
     sys.path.insert(0, str(REPO_ROOT))
-    from core.testing import PrivateRedis
     from simulator import SimulatorConfig, start_in_thread
+    from testsupport import PrivateRedis
 
     var = Path(tempfile.mkdtemp(prefix="bench-stk-soak-"))
     redis = PrivateRedis(var / "redis")

@@ -7,7 +7,7 @@ import pytest
 from django.urls import reverse
 
 from callbacks.models import CallbackState, InboundCallback
-from core.testing import stk_success_body
+from testsupport import stk_success_body
 
 pytestmark = pytest.mark.django_db
 

@@ -30,15 +30,14 @@ from hypothesis import strategies as st
 
 from callbacks.models import FINAL_STATES, CallbackState, InboundCallback
 from callbacks.services import RetryLater, callback_process, callbacks_drain_batch
-from core.testing import stk_failure_body, stk_success_body
 from daraja.parsing import PayloadError, StkCallback, parse_stk_callback
 from daraja.tests.test_parsing_fuzz import base_callbacks, dumps, json_values, mutate
-from payments.models import EventSource, Payment, PaymentStatus
-from payments.services import payment_create, payment_transition
+from payments.models import Payment, PaymentStatus
+from testsupport import stk_failure_body, stk_success_body
+from testsupport.factories import PaymentFactory
 
 pytestmark = pytest.mark.django_db
 
-S = PaymentStatus
 ON_POSTGRES = django_settings.DATABASES["default"]["ENGINE"].endswith("postgresql")
 ACK = {"ResultCode": 0, "ResultDesc": "Accepted"}
 LIMIT = 4096  # CALLBACK_MAX_BODY_BYTES for these tests: small, so oversized bodies are cheap
@@ -71,30 +70,6 @@ ENDPOINT_FUZZ = settings(
 # --- Payments in every state the processing distinguishes --------------------------------------
 
 
-def _payment(
-    amount: str, *, status: str, checkout: str | None, **extra: Any
-) -> tuple[Payment, str]:
-    payment, token = payment_create(
-        client=None,
-        phone_number="254712345678",
-        amount=Decimal(amount),
-        account_reference="FUZZ",
-        description="Fuzz",
-    )
-    if checkout is not None:
-        payment = payment_transition(
-            payment=payment,
-            to_status=S.PENDING,
-            source=EventSource.DARAJA,
-            fields={"checkout_request_id": checkout, "merchant_request_id": "m-" + checkout},
-        ).payment
-    if status != payment.status:
-        payment = payment_transition(
-            payment=payment, to_status=status, source=EventSource.SYSTEM, fields=extra
-        ).payment
-    return payment, token
-
-
 @pytest.fixture
 def world(settings: Any) -> dict[str, Any]:
     settings.CALLBACK_MAX_BODY_BYTES = LIMIT
@@ -111,24 +86,17 @@ def world(settings: Any) -> dict[str, Any]:
     # example never processes an earlier example's callback.
     settings.CALLBACK_ORPHAN_RETRY_DELAY = 3600
     made = {
-        "pending": _payment("10.00", status=S.PENDING, checkout="ws_CO_FUZZ_PENDING"),
-        "pending_big": _payment("1500.00", status=S.PENDING, checkout="ws_CO_FUZZ_BIG"),
-        "initiating": _payment("10.00", status=S.INITIATED, checkout=None),
-        "unknown": _payment("25.00", status=S.INITIATED, checkout=None),
-        "success": _payment(
-            "10.00",
-            status=S.SUCCESS,
-            checkout="ws_CO_FUZZ_SUCCESS",
-            mpesa_receipt_number="UKRFUZZ001",
-            paid_amount=Decimal("10.00"),
-            result_code="0",
+        "pending": PaymentFactory.with_token(checkout_request_id="ws_CO_FUZZ_PENDING"),
+        "pending_big": PaymentFactory.with_token(
+            amount="1500.00", checkout_request_id="ws_CO_FUZZ_BIG"
         ),
-        "failed": _payment(
-            "10.00",
-            status=S.FAILED,
-            checkout="ws_CO_FUZZ_FAILED",
-            result_code="1037",
-            result_desc="DS timeout user cannot be reached",
+        "initiating": PaymentFactory.with_token(initiated=True),
+        "unknown": PaymentFactory.with_token(amount="25.00", initiated=True),
+        "success": PaymentFactory.with_token(
+            success=True, checkout_request_id="ws_CO_FUZZ_SUCCESS", receipt="UKRFUZZ001"
+        ),
+        "failed": PaymentFactory.with_token(
+            failed=True, checkout_request_id="ws_CO_FUZZ_FAILED", result_code="1037"
         ),
     }
     Payment.objects.filter(pk=made["unknown"][0].pk).update(initiation_unknown=True)
@@ -288,7 +256,7 @@ def _waits_legitimately(callback: InboundCallback) -> bool:
     return (
         callback.next_attempt_at is not None
         and payment is not None
-        and payment.status == S.INITIATED
+        and payment.status == PaymentStatus.INITIATED
         and payment.checkout_request_id is None
         and not payment.initiation_unknown
     )
@@ -385,13 +353,13 @@ def test_every_post_is_stored_and_answered_200_or_413_then_processed_to_a_final_
         assert was["checkout_request_id"] in (None, parsed.checkout_request_id)
         assert now["amount"] == was["amount"]
         if now["status"] != was["status"]:
-            assert was["status"] != S.SUCCESS, "SUCCESS moved back"
-            if now["status"] == S.SUCCESS:
+            assert was["status"] != PaymentStatus.SUCCESS, "SUCCESS moved back"
+            if now["status"] == PaymentStatus.SUCCESS:
                 assert parsed.is_success and parsed.amount == was["amount"]
                 assert now["mpesa_receipt_number"] == parsed.receipt_number
                 assert now["paid_amount"] == parsed.amount
             else:
-                assert now["status"] == S.FAILED and not parsed.is_success
+                assert now["status"] == PaymentStatus.FAILED and not parsed.is_success
 
 
 @given(data=st.data())
@@ -429,7 +397,7 @@ def test_a_valid_callback_to_its_own_token_credits_the_payment(world):
     stored.refresh_from_db()
     assert stored.state == CallbackState.PROCESSED
     payment = Payment.objects.get(pk=world["payments"]["pending"])
-    assert payment.status == S.SUCCESS and payment.paid_amount == Decimal("10.00")
+    assert payment.status == PaymentStatus.SUCCESS and payment.paid_amount == Decimal("10.00")
 
 
 def test_a_retry_later_callback_is_due_again_soon(world, settings):
@@ -478,7 +446,7 @@ def test_a_failure_adopting_a_checkout_id_already_taken_is_kept_for_review(world
         callback_process(callback_id=stored.pk)
     stored.refresh_from_db()
     assert stored.state in FINAL_STATES and stored.state != CallbackState.FAILED, stored.last_error
-    assert Payment.objects.get(pk=world["payments"]["unknown"]).status == S.INITIATED
+    assert Payment.objects.get(pk=world["payments"]["unknown"]).status == PaymentStatus.INITIATED
 
 
 def _unstorable(field: str, char: str) -> Any:

@@ -8,30 +8,12 @@ from django.test import Client
 
 from callbacks.models import CallbackState, InboundCallback
 from callbacks.tasks import verify_callback
-from core.testing import stk_success_body
-from payments.models import EventKind, EventSource, Payment, PaymentStatus
-from payments.services import payment_create, payment_transition
+from payments.models import EventKind, Payment, PaymentStatus
+from testsupport import stk_success_body
+from testsupport.factories import PaymentFactory
 
 pytestmark = pytest.mark.django_db
-S = PaymentStatus
 SAFARICOM_IP = "196.201.214.200"
-
-
-def victim(checkout="ws_CO_VICTIM", amount="1000.00"):
-    payment, token = payment_create(
-        client=None,
-        phone_number="254712345678",
-        amount=Decimal(amount),
-        account_reference="A",
-        description="B",
-    )
-    payment = payment_transition(
-        payment=payment,
-        to_status=S.PENDING,
-        source=EventSource.DARAJA,
-        fields={"checkout_request_id": checkout},
-    ).payment
-    return payment, token
 
 
 def snapshot(payment):
@@ -55,7 +37,7 @@ def post(django_capture_on_commit_callbacks):
 
 
 def test_forged_success_with_a_guessed_token(post):
-    payment, _ = victim()
+    payment, _ = PaymentFactory.with_token(checkout_request_id="ws_CO_VICTIM", amount="1000.00")
     before = snapshot(payment)
     for guess in ["A" * 43, "0" * 43, "payment-callback-token-guess-0001"]:
         response, callback = post(
@@ -72,7 +54,7 @@ def test_forged_success_with_a_guessed_token(post):
 
 
 def test_forged_success_without_a_token_or_with_a_malformed_one(post):
-    payment, _ = victim()
+    payment, _ = PaymentFactory.with_token(checkout_request_id="ws_CO_VICTIM", amount="1000.00")
     before = snapshot(payment)
     for path in [
         "/payments/callback/",
@@ -88,8 +70,10 @@ def test_forged_success_without_a_token_or_with_a_malformed_one(post):
 
 
 def test_a_valid_token_replayed_against_another_payment(post):
-    target, _ = victim("ws_CO_TARGET")
-    _, attacker_token = victim("ws_CO_ATTACKER", amount="1.00")
+    target, _ = PaymentFactory.with_token(amount="1000.00", checkout_request_id="ws_CO_TARGET")
+    _, attacker_token = PaymentFactory.with_token(
+        checkout_request_id="ws_CO_ATTACKER", amount="1.00"
+    )
     before = snapshot(target)
     _, callback = post(
         f"/payments/callback/{attacker_token}/",
@@ -100,7 +84,7 @@ def test_a_valid_token_replayed_against_another_payment(post):
 
 
 def test_amount_tampering(post):
-    payment, token = victim()
+    payment, token = PaymentFactory.with_token(checkout_request_id="ws_CO_VICTIM", amount="1000.00")
     before = snapshot(payment)
     _, callback = post(
         f"/payments/callback/{token}/",
@@ -113,12 +97,14 @@ def test_amount_tampering(post):
 
 
 def test_receipt_reuse(post):
-    _paid, paid_token = victim("ws_CO_PAID", amount="1000.00")
+    _paid, paid_token = PaymentFactory.with_token(
+        checkout_request_id="ws_CO_PAID", amount="1000.00"
+    )
     post(
         f"/payments/callback/{paid_token}/",
         stk_success_body(checkout_request_id="ws_CO_PAID", amount=1000, receipt="UKR1REUSED"),
     )
-    payment, token = victim()
+    payment, token = PaymentFactory.with_token(checkout_request_id="ws_CO_VICTIM", amount="1000.00")
     before = snapshot(payment)
     _, callback = post(
         f"/payments/callback/{token}/",
@@ -131,7 +117,7 @@ def test_receipt_reuse(post):
 def test_non_allowlisted_source_with_a_spoofed_forwarding_header_is_refused(post, settings):
     settings.MPESA_CALLBACK_IP_MODE = "enforce"
     settings.TRUSTED_PROXIES = ["127.0.0.1"]  # the test client connects from loopback
-    payment, token = victim()
+    payment, token = PaymentFactory.with_token(checkout_request_id="ws_CO_VICTIM", amount="1000.00")
     before = snapshot(payment)
     # The attacker writes a Safaricom address first; our one proxy appends the real one.
     response, callback = post(
@@ -148,7 +134,7 @@ def test_non_allowlisted_source_with_a_spoofed_forwarding_header_is_refused(post
 def test_allowlisted_source_behind_the_proxy_is_accepted(post, settings):
     settings.MPESA_CALLBACK_IP_MODE = "enforce"
     settings.TRUSTED_PROXIES = ["127.0.0.1"]  # the test client connects from loopback
-    payment, token = victim()
+    payment, token = PaymentFactory.with_token(checkout_request_id="ws_CO_VICTIM", amount="1000.00")
     _, callback = post(
         f"/payments/callback/{token}/",
         stk_success_body(checkout_request_id="ws_CO_VICTIM", amount=1000),
@@ -156,12 +142,14 @@ def test_allowlisted_source_behind_the_proxy_is_accepted(post, settings):
     )
     assert callback.state == CallbackState.PROCESSED and callback.source_ip == SAFARICOM_IP
     payment.refresh_from_db()
-    assert payment.status == S.SUCCESS
+    assert payment.status == PaymentStatus.SUCCESS
 
 
 def test_flag_mode_records_outsiders_but_processes(post, settings):
     settings.MPESA_CALLBACK_IP_MODE = "flag"
-    _payment, token = victim()
+    _payment, token = PaymentFactory.with_token(
+        checkout_request_id="ws_CO_VICTIM", amount="1000.00"
+    )
     _, callback = post(
         f"/payments/callback/{token}/",
         stk_success_body(checkout_request_id="ws_CO_VICTIM", amount=1000),
@@ -171,7 +159,7 @@ def test_flag_mode_records_outsiders_but_processes(post, settings):
 
 def test_oversized_body(post, settings):
     settings.CALLBACK_MAX_BODY_BYTES = 4096
-    payment, token = victim()
+    payment, token = PaymentFactory.with_token(checkout_request_id="ws_CO_VICTIM", amount="1000.00")
     before = snapshot(payment)
     body = (
         stk_success_body(checkout_request_id="ws_CO_VICTIM", amount=1000)[:-2]
@@ -184,7 +172,7 @@ def test_oversized_body(post, settings):
 
 
 def test_deeply_nested_json(post):
-    payment, token = victim()
+    payment, token = PaymentFactory.with_token(checkout_request_id="ws_CO_VICTIM", amount="1000.00")
     before = snapshot(payment)
     body = b'{"Body": {"stkCallback": ' + b'{"a": ' * 20000 + b"1" + b"}" * 20000 + b"}}"
     response, callback = post(f"/payments/callback/{token}/", body)
@@ -197,7 +185,7 @@ def test_deeply_nested_json(post):
     "amount", ["1e400", "99999999999999999999999999", "1000.001", "-1000", "NaN"]
 )
 def test_huge_or_strange_numbers(post, amount):
-    payment, token = victim()
+    payment, token = PaymentFactory.with_token(checkout_request_id="ws_CO_VICTIM", amount="1000.00")
     before = snapshot(payment)
     response, callback = post(
         f"/payments/callback/{token}/",
@@ -209,7 +197,7 @@ def test_huge_or_strange_numbers(post, amount):
 
 
 def test_wrong_content_type_is_stored_but_changes_nothing_without_the_token(post):
-    payment, _ = victim()
+    payment, _ = PaymentFactory.with_token(checkout_request_id="ws_CO_VICTIM", amount="1000.00")
     before = snapshot(payment)
     response, callback = post(
         "/payments/callback/" + "B" * 43 + "/",
@@ -237,7 +225,7 @@ def verify_always(settings):
 
 
 def test_success_confirmed_by_query_is_credited(post, daraja, verify_always):
-    payment, token = victim()
+    payment, token = PaymentFactory.with_token(checkout_request_id="ws_CO_VICTIM", amount="1000.00")
     daraja.post("/mpesa/stkpushquery/v1/query").respond(
         200,
         json={
@@ -253,14 +241,14 @@ def test_success_confirmed_by_query_is_credited(post, daraja, verify_always):
     callback.refresh_from_db()
     payment.refresh_from_db()
     assert callback.state == CallbackState.PROCESSED and callback.verified_at is not None
-    assert payment.status == S.SUCCESS
-    assert "verified_by_query_at" in payment.events.get(to_status=S.SUCCESS).evidence
+    assert payment.status == PaymentStatus.SUCCESS
+    assert "verified_by_query_at" in payment.events.get(to_status=PaymentStatus.SUCCESS).evidence
 
 
 def test_success_the_query_contradicts_is_a_security_event_not_a_credit(
     post, daraja, verify_always
 ):
-    payment, token = victim()
+    payment, token = PaymentFactory.with_token(checkout_request_id="ws_CO_VICTIM", amount="1000.00")
     daraja.post("/mpesa/stkpushquery/v1/query").respond(
         200,
         json={"ResponseCode": "0", "ResultCode": "1032", "ResultDesc": "Request cancelled by user"},
@@ -272,7 +260,11 @@ def test_success_the_query_contradicts_is_a_security_event_not_a_credit(
     callback.refresh_from_db()
     payment.refresh_from_db()
     assert callback.state == CallbackState.REJECTED and "contradicts" in callback.last_error
-    assert payment.status == S.FAILED and payment.result_code == "1032" and payment.needs_review
+    assert (
+        payment.status == PaymentStatus.FAILED
+        and payment.result_code == "1032"
+        and payment.needs_review
+    )
     assert payment.mpesa_receipt_number is None
 
 
@@ -281,7 +273,7 @@ def test_verification_waits_while_the_query_is_pending(post, daraja, verify_alwa
     monkeypatch.setattr(
         verify_callback, "retry", lambda **kw: retried.append(kw) or RuntimeError("retry")
     )
-    payment, token = victim()
+    payment, token = PaymentFactory.with_token(checkout_request_id="ws_CO_VICTIM", amount="1000.00")
     daraja.post("/mpesa/stkpushquery/v1/query").respond(
         500,
         json={
@@ -297,7 +289,7 @@ def test_verification_waits_while_the_query_is_pending(post, daraja, verify_alwa
     callback = InboundCallback.objects.get()
     assert callback.state == CallbackState.VERIFYING and retried
     payment.refresh_from_db()
-    assert payment.status == S.PENDING
+    assert payment.status == PaymentStatus.PENDING
 
 
 def test_verify_above_threshold_only(post, daraja, settings):
@@ -306,23 +298,27 @@ def test_verify_above_threshold_only(post, daraja, settings):
     route = daraja.post("/mpesa/stkpushquery/v1/query").respond(
         200, json={"ResultCode": "0", "ResultDesc": "ok"}
     )
-    _small, small_token = victim("ws_CO_SMALL", amount="1000.00")
+    _small, small_token = PaymentFactory.with_token(
+        checkout_request_id="ws_CO_SMALL", amount="1000.00"
+    )
     post(
         f"/payments/callback/{small_token}/",
         stk_success_body(checkout_request_id="ws_CO_SMALL", amount=1000),
     )
     assert not route.called
-    big, big_token = victim("ws_CO_BIG", amount="6000.00")
+    big, big_token = PaymentFactory.with_token(checkout_request_id="ws_CO_BIG", amount="6000.00")
     post(
         f"/payments/callback/{big_token}/",
         stk_success_body(checkout_request_id="ws_CO_BIG", amount=6000, receipt="UKR1BIGBIG"),
     )
     assert route.called
-    assert Payment.objects.get(pk=big.pk).status == S.SUCCESS
+    assert Payment.objects.get(pk=big.pk).status == PaymentStatus.SUCCESS
 
 
 def test_rotating_the_secret_key_does_not_break_payments_in_flight(post, settings):
-    _payment, token = victim()
+    _payment, token = PaymentFactory.with_token(
+        checkout_request_id="ws_CO_VICTIM", amount="1000.00"
+    )
     settings.SECRET_KEY = "a-completely-different-secret-key-after-rotation-0123456789"
     _, callback = post(
         f"/payments/callback/{token}/",

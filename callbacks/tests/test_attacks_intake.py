@@ -1,36 +1,17 @@
 """Attacks on the callback intake itself: getting past the source allowlist, filling the
 database through the callback URL. Each case ends by checking what was (not) stored."""
 
-from decimal import Decimal
-
 import pytest
 from django.test import Client
 
 from callbacks.models import CallbackState, InboundCallback
-from core.testing import stk_success_body
-from payments.models import EventSource, PaymentEvent, PaymentStatus
-from payments.services import payment_create, payment_transition
+from payments.models import PaymentEvent, PaymentStatus
+from testsupport import stk_success_body
+from testsupport.factories import PaymentFactory
 
 pytestmark = pytest.mark.django_db
 SAFARICOM_IP = "196.201.214.200"
 ATTACKER_IP = "203.0.113.9"
-
-
-def victim(checkout="ws_CO_VICTIM", amount="1000.00"):
-    payment, token = payment_create(
-        client=None,
-        phone_number="254712345678",
-        amount=Decimal(amount),
-        account_reference="A",
-        description="B",
-    )
-    payment = payment_transition(
-        payment=payment,
-        to_status=PaymentStatus.PENDING,
-        source=EventSource.DARAJA,
-        fields={"checkout_request_id": checkout},
-    ).payment
-    return payment, token
 
 
 @pytest.fixture
@@ -54,7 +35,7 @@ def test_a_direct_connection_cannot_claim_a_safaricom_address(post, settings, pr
     settings.MPESA_CALLBACK_IP_MODE = "enforce"
     settings.TRUSTED_PROXIES = proxies
     settings.TRUSTED_PROXY_COUNT = 1
-    payment, token = victim()
+    payment, token = PaymentFactory.with_token(checkout_request_id="ws_CO_VICTIM", amount="1000.00")
     response, callback = post(
         f"/payments/callback/{token}/",
         stk_success_body(checkout_request_id="ws_CO_VICTIM", amount=1000),
@@ -71,7 +52,7 @@ def test_the_same_header_through_the_trusted_proxy_is_believed(post, settings):
     settings.MPESA_CALLBACK_IP_MODE = "enforce"
     settings.TRUSTED_PROXIES = ["127.0.0.1"]
     settings.TRUSTED_PROXY_COUNT = 0
-    payment, token = victim()
+    payment, token = PaymentFactory.with_token(checkout_request_id="ws_CO_VICTIM", amount="1000.00")
     response, callback = post(
         f"/payments/callback/{token}/",
         stk_success_body(checkout_request_id="ws_CO_VICTIM", amount=1000),
@@ -89,7 +70,7 @@ def test_a_chain_of_trusted_proxies_is_walked_from_the_right(post, settings):
     settings.MPESA_CALLBACK_IP_MODE = "enforce"
     settings.TRUSTED_PROXIES = ["127.0.0.1", "10.0.0.0/8"]
     settings.TRUSTED_PROXY_COUNT = 0
-    _, token = victim()
+    _, token = PaymentFactory.with_token(checkout_request_id="ws_CO_VICTIM", amount="1000.00")
     response, callback = post(
         f"/payments/callback/{token}/",
         stk_success_body(checkout_request_id="ws_CO_VICTIM", amount=1000),
@@ -107,7 +88,7 @@ def test_behind_a_proxy_on_a_unix_socket_the_header_is_believed_when_configured(
     settings.MPESA_CALLBACK_IP_MODE = "enforce"
     settings.TRUSTED_PROXIES = ["unix"]
     settings.TRUSTED_PROXY_COUNT = 0
-    payment, token = victim()
+    payment, token = PaymentFactory.with_token(checkout_request_id="ws_CO_VICTIM", amount="1000.00")
     response, callback = post(
         f"/payments/callback/{token}/",
         stk_success_body(checkout_request_id="ws_CO_VICTIM", amount=1000),
@@ -119,7 +100,7 @@ def test_behind_a_proxy_on_a_unix_socket_the_header_is_believed_when_configured(
     assert payment.status == PaymentStatus.SUCCESS
 
     # A peer with an address is not the Unix socket: its header proves nothing.
-    _, token = victim(checkout="ws_CO_OTHER")
+    _, token = PaymentFactory.with_token(amount="1000.00", checkout_request_id="ws_CO_OTHER")
     response, callback = post(
         f"/payments/callback/{token}/",
         stk_success_body(checkout_request_id="ws_CO_OTHER", amount=1000),
@@ -175,7 +156,7 @@ def test_oversized_and_outsider_floods_are_limited_too(settings, fresh_limits):
     settings.CALLBACK_REFUSED_RATE = (5, WINDOW)
     settings.CALLBACK_MAX_BODY_BYTES = 4096
     settings.MPESA_CALLBACK_IP_MODE = "enforce"
-    victim()
+    PaymentFactory.with_token(checkout_request_id="ws_CO_VICTIM", amount="1000.00")
     client = Client()
     assert _flood(client, f"/payments/callback/{'G' * 43}/", 20) == {413}
     assert _flood(client, f"/payments/callback/{'H' * 43}/", 20, REMOTE_ADDR=ATTACKER_IP) == {413}
@@ -186,7 +167,7 @@ def test_a_callback_with_a_payments_token_is_never_limited_and_stored_whole(
     post, settings, fresh_limits
 ):
     settings.CALLBACK_REFUSED_RATE = (3, WINDOW)
-    payment, token = victim()
+    payment, token = PaymentFactory.with_token(checkout_request_id="ws_CO_VICTIM", amount="1000.00")
     client = Client()
     _flood(client, f"/payments/callback/{'G' * 43}/", 10)  # the source's limit is spent
     body = stk_success_body(checkout_request_id="ws_CO_VICTIM", amount=1000) + b" " * 5000
@@ -207,7 +188,7 @@ def test_a_genuine_callback_from_an_unknown_address_is_refused_but_kept_whole(
     body is kept whole and linked to its payment (never purged, never limited)."""
     settings.CALLBACK_REFUSED_RATE = (0, WINDOW)
     settings.MPESA_CALLBACK_IP_MODE = "enforce"
-    payment, token = victim()
+    payment, token = PaymentFactory.with_token(checkout_request_id="ws_CO_VICTIM", amount="1000.00")
     body = stk_success_body(checkout_request_id="ws_CO_VICTIM", amount=1000) + b" " * 3000
 
     response, callback = post(f"/payments/callback/{token}/", body, REMOTE_ADDR=ATTACKER_IP)
@@ -255,7 +236,7 @@ def test_the_retention_policy_purges_only_bodies_that_concern_no_payment(post, s
     from django.utils import timezone
 
     settings.MPESA_CALLBACK_IP_MODE = "off"
-    _, token = victim()
+    _, token = PaymentFactory.with_token(checkout_request_id="ws_CO_VICTIM", amount="1000.00")
     _, refused = post(f"/payments/callback/{'G' * 43}/", b"junk" * 100)
     _, recent = post(f"/payments/callback/{'K' * 43}/", b"junk" * 100)
     # A forged success aimed at the victim: flagged on it, so evidence about a payment.
@@ -340,7 +321,7 @@ def test_refused_callbacks_stored_before_they_were_linked_keep_their_body_if_a_p
 
     from core.models import hash_secret
 
-    _, token = victim()
+    _, token = PaymentFactory.with_token(checkout_request_id="ws_CO_VICTIM", amount="1000.00")
     body = stk_success_body(checkout_request_id="ws_CO_VICTIM", amount=1000)
     old = timezone.now() - timedelta(days=settings.CALLBACK_BODY_RETENTION_DAYS + 1)
     legacy = InboundCallback.objects.create(

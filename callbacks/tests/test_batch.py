@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import os
 import threading
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -22,9 +23,9 @@ from hypothesis import strategies as st
 from callbacks.models import CallbackState, InboundCallback
 from callbacks.services import RetryLater, callback_process, callbacks_drain_batch
 from core.models import hash_secret
-from core.testing import stk_failure_body, stk_success_body
-from payments.models import EventSource, Payment, PaymentEvent, PaymentStatus
-from payments.services import payment_create, payment_transition
+from payments.models import Payment, PaymentEvent, PaymentStatus
+from testsupport import stk_failure_body, stk_success_body
+from testsupport.factories import PaymentFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -58,6 +59,8 @@ WORLD = [
 NAMES = [name for name, *_ in WORLD]
 RECEIPTS = ["UKR1BATCH1", "UKR1BATCH2", "UKR1BATCH3", "UKR1HELD00"]  # HELD: "success" has it
 
+HELD_AT = datetime(2026, 12, 5, 7, 0, tzinfo=UTC)
+
 
 def _checkout(name: str) -> str:
     return f"ws_CO_BATCH_{name}"
@@ -82,28 +85,19 @@ def callbacks(draw: st.DrawFn) -> dict[str, Any]:
 def _build(spec: list[dict[str, Any]]) -> tuple[dict[str, Payment], list[InboundCallback]]:
     payments: dict[str, Payment] = {}
     tokens: dict[str, str] = {}
-    for name, amount, status, has_checkout in WORLD:
-        payment, token = payment_create(
-            client=None,
-            phone_number="254712345678",
-            amount=Decimal(amount),
-            account_reference="BATCH",
-            description="Batch",
+    for name, amount, status, _has_checkout in WORLD:
+        # Every payment not INITIATED had its push accepted (has_checkout); each build of the
+        # world is the same, so two builds compare field for field.
+        payment, token = PaymentFactory.with_token(
+            amount=amount,
+            status=status,
+            checkout_request_id=_checkout(name),
+            merchant_request_id="m",
+            transaction_date=HELD_AT,
+            receipt="UKR1HELD00",
+            result_code="1",
+            failure_final=name != "expired",
         )
-        if has_checkout:
-            payment = payment_transition(
-                payment=payment,
-                to_status=PaymentStatus.PENDING,
-                source=EventSource.DARAJA,
-                fields={"checkout_request_id": _checkout(name), "merchant_request_id": "m"},
-            ).payment
-        if status != payment.status:
-            fields: dict[str, Any] = {"result_code": "1", "failure_final": name != "expired"}
-            if status == PaymentStatus.SUCCESS:
-                fields = {"mpesa_receipt_number": "UKR1HELD00", "paid_amount": payment.amount}
-            payment = payment_transition(
-                payment=payment, to_status=status, source=EventSource.SYSTEM, fields=fields
-            ).payment
         payments[name], tokens[name] = payment, token
     Payment.objects.filter(pk=payments["lost_answer"].pk).update(initiation_unknown=True)
     stored = []

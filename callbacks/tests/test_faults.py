@@ -25,7 +25,8 @@ from django.test import Client
 from callbacks.models import CallbackState, InboundCallback
 from core.models import hash_secret
 from core.ops import find_violations
-from core.testing import (
+from payments.models import EventKind, EventSource, Payment, PaymentEvent, PaymentStatus
+from testsupport import (
     celery_beat,
     celery_worker,
     restart_postgres,
@@ -35,7 +36,6 @@ from core.testing import (
     stop_redis,
     wait_for,
 )
-from payments.models import EventKind, EventSource, Payment, PaymentEvent, PaymentStatus
 
 pytestmark = [pytest.mark.services, pytest.mark.faults, pytest.mark.django_db(transaction=True)]
 

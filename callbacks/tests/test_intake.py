@@ -9,7 +9,7 @@ from django.utils import timezone
 
 from callbacks.models import InboundCallback
 from callbacks.tasks import process_callback
-from core.testing import stk_accepted
+from testsupport import stk_accepted
 
 pytestmark = pytest.mark.django_db
 

@@ -7,30 +7,15 @@ import pytest
 from callbacks.models import CallbackState, InboundCallback
 from callbacks.services import callback_receive, callback_replay, callbacks_redrive
 from callbacks.tasks import drain_callbacks, process_callback
-from core.testing import stk_failure_body, stk_success_body
-from payments.models import EventKind, EventSource, Payment, PaymentStatus
+from payments.models import EventKind, Payment, PaymentStatus
 from payments.services import payment_create, payment_transition
+from testsupport import stk_failure_body, stk_success_body
+from testsupport.factories import PaymentFactory
 
 pytestmark = pytest.mark.django_db
 # Shaped like the tokens we issue, but issued to no payment.
 WELL_FORMED = "U" * 43
-
-
-def pending_payment(amount="10.00", checkout="ws_CO_27112026103000123712345678"):
-    payment, token = payment_create(
-        client=None,
-        phone_number="254712345678",
-        amount=Decimal(amount),
-        account_reference="A",
-        description="B",
-    )
-    payment = payment_transition(
-        payment=payment,
-        to_status=PaymentStatus.PENDING,
-        source=EventSource.DARAJA,
-        fields={"checkout_request_id": checkout},
-    ).payment
-    return payment, token
+CHECKOUT = "ws_CO_27112026103000123712345678"
 
 
 @pytest.fixture
@@ -49,7 +34,7 @@ def deliver(client, django_capture_on_commit_callbacks):
 
 
 def test_success_callback_moves_pending_to_success_with_receipt(deliver):
-    payment, token = pending_payment()
+    payment, token = PaymentFactory.with_token(checkout_request_id=CHECKOUT)
     callback = deliver(
         token,
         stk_success_body(
@@ -69,7 +54,7 @@ def test_success_callback_moves_pending_to_success_with_receipt(deliver):
 
 @pytest.mark.parametrize("code", [1032, 1037, 1, 2001, 17, "SFC_IC0003"])
 def test_failure_callback_moves_pending_to_failed_with_code(deliver, code):
-    payment, token = pending_payment()
+    payment, token = PaymentFactory.with_token(checkout_request_id=CHECKOUT)
     deliver(
         token,
         stk_failure_body(
@@ -82,7 +67,7 @@ def test_failure_callback_moves_pending_to_failed_with_code(deliver, code):
 
 
 def test_duplicate_callback_changes_nothing_and_is_recorded(deliver):
-    payment, token = pending_payment()
+    payment, token = PaymentFactory.with_token(checkout_request_id=CHECKOUT)
     body = stk_success_body(checkout_request_id=payment.checkout_request_id)
     deliver(token, body)
     second = deliver(token, body)
@@ -94,7 +79,7 @@ def test_duplicate_callback_changes_nothing_and_is_recorded(deliver):
 
 
 def test_failure_after_success_is_recorded_and_ignored(deliver):
-    payment, token = pending_payment()
+    payment, token = PaymentFactory.with_token(checkout_request_id=CHECKOUT)
     deliver(token, stk_success_body(checkout_request_id=payment.checkout_request_id))
     late = deliver(token, stk_failure_body(checkout_request_id=payment.checkout_request_id))
     payment.refresh_from_db()
@@ -103,7 +88,7 @@ def test_failure_after_success_is_recorded_and_ignored(deliver):
 
 
 def test_amount_mismatch_is_not_credited_but_flagged(deliver):
-    payment, token = pending_payment(amount="100.00")
+    payment, token = PaymentFactory.with_token(checkout_request_id=CHECKOUT, amount="100.00")
     callback = deliver(
         token, stk_success_body(checkout_request_id=payment.checkout_request_id, amount=1)
     )
@@ -115,8 +100,8 @@ def test_amount_mismatch_is_not_credited_but_flagged(deliver):
 
 
 def test_a_receipt_already_credited_to_another_payment_is_refused(deliver):
-    _, first_token = pending_payment(checkout="ws_CO_A")
-    second, second_token = pending_payment(checkout="ws_CO_B")
+    _, first_token = PaymentFactory.with_token(checkout_request_id="ws_CO_A")
+    second, second_token = PaymentFactory.with_token(checkout_request_id="ws_CO_B")
     deliver(first_token, stk_success_body(checkout_request_id="ws_CO_A", receipt="UKR1SAMEEE"))
     callback = deliver(
         second_token, stk_success_body(checkout_request_id="ws_CO_B", receipt="UKR1SAMEEE")
@@ -127,7 +112,7 @@ def test_a_receipt_already_credited_to_another_payment_is_refused(deliver):
 
 
 def test_unknown_token_is_rejected_and_changes_nothing(deliver):
-    payment, _ = pending_payment()
+    payment, _ = PaymentFactory.with_token(checkout_request_id=CHECKOUT)
     callback = deliver("F" * 43, stk_success_body(checkout_request_id=payment.checkout_request_id))
     payment.refresh_from_db()
     assert payment.status == PaymentStatus.PENDING
@@ -136,8 +121,8 @@ def test_unknown_token_is_rejected_and_changes_nothing(deliver):
 
 
 def test_a_valid_token_used_for_another_payment_is_rejected(deliver):
-    victim, _ = pending_payment(checkout="ws_CO_VICTIM")
-    _, attacker_token = pending_payment(checkout="ws_CO_ATTACKER")
+    victim, _ = PaymentFactory.with_token(checkout_request_id="ws_CO_VICTIM")
+    _, attacker_token = PaymentFactory.with_token(checkout_request_id="ws_CO_ATTACKER")
     callback = deliver(attacker_token, stk_success_body(checkout_request_id="ws_CO_VICTIM"))
     victim.refresh_from_db()
     assert victim.status == PaymentStatus.PENDING
@@ -148,7 +133,7 @@ def test_a_valid_token_used_for_another_payment_is_rejected(deliver):
 
 
 def test_unparseable_callback_is_kept_as_invalid(deliver):
-    payment, token = pending_payment()
+    payment, token = PaymentFactory.with_token(checkout_request_id=CHECKOUT)
     callback = deliver(token, b'{"Body": {"stkCallback": {"CheckoutRequestID": "x"}}}')
     assert (
         callback.state == CallbackState.INVALID and "ResultCode is missing" in callback.last_error
@@ -221,14 +206,14 @@ def test_callback_whose_payment_never_becomes_pending_ends_orphan(settings, clie
 
 
 def test_processing_twice_is_safe(deliver):
-    payment, token = pending_payment()
+    payment, token = PaymentFactory.with_token(checkout_request_id=CHECKOUT)
     callback = deliver(token, stk_success_body(checkout_request_id=payment.checkout_request_id))
     assert process_callback.apply(args=(callback.pk,)).get() == CallbackState.PROCESSED
     assert payment.events.filter(to_status=PaymentStatus.SUCCESS).count() == 1
 
 
 def test_unexpected_errors_park_the_callback_with_its_traceback(client, monkeypatch):
-    payment, token = pending_payment()
+    payment, token = PaymentFactory.with_token(checkout_request_id=CHECKOUT)
     client.post(
         f"/payments/callback/{token}/",
         data=stk_success_body(checkout_request_id=payment.checkout_request_id),
@@ -258,7 +243,7 @@ def test_unexpected_errors_park_the_callback_with_its_traceback(client, monkeypa
 @pytest.mark.parametrize("mode", ["batch", "task"])
 def test_redrive_requeues_only_stale_unprocessed_callbacks(client, monkeypatch, settings, mode):
     settings.CALLBACK_PROCESSING = mode
-    payment, token = pending_payment()
+    payment, token = PaymentFactory.with_token(checkout_request_id=CHECKOUT)
     client.post(
         f"/payments/callback/{token}/",
         data=stk_success_body(checkout_request_id=payment.checkout_request_id),
@@ -285,7 +270,7 @@ def test_a_callback_that_keeps_killing_workers_is_parked_not_redriven_forever(
 ):
     settings.CALLBACK_MAX_ATTEMPTS = 3
     monkeypatch.setattr(drain_callbacks, "apply_async", lambda args, countdown=None: None)
-    _, token = pending_payment()
+    _, token = PaymentFactory.with_token(checkout_request_id=CHECKOUT)
     client.post(f"/payments/callback/{token}/", data=b"{}", content_type="application/json")
     for _ in range(3):
         callbacks_redrive(older_than=0)
@@ -305,7 +290,7 @@ def test_a_broker_outage_does_not_fail_the_callback_endpoint(
 
     monkeypatch.setattr(process_callback, "apply_async", broker_down)
     monkeypatch.setattr(drain_callbacks, "apply_async", broker_down)
-    _, token = pending_payment()
+    _, token = PaymentFactory.with_token(checkout_request_id=CHECKOUT)
     with django_capture_on_commit_callbacks(execute=True):
         response = client.post(
             f"/payments/callback/{token}/", data=b"{}", content_type="application/json"
@@ -333,7 +318,7 @@ def test_wake_ups_are_rate_limited_per_process(monkeypatch, settings):
 
 def test_batch_drain_processes_everything_stored(client, settings):
     settings.CALLBACK_BATCH_SIZE = 3
-    payments = [pending_payment(checkout=f"ws_CO_{n}") for n in range(7)]
+    payments = [PaymentFactory.with_token(checkout_request_id=f"ws_CO_{n}") for n in range(7)]
     for n, (_, token) in enumerate(payments):
         client.post(
             f"/payments/callback/{token}/",
@@ -352,8 +337,8 @@ def test_batch_drain_processes_everything_stored(client, settings):
 
 
 def test_one_bad_callback_does_not_stop_a_batch(client, monkeypatch):
-    good, good_token = pending_payment(checkout="ws_CO_GOOD")
-    bad, bad_token = pending_payment(checkout="ws_CO_BAD")
+    good, good_token = PaymentFactory.with_token(checkout_request_id="ws_CO_GOOD")
+    bad, bad_token = PaymentFactory.with_token(checkout_request_id="ws_CO_BAD")
     for checkout, token, receipt in (
         ("ws_CO_BAD", bad_token, "UKR1BAD000"),
         ("ws_CO_GOOD", good_token, "UKR1GOOD00"),
@@ -383,8 +368,8 @@ def test_one_bad_callback_does_not_stop_a_batch(client, monkeypatch):
 def test_invariant_one_receipt_one_payment_in_the_database(deliver):
     from django.db import IntegrityError, transaction
 
-    first, _ = pending_payment(checkout="ws_CO_1")
-    second, _ = pending_payment(checkout="ws_CO_2")
+    first, _ = PaymentFactory.with_token(checkout_request_id="ws_CO_1")
+    second, _ = PaymentFactory.with_token(checkout_request_id="ws_CO_2")
     Payment.objects.filter(pk=first.pk).update(mpesa_receipt_number="UKR1DUPLIC")
     with pytest.raises(IntegrityError), transaction.atomic():
         Payment.objects.filter(pk=second.pk).update(mpesa_receipt_number="UKR1DUPLIC")
@@ -396,7 +381,7 @@ def test_a_parked_callback_is_linked_to_the_payment_its_token_names(
 ):
     # Processing links a callback to its payment; one parked before it got that far must still
     # be found by the payment (its API client lists and replays it).
-    payment, token = pending_payment()
+    payment, token = PaymentFactory.with_token(checkout_request_id=CHECKOUT)
     client.post(
         f"/payments/callback/{token}/",
         # Another amount than the payment's: a batch decides it one by one (not set-based).
@@ -426,7 +411,7 @@ def test_a_parked_callback_is_linked_to_the_payment_its_token_names(
 
 
 def test_a_parked_callback_without_a_token_stays_without_a_payment(client, monkeypatch, settings):
-    pending_payment()
+    PaymentFactory.with_token(checkout_request_id=CHECKOUT)
     # Stored as received without a payment's token (the endpoint now refuses such a callback
     # at once; rows from before, or written by other code, must still not be misattributed).
     callback_receive(

@@ -14,8 +14,8 @@ from django.test import Client
 
 from callbacks.models import CallbackState, InboundCallback
 from callbacks.services import callback_process
-from core.testing import celery_worker, stk_accepted, stk_failure_body, stk_success_body, wait_for
 from payments.models import EventKind, Payment, PaymentStatus
+from testsupport import celery_worker, stk_accepted, stk_failure_body, stk_success_body, wait_for
 
 VALID = {
     "phone_number": "0712345678",

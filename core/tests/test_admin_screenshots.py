@@ -23,7 +23,6 @@ from django.conf import settings
 from django.contrib.auth.models import User
 
 from callbacks.models import CallbackState, InboundCallback
-from core.testing import stk_success_body
 from payments.models import Payment, PaymentStatus
 from reconciliation.models import Break, ReconciliationRun
 from reconciliation.tests.builders import (
@@ -35,6 +34,7 @@ from reconciliation.tests.builders import (
     make_payment,
     pay_row,
 )
+from testsupport import stk_success_body
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [

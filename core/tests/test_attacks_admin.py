@@ -13,7 +13,7 @@ from django.core.management import call_command
 from django.core.management.base import SystemCheckError
 from django.test import Client
 
-from core.testing import REPO_ROOT, subprocess_env
+from testsupport import REPO_ROOT, subprocess_env
 
 pytestmark = pytest.mark.django_db
 

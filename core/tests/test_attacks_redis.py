@@ -27,7 +27,9 @@ from rest_framework.views import APIView
 from callbacks.models import CallbackState, InboundCallback
 from core.models import Scope
 from core.services import api_client_create
-from core.testing import (
+from daraja.client import DarajaClient, DarajaConfig
+from payments.models import Payment, PaymentStatus
+from testsupport import (
     celery_beat,
     celery_worker,
     free_port,
@@ -36,8 +38,6 @@ from core.testing import (
     wait_for,
     web_server,
 )
-from daraja.client import DarajaClient, DarajaConfig
-from payments.models import Payment, PaymentStatus
 
 pytestmark = pytest.mark.django_db
 

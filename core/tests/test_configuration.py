@@ -2,7 +2,7 @@
 
 import re
 
-from core.testing import REPO_ROOT
+from testsupport import REPO_ROOT
 
 
 def variables_read_by(path):

@@ -8,38 +8,38 @@ from django.db import DataError, connection, transaction
 
 from core.db import update_rows
 from payments.models import Payment, PaymentStatus
-from payments.services import payment_create
+from testsupport.factories import PaymentFactory
 
 pytestmark = pytest.mark.django_db
-S = PaymentStatus
-
-
-def _payments(count):
-    return [
-        payment_create(
-            client=None,
-            phone_number="254712345678",
-            amount=Decimal(10 + n),
-            account_reference="A",
-            description="B",
-        )[0]
-        for n in range(count)
-    ]
 
 
 def test_each_row_gets_its_own_values_and_only_matching_rows_change():
-    first, second, third = _payments(3)
-    Payment.objects.filter(pk=third.pk).update(status=S.PENDING)
+    first, second, third = (PaymentFactory(initiated=True, amount=10 + n) for n in range(3))
+    Payment.objects.filter(pk=third.pk).update(status=PaymentStatus.PENDING)
     when = datetime(2026, 11, 27, 7, 30, 5, tzinfo=UTC)
     changed = update_rows(
         Payment,
         set_fields=["status", "paid_amount", "mpesa_receipt_number", "transaction_date"],
         match_fields=["status"],
         rows=[
-            [first.pk, S.INITIATED, S.SUCCESS, Decimal("10.00"), "UKR1AAAAAA", when],
-            [second.pk, S.INITIATED, S.FAILED, None, None, None],
+            [
+                first.pk,
+                PaymentStatus.INITIATED,
+                PaymentStatus.SUCCESS,
+                Decimal("10.00"),
+                "UKR1AAAAAA",
+                when,
+            ],
+            [second.pk, PaymentStatus.INITIATED, PaymentStatus.FAILED, None, None, None],
             # Its status is no longer the one read: left alone.
-            [third.pk, S.INITIATED, S.SUCCESS, Decimal("12.00"), "UKR1CCCCCC", when],
+            [
+                third.pk,
+                PaymentStatus.INITIATED,
+                PaymentStatus.SUCCESS,
+                Decimal("12.00"),
+                "UKR1CCCCCC",
+                when,
+            ],
         ],
     )
     assert changed == 2
@@ -47,9 +47,9 @@ def test_each_row_gets_its_own_values_and_only_matching_rows_change():
         p.pk: (p.status, p.paid_amount, p.mpesa_receipt_number, p.transaction_date)
         for p in Payment.objects.all()
     }
-    assert rows[first.pk] == (S.SUCCESS, Decimal("10.00"), "UKR1AAAAAA", when)
-    assert rows[second.pk] == (S.FAILED, None, None, None)
-    assert rows[third.pk] == (S.PENDING, None, None, None)
+    assert rows[first.pk] == (PaymentStatus.SUCCESS, Decimal("10.00"), "UKR1AAAAAA", when)
+    assert rows[second.pk] == (PaymentStatus.FAILED, None, None, None)
+    assert rows[third.pk] == (PaymentStatus.PENDING, None, None, None)
 
 
 def test_no_rows_is_no_statement():
@@ -57,13 +57,15 @@ def test_no_rows_is_no_statement():
 
 
 def test_rows_of_the_wrong_width_are_refused():
-    (payment,) = _payments(1)
+    payment = PaymentFactory(initiated=True)
     with pytest.raises(ValueError, match="3 values"):
-        update_rows(Payment, set_fields=["status", "result_code"], rows=[[payment.pk, S.FAILED]])
+        update_rows(
+            Payment, set_fields=["status", "result_code"], rows=[[payment.pk, PaymentStatus.FAILED]]
+        )
 
 
 def test_a_value_too_long_for_its_column_is_never_truncated():
-    (payment,) = _payments(1)
+    payment = PaymentFactory(initiated=True)
     too_long = "X" * 40  # mpesa_receipt_number is varchar(32)
     try:
         with transaction.atomic():

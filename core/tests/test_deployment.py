@@ -21,7 +21,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from core.testing import REPO_ROOT, wait_for
+from testsupport import REPO_ROOT, wait_for
 
 BIN = Path(sys.executable).parent
 SECRET = "deployment-test-secret-key-0123456789-abcdefghijklmnopqrstuvwxyz"

@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from core.testing import REPO_ROOT
+from testsupport import REPO_ROOT
 
 
 def _devrun(procfile: Path, **env: str) -> subprocess.CompletedProcess[str]:

@@ -134,7 +134,7 @@ def test_gunicorn_access_lines_mask_every_form_of_a_phone_number(tmp_path):
 
     from gunicorn.config import Config
 
-    from core.testing import REPO_ROOT
+    from testsupport import REPO_ROOT
 
     masking_logger = runpy.run_path(str(REPO_ROOT / "gunicorn.conf.py"))["MaskingLogger"]
     config = Config()

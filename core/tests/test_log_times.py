@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from core.testing import REPO_ROOT, celery_beat, stop_process, subprocess_env, wait_for
+from testsupport import REPO_ROOT, celery_beat, stop_process, subprocess_env, wait_for
 
 EAT_LINE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}\+03:00 [a-z]+ \S+ request_id=")
 

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from core.testing import REPO_ROOT, wait_for
+from testsupport import REPO_ROOT, wait_for
 
 pytestmark = [
     pytest.mark.e2e,

@@ -12,8 +12,8 @@ from rest_framework.test import APIClient
 
 from core.logging import mask_text
 from core.net import client_ip, ip_allowed
-from core.testing import REPO_ROOT, stk_accepted, stk_success_body
 from payments.models import Payment
+from testsupport import REPO_ROOT, stk_accepted, stk_success_body
 
 VALID = {
     "phone_number": "0712345678",
@@ -222,8 +222,8 @@ def test_admin_actions_on_payments_are_audited_with_the_user(client, daraja):
 def test_an_admin_replay_of_a_callback_is_on_the_payments_trail(client, monkeypatch):
     from callbacks.models import InboundCallback
     from callbacks.tasks import process_callback
-    from core.testing import stk_success_body
     from payments.services import payment_create, payment_transition
+    from testsupport import stk_success_body
 
     payment, token = payment_create(
         client=None, phone_number="254712345678", amount=10, account_reference="A", description="B"

@@ -9,7 +9,7 @@ import sys
 import textwrap
 from pathlib import Path
 
-from core.testing import REPO_ROOT, wait_for
+from testsupport import REPO_ROOT, wait_for
 
 # Exits with 3 on its first run (a crash, so the supervisor backs off and restarts it); on any
 # later run it sleeps a minute: a worker that keeps running until it is told to stop.

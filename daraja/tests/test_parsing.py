@@ -4,12 +4,12 @@ from decimal import Decimal
 
 import pytest
 
-from core.testing import REAL_PAYLOADS, real_payloads, stk_failure_body, stk_success_body
 from daraja.parsing import (
     PayloadError,
     parse_stk_callback,
     parse_stk_query_response,
 )
+from testsupport import REAL_PAYLOADS, real_payloads, stk_failure_body, stk_success_body
 
 CHECKOUT = "ws_CO_27112026103000123712345678"
 

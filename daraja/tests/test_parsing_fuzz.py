@@ -26,7 +26,6 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from core.money import CENT
-from core.testing import REPO_ROOT, stk_failure_body, stk_success_body
 from daraja.parsing import (
     MAX_AMOUNT,
     MAX_ID_LENGTH,
@@ -36,6 +35,7 @@ from daraja.parsing import (
     is_success_code,
     parse_stk_callback,
 )
+from testsupport import REPO_ROOT, stk_failure_body, stk_success_body
 
 # FUZZ_MAX_EXAMPLES=5000 for a longer hunt; the default keeps the suite fast.
 FUZZ = settings(

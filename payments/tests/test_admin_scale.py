@@ -2,8 +2,6 @@
 receipt, CheckoutRequestID, payment id, account reference), exactly or by its beginning; the
 list pages without counting the whole table; the breaks list is newest run first."""
 
-from decimal import Decimal
-
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
@@ -12,24 +10,23 @@ from django.urls import reverse
 from core import pagination
 from payments.admin import PaymentAdmin
 from payments.models import Payment
-from payments.services import payment_create
+from testsupport.factories import PaymentFactory
 
 pytestmark = pytest.mark.django_db
 URL = reverse("admin:payments_payment_changelist")
 
 
 def make(phone, reference="ORDER1", receipt=None, checkout=None, transaction_type=None):
-    payment, _ = payment_create(
-        client=None,
+    payment = PaymentFactory(
+        success=True,
         phone_number=phone,
-        amount=Decimal(100),
         account_reference=reference,
-        description="Test",
+        amount=100,
+        receipt=receipt,
+        checkout_request_id=checkout,
     )
-    fields = {"mpesa_receipt_number": receipt, "checkout_request_id": checkout}
     if transaction_type:
-        fields["transaction_type"] = transaction_type
-    Payment.objects.filter(pk=payment.pk).update(**fields)
+        Payment.objects.filter(pk=payment.pk).update(transaction_type=transaction_type)
     return payment
 
 

@@ -12,8 +12,8 @@ from callbacks.models import InboundCallback
 from callbacks.tasks import process_callback
 from core.db import in_transaction
 from core.services import api_client_create, api_client_revoke
-from core.testing import stk_accepted, stk_success_body
 from payments.models import Payment, PaymentEvent, PaymentStatus
+from testsupport import stk_accepted, stk_success_body
 
 pytestmark = pytest.mark.django_db
 

@@ -46,9 +46,9 @@ from callbacks.models import InboundCallback
 from callbacks.tasks import process_callback
 from core.models import ApiClient
 from core.services import api_client_create
-from core.testing import stk_accepted, stk_success_body
 from payments.models import EventSource, PaymentStatus
 from payments.services import payment_create, payment_transition
+from testsupport import stk_accepted, stk_success_body
 
 pytestmark = pytest.mark.django_db
 ON_POSTGRES = django_settings.DATABASES["default"]["ENGINE"].endswith("postgresql")

@@ -20,11 +20,11 @@ from django.utils import timezone
 
 from core.models import IdempotencyKey
 from core.tasks import purge_idempotency_keys
-from core.testing import stk_accepted, stop_process, wait_for, web_server
 from mpesa_project.celery import app as celery_app
 from payments import services as payment_services
 from payments.models import EventKind, Payment, PaymentStatus
 from payments.services import initiation
+from testsupport import stk_accepted, stop_process, wait_for, web_server
 
 pytestmark = pytest.mark.django_db
 
@@ -242,7 +242,7 @@ def test_the_lease_must_outlast_daraja_timeouts():
     import subprocess
     import sys
 
-    from core.testing import REPO_ROOT, subprocess_env
+    from testsupport import REPO_ROOT, subprocess_env
 
     result = subprocess.run(
         [sys.executable, "-c", "import django; django.setup()"],

@@ -14,14 +14,12 @@ from django.db import connection
 
 from callbacks.models import CallbackState, InboundCallback
 from core.ops import find_violations
-from core.testing import celery_worker, wait_for
 from payments.models import EventKind, Payment, PaymentStatus
 from payments.services import payment_query
 from simulator import SimulatorConfig, start_in_thread
+from testsupport import celery_worker, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.worker, pytest.mark.django_db(transaction=True)]
-
-S = PaymentStatus
 
 
 @pytest.fixture(scope="module")
@@ -90,10 +88,14 @@ def test_success(api):
     created = push(api, "0711000000")
     assert created["status"] == "PENDING" and created["checkout_request_id"].startswith("ws_CO_")
     payment = final(created["id"])
-    assert payment.status == S.SUCCESS
+    assert payment.status == PaymentStatus.SUCCESS
     assert payment.paid_amount == payment.amount
     assert len(payment.mpesa_receipt_number) == 10
-    assert [e.to_status for e in payment.events.all()] == [S.INITIATED, S.PENDING, S.SUCCESS]
+    assert [e.to_status for e in payment.events.all()] == [
+        PaymentStatus.INITIATED,
+        PaymentStatus.PENDING,
+        PaymentStatus.SUCCESS,
+    ]
     settle()
 
 
@@ -113,7 +115,11 @@ def test_success(api):
 )
 def test_each_failure_class(api, phone, code):
     payment = final(push(api, phone)["id"])
-    assert payment.status == S.FAILED and payment.result_code == code and payment.failure_final
+    assert (
+        payment.status == PaymentStatus.FAILED
+        and payment.result_code == code
+        and payment.failure_final
+    )
     assert payment.result_desc
     settle()
 
@@ -129,7 +135,10 @@ def test_duplicate_delivery_credits_once(api):
     wait_for(lambda: len(callback_states(str(payment.pk))) == 3, timeout=20)
     settle()
     assert callback_states(str(payment.pk)) == ["duplicate", "duplicate", "processed"]
-    assert payment.events.filter(kind=EventKind.TRANSITION, to_status=S.SUCCESS).count() == 1
+    assert (
+        payment.events.filter(kind=EventKind.TRANSITION, to_status=PaymentStatus.SUCCESS).count()
+        == 1
+    )
 
 
 def test_concurrent_duplicate_delivery_credits_once(api):
@@ -142,7 +151,7 @@ def test_concurrent_duplicate_delivery_credits_once(api):
 @pytest.mark.parametrize("phone", ["254711000050", "254711000051", "254711000052"])
 def test_success_body_variants(api, phone):
     payment = final(push(api, phone)["id"])
-    assert payment.status == S.SUCCESS and payment.paid_amount == payment.amount
+    assert payment.status == PaymentStatus.SUCCESS and payment.paid_amount == payment.amount
     settle()
 
 
@@ -152,10 +161,13 @@ def test_no_callback_stays_pending_until_the_query_resolves_it(api, simulator):
         lambda: simulator.simulator.transactions_json()["transactions"][0]["status"] == "completed",
         timeout=10,
     )
-    assert Payment.objects.get(pk=created["id"]).status == S.PENDING
+    assert Payment.objects.get(pk=created["id"]).status == PaymentStatus.PENDING
     assert payment_query(payment_id=created["id"]).outcome == "success"
     payment = Payment.objects.get(pk=created["id"])
-    assert payment.status == S.SUCCESS and payment.events.get(to_status=S.SUCCESS).source == "query"
+    assert (
+        payment.status == PaymentStatus.SUCCESS
+        and payment.events.get(to_status=PaymentStatus.SUCCESS).source == "query"
+    )
     settle()
 
 
@@ -168,8 +180,11 @@ def test_late_callback_after_the_query_answered_brings_the_receipt(api):
     )
     wait_for(lambda: Payment.objects.get(pk=created["id"]).mpesa_receipt_number, timeout=20)
     payment = Payment.objects.get(pk=created["id"])
-    assert payment.status == S.SUCCESS
-    assert payment.events.filter(kind=EventKind.TRANSITION, to_status=S.SUCCESS).count() == 1
+    assert payment.status == PaymentStatus.SUCCESS
+    assert (
+        payment.events.filter(kind=EventKind.TRANSITION, to_status=PaymentStatus.SUCCESS).count()
+        == 1
+    )
     settle()
 
 
@@ -186,14 +201,14 @@ def test_malformed_and_empty_callbacks_are_kept_and_change_nothing(api, phone, s
         timeout=20,
     )
     settle()
-    assert Payment.objects.get(pk=created["id"]).status == S.PENDING
+    assert Payment.objects.get(pk=created["id"]).status == PaymentStatus.PENDING
     invalid = InboundCallback.objects.get(state="invalid")
     assert invalid.last_error
 
 
 def test_empty_then_real_callback(api):
     payment = final(push(api, "254711000045")["id"])
-    assert payment.status == S.SUCCESS
+    assert payment.status == PaymentStatus.SUCCESS
     settle()
     assert sorted(InboundCallback.objects.values_list("state", flat=True)) == [
         "invalid",
@@ -205,5 +220,5 @@ def test_token_expiry_in_the_middle_of_a_run(api, simulator):
     first = final(push(api, "0711000000")["id"])
     simulator.simulator.expire_tokens()
     second = final(push(api, "0711000000", amount=76)["id"])
-    assert first.status == second.status == S.SUCCESS
+    assert first.status == second.status == PaymentStatus.SUCCESS
     settle()

@@ -10,28 +10,13 @@ import pytest
 
 from payments.models import EventKind, EventSource, Payment, PaymentEvent, PaymentStatus
 from payments.outcomes import Evidence, Problem, Verdict, payment_apply_evidence
-from payments.services import payment_create, payment_transition, payments_expire
+from payments.services import payments_expire
+from testsupport.factories import PaymentFactory
 
 pytestmark = pytest.mark.django_db
 
 CHECKOUT = "ws_CO_05122026010000123712345678"
 PAID_AT = datetime(2026, 12, 5, 1, 0, tzinfo=UTC)
-
-
-def pending_payment(amount: str = "10.00", checkout: str = CHECKOUT) -> Payment:
-    payment, _ = payment_create(
-        client=None,
-        phone_number="254712345678",
-        amount=Decimal(amount),
-        account_reference="A",
-        description="B",
-    )
-    return payment_transition(
-        payment=payment,
-        to_status=PaymentStatus.PENDING,
-        source=EventSource.DARAJA,
-        fields={"checkout_request_id": checkout},
-    ).payment
 
 
 def success(source: str, *, amount: str = "10.00", receipt: str = "UKR1OUTC01") -> Evidence:
@@ -94,7 +79,7 @@ def expired(payment: Payment, settings) -> Payment:
 
 @pytest.mark.parametrize("source", SOURCES)
 def test_a_success_credits_a_pending_payment_with_its_event(source):
-    payment = pending_payment()
+    payment = PaymentFactory(checkout_request_id=CHECKOUT)
 
     outcome = apply(payment, success(source))
 
@@ -115,7 +100,7 @@ def test_a_success_credits_a_pending_payment_with_its_event(source):
 
 @pytest.mark.parametrize("source", FAILURE_SOURCES)
 def test_a_failure_fails_a_pending_payment_finally_per_the_catalogue(source):
-    payment = pending_payment()
+    payment = PaymentFactory(checkout_request_id=CHECKOUT)
 
     outcome = apply(payment, failure(source))
 
@@ -126,7 +111,7 @@ def test_a_failure_fails_a_pending_payment_finally_per_the_catalogue(source):
 
 
 def test_a_still_processing_code_is_recorded_as_a_failure_that_is_not_final():
-    payment = pending_payment()
+    payment = PaymentFactory(checkout_request_id=CHECKOUT)
 
     apply(payment, failure(EventSource.CALLBACK, code="4999"))
 
@@ -135,7 +120,7 @@ def test_a_still_processing_code_is_recorded_as_a_failure_that_is_not_final():
 
 @pytest.mark.parametrize("source", SOURCES)
 def test_a_late_success_after_we_stopped_waiting_credits_the_payment(source, settings):
-    payment = expired(pending_payment(), settings)
+    payment = expired(PaymentFactory(checkout_request_id=CHECKOUT), settings)
 
     outcome = apply(payment, success(source))
 
@@ -147,7 +132,7 @@ def test_a_late_success_after_we_stopped_waiting_credits_the_payment(source, set
 
 @pytest.mark.parametrize("source", SOURCES)
 def test_a_success_after_a_failure_mpesa_gave_is_kept_for_review(source):
-    payment = pending_payment()
+    payment = PaymentFactory(checkout_request_id=CHECKOUT)
     apply(payment, failure(EventSource.CALLBACK))
 
     outcome = apply(payment, success(source))
@@ -158,7 +143,7 @@ def test_a_success_after_a_failure_mpesa_gave_is_kept_for_review(source):
 
 
 def test_a_second_persons_approval_credits_a_failure_mpesa_gave():
-    payment = pending_payment()
+    payment = PaymentFactory(checkout_request_id=CHECKOUT)
     apply(payment, failure(EventSource.CALLBACK))
     approved = success(EventSource.RECONCILIATION)
     approved = Evidence(**{**approved.__dict__, "approved": True})
@@ -170,7 +155,7 @@ def test_a_second_persons_approval_credits_a_failure_mpesa_gave():
 
 @pytest.mark.parametrize("source", AMOUNT_SOURCES)
 def test_a_success_for_another_amount_is_kept_for_review_not_credited(source):
-    payment = pending_payment()
+    payment = PaymentFactory(checkout_request_id=CHECKOUT)
 
     outcome = apply(payment, success(source, amount="99.00"))
 
@@ -182,7 +167,7 @@ def test_a_success_for_another_amount_is_kept_for_review_not_credited(source):
 
 @pytest.mark.parametrize("source", SOURCES)
 def test_the_same_success_again_changes_nothing(source):
-    payment = pending_payment()
+    payment = PaymentFactory(checkout_request_id=CHECKOUT)
     apply(payment, success(source))
     events = PaymentEvent.objects.count()
 
@@ -195,7 +180,7 @@ def test_the_same_success_again_changes_nothing(source):
 
 @pytest.mark.parametrize("source", FAILURE_SOURCES)
 def test_the_same_failure_again_changes_nothing(source):
-    payment = pending_payment()
+    payment = PaymentFactory(checkout_request_id=CHECKOUT)
     apply(payment, failure(source))
     events = PaymentEvent.objects.count()
 
@@ -207,7 +192,7 @@ def test_the_same_failure_again_changes_nothing(source):
 
 @pytest.mark.parametrize("source", FAILURE_SOURCES)
 def test_success_never_moves_back_on_a_failure(source):
-    payment = pending_payment()
+    payment = PaymentFactory(checkout_request_id=CHECKOUT)
     apply(payment, success(EventSource.CALLBACK))
     events = PaymentEvent.objects.count()
 
@@ -220,7 +205,7 @@ def test_success_never_moves_back_on_a_failure(source):
 
 @pytest.mark.parametrize("source", AMOUNT_SOURCES)
 def test_a_different_success_after_success_is_kept_for_review_and_changes_nothing(source):
-    payment = pending_payment()
+    payment = PaymentFactory(checkout_request_id=CHECKOUT)
     apply(payment, success(EventSource.CALLBACK))
 
     outcome = apply(payment, success(source, receipt="UKR1OTHER9"))
@@ -232,7 +217,7 @@ def test_a_different_success_after_success_is_kept_for_review_and_changes_nothin
 
 @pytest.mark.parametrize("source", AMOUNT_SOURCES)
 def test_a_receipt_is_attached_to_a_success_confirmed_by_query(source):
-    payment = pending_payment()
+    payment = PaymentFactory(checkout_request_id=CHECKOUT)
     apply(payment, success(EventSource.QUERY))
 
     outcome = apply(payment, success(source))
@@ -245,7 +230,10 @@ def test_a_receipt_is_attached_to_a_success_confirmed_by_query(source):
 
 @pytest.mark.parametrize("source", AMOUNT_SOURCES)
 def test_a_receipt_another_payment_holds_is_kept_for_review(source):
-    first, second = pending_payment(), pending_payment(checkout="ws_CO_SECOND")
+    first, second = (
+        PaymentFactory(checkout_request_id=CHECKOUT),
+        PaymentFactory(checkout_request_id="ws_CO_SECOND"),
+    )
     apply(first, success(EventSource.CALLBACK))
     evidence = success(source)
     if source == EventSource.CALLBACK:
@@ -259,7 +247,7 @@ def test_a_receipt_another_payment_holds_is_kept_for_review(source):
 
 def test_an_unconfirmed_success_waits_for_the_query_when_verification_is_on(settings):
     settings.MPESA_VERIFY_SUCCESS = "always"
-    payment = pending_payment()
+    payment = PaymentFactory(checkout_request_id=CHECKOUT)
     unconfirmed = Evidence(**{**success(EventSource.CALLBACK).__dict__, "verified": False})
 
     outcome = apply(payment, unconfirmed)

@@ -3,7 +3,6 @@ order, with the filters; page numbers keep working for the first pages; counts p
 are estimates and say so."""
 
 from datetime import timedelta
-from decimal import Decimal
 
 import pytest
 from django.db import connection
@@ -13,27 +12,28 @@ from core import pagination
 from core.services import api_client_create
 from payments.api import PaymentPagination
 from payments.models import Payment
-from payments.services import payment_create
+from testsupport.factories import PaymentFactory
 
 pytestmark = pytest.mark.django_db
 
 
 def make_payments(client, count, *, same_time=False, phone="254712345678"):
-    """``count`` payments, the first oldest; ``same_time`` gives them all one created_at."""
+    """``count`` of ``client``'s payments made a second apart (or at the same moment) a day
+    ago; their ids, oldest first."""
     start = timezone.now() - timedelta(days=1)
-    ids = []
-    for number in range(count):
-        payment, _ = payment_create(
-            client=client,
-            phone_number=phone,
-            amount=Decimal(10 + number),
-            account_reference=f"REF{number}",
-            description="Test",
+    return [
+        str(
+            PaymentFactory(
+                initiated=True,
+                client=client,
+                phone_number=phone,
+                amount=10 + number,
+                account_reference=f"REF{number}",
+                created_at=start if same_time else start + timedelta(seconds=number),
+            ).pk
         )
-        moment = start if same_time else start + timedelta(seconds=number)
-        Payment.objects.filter(pk=payment.pk).update(created_at=moment)
-        ids.append(str(payment.pk))
-    return ids
+        for number in range(count)
+    ]
 
 
 def newest_first(ids):

@@ -2,46 +2,24 @@
 late results (DESIGN.md: money M-Pesa took never ends FAILED; SUCCESS never moves back)."""
 
 from datetime import timedelta
-from decimal import Decimal
 
 import httpx
 import pytest
 from django.utils import timezone
 
 from callbacks.models import CallbackState, InboundCallback
-from core.testing import stk_failure_body, stk_success_body
-from payments.models import EventKind, EventSource, Payment, PaymentStatus
+from payments.models import EventKind, Payment, PaymentStatus
 from payments.services import (
-    payment_create,
     payment_query,
-    payment_transition,
     payments_due_for_query,
     payments_expire,
 )
 from payments.tasks import sweep_payments
+from testsupport import stk_failure_body, stk_success_body
+from testsupport.factories import PaymentFactory
 
 pytestmark = pytest.mark.django_db
-S = PaymentStatus
 QUERY = "/mpesa/stkpushquery/v1/query"
-
-
-def pending(checkout="ws_CO_1", age=120, amount="10.00"):
-    payment, token = payment_create(
-        client=None,
-        phone_number="254712345678",
-        amount=Decimal(amount),
-        account_reference="A",
-        description="B",
-    )
-    payment = payment_transition(
-        payment=payment,
-        to_status=S.PENDING,
-        source=EventSource.DARAJA,
-        fields={"checkout_request_id": checkout},
-    ).payment
-    Payment.objects.filter(pk=payment.pk).update(created_at=timezone.now() - timedelta(seconds=age))
-    payment.refresh_from_db()
-    return payment, token
 
 
 @pytest.fixture
@@ -61,8 +39,12 @@ def deliver(client, django_capture_on_commit_callbacks):
 
 def test_only_stale_pending_payments_are_due(settings):
     settings.PAYMENTS_QUERY_AFTER = 60
-    old, _ = pending("ws_CO_OLD", age=120)
-    pending("ws_CO_NEW", age=5)
+    old, _ = PaymentFactory.with_token(
+        checkout_request_id="ws_CO_OLD", created_at=timezone.now() - timedelta(seconds=120)
+    )
+    PaymentFactory.with_token(
+        checkout_request_id="ws_CO_NEW", created_at=timezone.now() - timedelta(seconds=5)
+    )
     assert payments_due_for_query() == [old.pk]
 
 
@@ -83,7 +65,9 @@ def test_only_stale_pending_payments_are_due(settings):
 def test_both_pending_answers_keep_the_payment_pending_and_back_off(daraja, settings, status, body):
     settings.PAYMENTS_QUERY_BACKOFF_BASE = 10
     settings.PAYMENTS_QUERY_BACKOFF_MAX = 40
-    payment, _ = pending()
+    payment, _ = PaymentFactory.with_token(
+        checkout_request_id="ws_CO_1", created_at=timezone.now() - timedelta(seconds=120)
+    )
     daraja.post(QUERY).respond(status, json=body)
     delays = []
     for _ in range(5):
@@ -91,14 +75,16 @@ def test_both_pending_answers_keep_the_payment_pending_and_back_off(daraja, sett
         payment.refresh_from_db()
         delays.append((payment.next_query_at - timezone.now()).total_seconds())
         Payment.objects.filter(pk=payment.pk).update(next_query_at=None)
-    assert payment.status == S.PENDING and payment.query_attempts == 5
+    assert payment.status == PaymentStatus.PENDING and payment.query_attempts == 5
     # Full jitter within [ceiling/2, ceiling], ceilings 10, 20, 40, 40, 40 (capped).
     for delay, ceiling in zip(delays, [10, 20, 40, 40, 40], strict=True):
         assert ceiling / 2 - 1 <= delay <= ceiling + 1
 
 
 def test_final_query_failure_fails_the_payment_with_evidence(daraja):
-    payment, _ = pending()
+    payment, _ = PaymentFactory.with_token(
+        checkout_request_id="ws_CO_1", created_at=timezone.now() - timedelta(seconds=120)
+    )
     daraja.post(QUERY).respond(
         200,
         json={
@@ -110,15 +96,21 @@ def test_final_query_failure_fails_the_payment_with_evidence(daraja):
     )
     assert payment_query(payment_id=payment.pk).outcome == "failed"
     payment.refresh_from_db()
-    assert payment.status == S.FAILED and payment.result_code == "1037" and payment.failure_final
-    event = payment.events.get(to_status=S.FAILED)
+    assert (
+        payment.status == PaymentStatus.FAILED
+        and payment.result_code == "1037"
+        and payment.failure_final
+    )
+    event = payment.events.get(to_status=PaymentStatus.FAILED)
     assert event.source == "query" and event.evidence["result_code"] == "1037"
 
 
 def test_final_query_success_credits_the_payment_then_a_callback_brings_the_receipt(
     daraja, deliver
 ):
-    payment, token = pending()
+    payment, token = PaymentFactory.with_token(
+        checkout_request_id="ws_CO_1", created_at=timezone.now() - timedelta(seconds=120)
+    )
     daraja.post(QUERY).respond(
         200,
         json={
@@ -130,24 +122,34 @@ def test_final_query_success_credits_the_payment_then_a_callback_brings_the_rece
     )
     assert payment_query(payment_id=payment.pk).outcome == "success"
     payment.refresh_from_db()
-    assert payment.status == S.SUCCESS and payment.events.get(to_status=S.SUCCESS).source == "query"
+    assert (
+        payment.status == PaymentStatus.SUCCESS
+        and payment.events.get(to_status=PaymentStatus.SUCCESS).source == "query"
+    )
     callback = deliver(token, stk_success_body(checkout_request_id="ws_CO_1", receipt="UKR1LATERC"))
     payment.refresh_from_db()
     assert callback.state == CallbackState.PROCESSED
     assert payment.mpesa_receipt_number == "UKR1LATERC"
-    assert payment.events.filter(kind=EventKind.TRANSITION, to_status=S.SUCCESS).count() == 1
+    assert (
+        payment.events.filter(kind=EventKind.TRANSITION, to_status=PaymentStatus.SUCCESS).count()
+        == 1
+    )
 
 
 def test_query_errors_are_retried_later_not_failures(daraja):
-    payment, _ = pending()
+    payment, _ = PaymentFactory.with_token(
+        checkout_request_id="ws_CO_1", created_at=timezone.now() - timedelta(seconds=120)
+    )
     daraja.post(QUERY).mock(side_effect=httpx.ConnectError("down"))
     assert payment_query(payment_id=payment.pk).outcome == "error"
     payment.refresh_from_db()
-    assert payment.status == S.PENDING and payment.next_query_at is not None
+    assert payment.status == PaymentStatus.PENDING and payment.next_query_at is not None
 
 
 def test_never_more_than_one_query_in_flight(daraja):
-    payment, _ = pending()
+    payment, _ = PaymentFactory.with_token(
+        checkout_request_id="ws_CO_1", created_at=timezone.now() - timedelta(seconds=120)
+    )
     Payment.objects.filter(pk=payment.pk).update(
         query_claimed_until=timezone.now() + timedelta(seconds=30)
     )
@@ -159,34 +161,30 @@ def test_never_more_than_one_query_in_flight(daraja):
 def test_sweep_queries_due_payments_and_expires_old_ones(daraja, settings):
     settings.PAYMENTS_QUERY_AFTER = 60
     settings.PAYMENTS_EXPIRE_AFTER = 3600
-    due, _ = pending("ws_CO_DUE", age=120)
-    old, _ = pending("ws_CO_OLD", age=7200)
+    due, _ = PaymentFactory.with_token(
+        checkout_request_id="ws_CO_DUE", created_at=timezone.now() - timedelta(seconds=120)
+    )
+    old, _ = PaymentFactory.with_token(
+        checkout_request_id="ws_CO_OLD", created_at=timezone.now() - timedelta(seconds=7200)
+    )
     daraja.post(QUERY).respond(200, json={"ResultCode": "4999", "ResultDesc": "pending"})
     result = sweep_payments.apply().get()
     assert result["expired"] == 1
     old.refresh_from_db()
     due.refresh_from_db()
-    assert old.status == S.FAILED and not old.failure_final
+    assert old.status == PaymentStatus.FAILED and not old.failure_final
     assert "expired unresolved" in old.result_desc
-    assert due.status == S.PENDING and due.query_attempts >= 1
+    assert due.status == PaymentStatus.PENDING and due.query_attempts >= 1
 
 
 def test_initiated_payments_whose_push_got_no_answer_expire_unresolved(settings):
     settings.PAYMENTS_EXPIRE_AFTER = 60
-    payment, _ = payment_create(
-        client=None,
-        phone_number="254712345678",
-        amount=Decimal(10),
-        account_reference="A",
-        description="B",
-    )
-    Payment.objects.filter(pk=payment.pk).update(
-        created_at=timezone.now() - timedelta(seconds=600), initiation_unknown=True
-    )
+    payment = PaymentFactory(initiated=True, created_at=timezone.now() - timedelta(seconds=600))
+    Payment.objects.filter(pk=payment.pk).update(initiation_unknown=True)
     assert payments_expire() == 1
     payment.refresh_from_db()
     assert (
-        payment.status == S.FAILED
+        payment.status == PaymentStatus.FAILED
         and not payment.failure_final
         and "no answer" in payment.result_desc
     )
@@ -197,32 +195,38 @@ def test_initiated_payments_whose_push_got_no_answer_expire_unresolved(settings)
 
 def test_late_success_after_expiry_moves_failed_to_success(deliver, settings):
     settings.PAYMENTS_EXPIRE_AFTER = 60
-    payment, token = pending(age=600)
+    payment, token = PaymentFactory.with_token(
+        checkout_request_id="ws_CO_1", created_at=timezone.now() - timedelta(seconds=600)
+    )
     payments_expire()
     callback = deliver(token, stk_success_body(checkout_request_id="ws_CO_1", receipt="UKR1LATEEE"))
     payment.refresh_from_db()
-    assert payment.status == S.SUCCESS and callback.state == CallbackState.PROCESSED
-    event = payment.events.get(to_status=S.SUCCESS)
-    assert event.from_status == S.FAILED and "late success after FAILED" in event.reason
+    assert payment.status == PaymentStatus.SUCCESS and callback.state == CallbackState.PROCESSED
+    event = payment.events.get(to_status=PaymentStatus.SUCCESS)
+    assert event.from_status == PaymentStatus.FAILED and "late success after FAILED" in event.reason
 
 
 def test_success_never_moves_back_to_failed(deliver, daraja):
-    payment, token = pending()
+    payment, token = PaymentFactory.with_token(
+        checkout_request_id="ws_CO_1", created_at=timezone.now() - timedelta(seconds=120)
+    )
     deliver(token, stk_success_body(checkout_request_id="ws_CO_1"))
     daraja.post(QUERY).respond(200, json={"ResultCode": "1032", "ResultDesc": "cancelled"})
     assert payment_query(payment_id=payment.pk).outcome == "skipped"
     late = deliver(token, stk_failure_body(checkout_request_id="ws_CO_1"))
     payment.refresh_from_db()
-    assert payment.status == S.SUCCESS and late.state == CallbackState.IGNORED
+    assert payment.status == PaymentStatus.SUCCESS and late.state == CallbackState.IGNORED
 
 
 def test_success_after_a_final_failure_is_flagged_not_credited(deliver):
-    payment, token = pending()
+    payment, token = PaymentFactory.with_token(
+        checkout_request_id="ws_CO_1", created_at=timezone.now() - timedelta(seconds=120)
+    )
     deliver(token, stk_failure_body(checkout_request_id="ws_CO_1", result_code=1032))
     callback = deliver(token, stk_success_body(checkout_request_id="ws_CO_1"))
     payment.refresh_from_db()
     assert (
-        payment.status == S.FAILED
+        payment.status == PaymentStatus.FAILED
         and payment.needs_review
         and callback.state == CallbackState.REVIEW
     )
@@ -247,4 +251,6 @@ def test_callback_for_a_push_whose_answer_was_lost_adopts_the_checkout_id(delive
     )
     payment.refresh_from_db()
     assert callback.state == CallbackState.PROCESSED
-    assert payment.status == S.SUCCESS and payment.checkout_request_id == "ws_CO_ADOPTED"
+    assert (
+        payment.status == PaymentStatus.SUCCESS and payment.checkout_request_id == "ws_CO_ADOPTED"
+    )

@@ -8,62 +8,53 @@ from payments.services import (
     ALLOWED_TRANSITIONS,
     InvalidTransition,
     TransitionRequest,
-    payment_create,
     payment_transition,
     payment_transition_many,
 )
+from testsupport.factories import PaymentFactory
 
 pytestmark = pytest.mark.django_db
-S = PaymentStatus
-
-
-def new_payment(status=S.INITIATED):
-    payment, _ = payment_create(
-        client=None,
-        phone_number="254712345678",
-        amount=Decimal("10.00"),
-        account_reference="A",
-        description="B",
-    )
-    if status == S.PENDING:
-        payment = payment_transition(
-            payment=payment,
-            to_status=S.PENDING,
-            source=EventSource.DARAJA,
-            fields={"checkout_request_id": f"ws_CO_{payment.pk.hex}"},
-        ).payment
-    return payment
 
 
 def test_the_transition_table_is_the_seed_lifecycle_plus_late_success():
     assert ALLOWED_TRANSITIONS == {
-        S.INITIATED: {S.PENDING, S.FAILED, S.SUCCESS},
-        S.PENDING: {S.SUCCESS, S.FAILED},
-        S.SUCCESS: set(),
-        S.FAILED: {S.SUCCESS},
+        PaymentStatus.INITIATED: {
+            PaymentStatus.PENDING,
+            PaymentStatus.FAILED,
+            PaymentStatus.SUCCESS,
+        },
+        PaymentStatus.PENDING: {PaymentStatus.SUCCESS, PaymentStatus.FAILED},
+        PaymentStatus.SUCCESS: set(),
+        PaymentStatus.FAILED: {PaymentStatus.SUCCESS},
     }
 
 
 @pytest.mark.parametrize(
     ("start", "target"),
     [
-        (S.PENDING, S.INITIATED),
-        (S.SUCCESS, S.FAILED),
-        (S.SUCCESS, S.PENDING),
-        (S.FAILED, S.PENDING),
+        (PaymentStatus.PENDING, PaymentStatus.INITIATED),
+        (PaymentStatus.SUCCESS, PaymentStatus.FAILED),
+        (PaymentStatus.SUCCESS, PaymentStatus.PENDING),
+        (PaymentStatus.FAILED, PaymentStatus.PENDING),
     ],
 )
 def test_forbidden_transitions_raise_and_change_nothing(start, target):
-    payment = new_payment(S.PENDING if start != S.INITIATED else S.INITIATED)
-    if start == S.SUCCESS:
+    payment = PaymentFactory(
+        status=PaymentStatus.PENDING
+        if start != PaymentStatus.INITIATED
+        else PaymentStatus.INITIATED
+    )
+    if start == PaymentStatus.SUCCESS:
         payment = payment_transition(
             payment=payment,
-            to_status=S.SUCCESS,
+            to_status=PaymentStatus.SUCCESS,
             source="callback",
             fields={"mpesa_receipt_number": "UKR1AAAAAA"},
         ).payment
-    elif start == S.FAILED:
-        payment = payment_transition(payment=payment, to_status=S.FAILED, source="callback").payment
+    elif start == PaymentStatus.FAILED:
+        payment = payment_transition(
+            payment=payment, to_status=PaymentStatus.FAILED, source="callback"
+        ).payment
     events_before = payment.events.count()
     with pytest.raises(InvalidTransition):
         payment_transition(
@@ -78,10 +69,10 @@ def test_forbidden_transitions_raise_and_change_nothing(start, target):
 
 
 def test_a_transition_writes_exactly_one_event_with_evidence():
-    payment = new_payment(S.PENDING)
+    payment = PaymentFactory(status=PaymentStatus.PENDING)
     result = payment_transition(
         payment=payment,
-        to_status=S.SUCCESS,
+        to_status=PaymentStatus.SUCCESS,
         source=EventSource.CALLBACK,
         reason="paid",
         evidence={"receipt": "UKR1AAAAAA"},
@@ -89,36 +80,39 @@ def test_a_transition_writes_exactly_one_event_with_evidence():
     )
     assert result.changed
     stored = Payment.objects.get(pk=payment.pk)
-    assert stored.status == S.SUCCESS and stored.completed_at is not None
+    assert stored.status == PaymentStatus.SUCCESS and stored.completed_at is not None
     assert stored.mpesa_receipt_number == "UKR1AAAAAA"
-    event = stored.events.get(to_status=S.SUCCESS)
+    event = stored.events.get(to_status=PaymentStatus.SUCCESS)
     assert (event.from_status, event.source, event.evidence) == (
-        S.PENDING,
+        PaymentStatus.PENDING,
         "callback",
         {"receipt": "UKR1AAAAAA"},
     )
 
 
 def test_repeating_a_transition_is_a_no_op():
-    payment = new_payment(S.PENDING)
-    payment_transition(payment=payment, to_status=S.FAILED, source="callback")
-    again = payment_transition(payment=payment, to_status=S.FAILED, source="callback")
+    payment = PaymentFactory(status=PaymentStatus.PENDING)
+    payment_transition(payment=payment, to_status=PaymentStatus.FAILED, source="callback")
+    again = payment_transition(payment=payment, to_status=PaymentStatus.FAILED, source="callback")
     assert not again.changed and again.event is None
-    assert payment.events.filter(to_status=S.FAILED).count() == 1
+    assert payment.events.filter(to_status=PaymentStatus.FAILED).count() == 1
 
 
 def test_transition_cannot_set_arbitrary_fields():
-    payment = new_payment(S.PENDING)
+    payment = PaymentFactory(status=PaymentStatus.PENDING)
     with pytest.raises(ValueError):
         payment_transition(
-            payment=payment, to_status=S.FAILED, source="x", fields={"amount": Decimal("1")}
+            payment=payment,
+            to_status=PaymentStatus.FAILED,
+            source="x",
+            fields={"amount": Decimal("1")},
         )
 
 
 def test_amount_must_be_positive_at_the_database_level():
     from django.db import IntegrityError
 
-    payment = new_payment()
+    payment = PaymentFactory(status=PaymentStatus.INITIATED)
     with pytest.raises(IntegrityError):
         Payment.objects.filter(pk=payment.pk).update(amount=Decimal("0"))
 
@@ -132,11 +126,14 @@ def _locked(*payments):
 
 
 def test_many_transitions_write_what_one_by_one_would():
-    one, many = new_payment(S.PENDING), [new_payment(S.PENDING) for _ in range(3)]
+    one, many = (
+        PaymentFactory(status=PaymentStatus.PENDING),
+        [PaymentFactory(status=PaymentStatus.PENDING) for _ in range(3)],
+    )
     fields = {"result_code": "0", "result_desc": "ok", "paid_amount": Decimal("10.00")}
     payment_transition(
         payment=one,
-        to_status=S.SUCCESS,
+        to_status=PaymentStatus.SUCCESS,
         source=EventSource.CALLBACK,
         reason="paid",
         evidence={"n": 1},
@@ -148,7 +145,7 @@ def test_many_transitions_write_what_one_by_one_would():
             [
                 TransitionRequest(
                     payment=payment,
-                    to_status=S.SUCCESS if n < 2 else S.FAILED,
+                    to_status=PaymentStatus.SUCCESS if n < 2 else PaymentStatus.FAILED,
                     source=EventSource.CALLBACK,
                     reason="paid" if n < 2 else "cancelled",
                     evidence={"n": n},
@@ -168,13 +165,13 @@ def test_many_transitions_write_what_one_by_one_would():
             stored.mpesa_receipt_number,
         )
     statuses = sorted(Payment.objects.filter(pk__in=[p.pk for p in many]).values_list("status"))
-    assert statuses == [(S.FAILED,), (S.SUCCESS,), (S.SUCCESS,)]
+    assert statuses == [(PaymentStatus.FAILED,), (PaymentStatus.SUCCESS,), (PaymentStatus.SUCCESS,)]
     reference = PaymentEvent.objects.filter(payment=one).order_by("id").last()
     for n, payment in enumerate(locked):
         event = PaymentEvent.objects.filter(payment=payment).order_by("id").last()
         assert (event.kind, event.from_status, event.source, event.evidence) == (
             EventKind.TRANSITION,
-            S.PENDING,
+            PaymentStatus.PENDING,
             EventSource.CALLBACK,
             {"n": n},
         )
@@ -194,38 +191,48 @@ def _snapshot():
 
 
 def test_a_payment_changed_since_it_was_read_fails_them_all():
-    first, second = new_payment(S.PENDING), new_payment(S.PENDING)
+    first, second = (
+        PaymentFactory(status=PaymentStatus.PENDING),
+        PaymentFactory(status=PaymentStatus.PENDING),
+    )
     with transaction.atomic():
         locked = _locked(first, second)
-        Payment.objects.filter(pk=second.pk).update(status=S.FAILED)  # behind the caller's back
+        Payment.objects.filter(pk=second.pk).update(
+            status=PaymentStatus.FAILED
+        )  # behind the caller's back
         before = _snapshot()
         with (
             pytest.raises(InvalidTransition, match="1 of 2 payments changed"),
             transaction.atomic(),
         ):
             payment_transition_many(
-                [TransitionRequest(p, S.SUCCESS, EventSource.CALLBACK) for p in locked]
+                [TransitionRequest(p, PaymentStatus.SUCCESS, EventSource.CALLBACK) for p in locked]
             )
         assert _snapshot() == before
-        assert {p.status for p in locked} == {S.PENDING}  # memory untouched too
+        assert {p.status for p in locked} == {PaymentStatus.PENDING}  # memory untouched too
 
 
 def test_a_forbidden_transition_fails_them_all_before_writing():
-    pending, success = new_payment(S.PENDING), new_payment(S.PENDING)
-    Payment.objects.filter(pk=success.pk).update(status=S.SUCCESS)
+    pending, success = (
+        PaymentFactory(status=PaymentStatus.PENDING),
+        PaymentFactory(status=PaymentStatus.PENDING),
+    )
+    Payment.objects.filter(pk=success.pk).update(status=PaymentStatus.SUCCESS)
     before = _snapshot()
     with transaction.atomic():
         locked = _locked(pending, success)
         with pytest.raises(InvalidTransition, match="SUCCESS to FAILED"):
             payment_transition_many(
-                [TransitionRequest(p, S.FAILED, EventSource.CALLBACK) for p in locked]
+                [TransitionRequest(p, PaymentStatus.FAILED, EventSource.CALLBACK) for p in locked]
             )
     assert _snapshot() == before
 
 
 def test_a_receipt_held_by_another_payment_fails_them_all():
-    holder, first, second = (new_payment(S.PENDING) for _ in range(3))
-    Payment.objects.filter(pk=holder.pk).update(status=S.SUCCESS, mpesa_receipt_number="UKR1TAKEN0")
+    holder, first, second = (PaymentFactory(status=PaymentStatus.PENDING) for _ in range(3))
+    Payment.objects.filter(pk=holder.pk).update(
+        status=PaymentStatus.SUCCESS, mpesa_receipt_number="UKR1TAKEN0"
+    )
     before = _snapshot()
     with transaction.atomic():
         locked = sorted(_locked(first, second), key=lambda p: p.pk == second.pk)
@@ -234,7 +241,10 @@ def test_a_receipt_held_by_another_payment_fails_them_all():
             payment_transition_many(
                 [
                     TransitionRequest(
-                        p, S.SUCCESS, EventSource.CALLBACK, fields={"mpesa_receipt_number": r}
+                        p,
+                        PaymentStatus.SUCCESS,
+                        EventSource.CALLBACK,
+                        fields={"mpesa_receipt_number": r},
                     )
                     for p, r in zip(locked, receipts, strict=True)
                 ]
@@ -243,20 +253,24 @@ def test_a_receipt_held_by_another_payment_fails_them_all():
 
 
 def test_each_payment_at_most_once():
-    payment = new_payment(S.PENDING)
+    payment = PaymentFactory(status=PaymentStatus.PENDING)
     with transaction.atomic():
         (locked,) = _locked(payment)
         with pytest.raises(ValueError, match="at most once"):
             payment_transition_many(
-                [TransitionRequest(locked, S.SUCCESS, EventSource.CALLBACK)] * 2
+                [TransitionRequest(locked, PaymentStatus.SUCCESS, EventSource.CALLBACK)] * 2
             )
 
 
 def test_many_transitions_refuse_fields_a_transition_cannot_set():
-    payment = new_payment(S.PENDING)
+    payment = PaymentFactory(status=PaymentStatus.PENDING)
     with transaction.atomic():
         (locked,) = _locked(payment)
         with pytest.raises(ValueError, match="amount"):
             payment_transition_many(
-                [TransitionRequest(locked, S.SUCCESS, EventSource.CALLBACK, fields={"amount": 1})]
+                [
+                    TransitionRequest(
+                        locked, PaymentStatus.SUCCESS, EventSource.CALLBACK, fields={"amount": 1}
+                    )
+                ]
             )

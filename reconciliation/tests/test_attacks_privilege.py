@@ -42,7 +42,6 @@ from reconciliation.models import Break, BreakEvent, CreditApproval, Statement
 from .builders import Preamble, eat, g2_csv, pay_row
 
 pytestmark = pytest.mark.django_db
-S = PaymentStatus
 BOTH = [Scope.PAYMENTS, Scope.RECONCILIATION]
 # The payment's prompt: created at 13:00 EAT on 5 November 2025.
 PROMPTED = eat("05-11-2025 13:00:00")
@@ -112,7 +111,7 @@ def invariants(*args: str) -> tuple[bool, str]:
 def prompted_payment(
     client: Any,
     *,
-    status: str = S.PENDING,
+    status: str = PaymentStatus.PENDING,
     receipt: str | None = None,
     result_code: str = "",
     failure_final: bool = False,
@@ -128,14 +127,14 @@ def prompted_payment(
     )
     payment = payment_transition(
         payment=payment,
-        to_status=S.PENDING,
+        to_status=PaymentStatus.PENDING,
         source=EventSource.DARAJA,
         fields={"checkout_request_id": f"ws_CO_{payment.pk.hex}"},
     ).payment
-    if status == S.FAILED:
+    if status == PaymentStatus.FAILED:
         payment_transition(
             payment=payment,
-            to_status=S.FAILED,
+            to_status=PaymentStatus.FAILED,
             source=EventSource.SYSTEM if result_code == "expired" else EventSource.DARAJA,
             reason=result_code,
             fields={"result_code": result_code, "failure_final": failure_final},
@@ -146,7 +145,9 @@ def prompted_payment(
 
 
 def cancelled_by_the_customer(client: Any) -> Payment:
-    return prompted_payment(client, status=S.FAILED, result_code="1032", failure_final=True)
+    return prompted_payment(
+        client, status=PaymentStatus.FAILED, result_code="1032", failure_final=True
+    )
 
 
 @pytest.fixture
@@ -187,8 +188,8 @@ def test_the_reported_attack_credits_nothing(shop):
 
     pending.refresh_from_db()
     cancelled.refresh_from_db()
-    assert (pending.status, cancelled.status) == (S.PENDING, S.FAILED)
-    assert not PaymentEvent.objects.filter(to_status=S.SUCCESS).exists()
+    assert (pending.status, cancelled.status) == (PaymentStatus.PENDING, PaymentStatus.FAILED)
+    assert not PaymentEvent.objects.filter(to_status=PaymentStatus.SUCCESS).exists()
     ok, out = invariants("--settled")
     assert ok, out
 
@@ -208,7 +209,7 @@ def test_a_key_that_takes_payments_cannot_import_a_statement(shop):
     assert error["fields"] == {"scope": "reconciliation"}
     assert not Statement.objects.exists()
     payment.refresh_from_db()
-    assert payment.status == S.PENDING
+    assert payment.status == PaymentStatus.PENDING
 
 
 def test_a_key_that_takes_payments_cannot_read_runs_or_resolve_or_approve_breaks(shop, books):
@@ -271,7 +272,7 @@ def test_a_line_dated_before_the_payment_existed_cannot_credit_it(books):
     assert error["code"] == "inconsistent_line"
     assert "before the payment was created" in error["message"]
     payment.refresh_from_db()
-    assert payment.status == S.PENDING
+    assert payment.status == PaymentStatus.PENDING
     assert Break.objects.get(pk=brk["id"]).status == "open"
     assert invariants("--settled")[0]
 
@@ -288,7 +289,7 @@ def test_a_line_from_another_payer_cannot_credit_the_payment(books):
     assert response.json()["error"]["code"] == "inconsistent_line"
     assert "25471****999" in response.json()["error"]["message"]
     payment.refresh_from_db()
-    assert payment.status == S.PENDING
+    assert payment.status == PaymentStatus.PENDING
 
 
 def test_a_line_naming_no_payer_cannot_credit_the_payment(books):
@@ -315,7 +316,7 @@ def test_a_line_of_another_amount_cannot_credit_the_payment(books):
     assert response.status_code == 422
     assert response.json()["error"]["code"] == "amount_differs"
     payment.refresh_from_db()
-    assert payment.status == S.PENDING
+    assert payment.status == PaymentStatus.PENDING
 
 
 def test_a_consistent_line_credits_a_pending_payment_within_the_clock_skew(books, settings):
@@ -330,7 +331,7 @@ def test_a_consistent_line_credits_a_pending_payment_within_the_clock_skew(books
 
     assert response.status_code == 200, response.content
     payment.refresh_from_db()
-    assert payment.status == S.SUCCESS
+    assert payment.status == PaymentStatus.SUCCESS
     assert payment.mpesa_receipt_number == "TK5REAL001"
 
 
@@ -354,7 +355,7 @@ def test_a_hashed_msisdn_is_the_payer_when_it_is_the_hash_of_the_payments_phone(
     assert "not the payment's phone number" in refused.json()["error"]["message"]
     assert credited.status_code == 200, credited.content
     payment.refresh_from_db()
-    assert payment.status == S.SUCCESS
+    assert payment.status == PaymentStatus.SUCCESS
 
 
 # --- 3. A final failure needs a second person ----------------------------------------------
@@ -376,7 +377,7 @@ def test_crediting_a_payment_the_customer_cancelled_waits_for_a_second_person(bo
     assert body["approval"]["requested_by"] == "api:books"
     assert body["approval"]["payment"] == str(payment.pk)
     payment.refresh_from_db()
-    assert (payment.status, payment.result_code) == (S.FAILED, "1032")
+    assert (payment.status, payment.result_code) == (PaymentStatus.FAILED, "1032")
     note = PaymentEvent.objects.filter(payment=payment, kind=EventKind.NOTE).get()
     assert "waiting for a second person" in note.reason
     # Asking again while it waits is a conflict, not a second request.
@@ -398,7 +399,7 @@ def test_the_key_that_asked_for_the_credit_cannot_approve_it(books):
     assert response.status_code == 403
     assert response.json()["error"]["code"] == "self_approval"
     payment.refresh_from_db()
-    assert payment.status == S.FAILED
+    assert payment.status == PaymentStatus.FAILED
     assert CreditApproval.objects.get().status == "pending"
 
 
@@ -420,11 +421,11 @@ def test_a_second_key_of_the_merchant_approves_and_only_then_the_payment_moves(b
     assert body["approval"]["status"] == "approved"
     assert body["approval"]["decided_by"] == "api:auditor"
     payment.refresh_from_db()
-    assert payment.status == S.SUCCESS
+    assert payment.status == PaymentStatus.SUCCESS
     assert payment.mpesa_receipt_number == "TK5PAID001"
-    event = PaymentEvent.objects.get(payment=payment, to_status=S.SUCCESS)
+    event = PaymentEvent.objects.get(payment=payment, to_status=PaymentStatus.SUCCESS)
     assert (event.from_status, event.source, event.actor) == (
-        S.FAILED,
+        PaymentStatus.FAILED,
         "reconciliation",
         "api:auditor",
     )
@@ -452,7 +453,7 @@ def test_another_merchants_key_cannot_see_let_alone_approve_the_credit(books):
 
     assert approve(stranger, brk["id"]).status_code == 404
     payment.refresh_from_db()
-    assert payment.status == S.FAILED
+    assert payment.status == PaymentStatus.FAILED
 
 
 def test_a_staff_user_approves_in_the_admin_a_credit_a_key_asked_for(books, admin_client):
@@ -482,8 +483,8 @@ def test_a_staff_user_approves_in_the_admin_a_credit_a_key_asked_for(books, admi
 
     assert response.status_code == 302
     payment.refresh_from_db()
-    assert payment.status == S.SUCCESS
-    event = PaymentEvent.objects.get(payment=payment, to_status=S.SUCCESS)
+    assert payment.status == PaymentStatus.SUCCESS
+    event = PaymentEvent.objects.get(payment=payment, to_status=PaymentStatus.SUCCESS)
     assert event.evidence["approval"]["requested_by"] == "api:books"
     assert event.evidence["approval"]["approved_by"] == "admin"
 
@@ -510,12 +511,12 @@ def test_a_staff_user_cannot_approve_the_credit_they_asked_for(admin_client):
     assert response.status_code == 200  # the form again, with the refusal
     assert b"a second person" in response.content
     payment.refresh_from_db()
-    assert payment.status == S.FAILED
+    assert payment.status == PaymentStatus.FAILED
 
 
 def test_a_failure_that_is_not_final_is_credited_without_approval(books):
     # "Expired unresolved": we stopped waiting; M-Pesa never said no.
-    payment = prompted_payment(books.client, status=S.FAILED, result_code="expired")
+    payment = prompted_payment(books.client, status=PaymentStatus.FAILED, result_code="expired")
     api = api_for(books)
     brk = the_break(
         api, upload(api, pay_row("TK5LATE001", 500, "05-11-2025 13:05:00")).json()["run"]["id"]
@@ -525,7 +526,7 @@ def test_a_failure_that_is_not_final_is_credited_without_approval(books):
 
     assert response.status_code == 200, response.content
     payment.refresh_from_db()
-    assert payment.status == S.SUCCESS
+    assert payment.status == PaymentStatus.SUCCESS
 
 
 def test_accepting_the_break_cancels_the_credit_waiting_for_approval(books):
@@ -548,7 +549,7 @@ def test_accepting_the_break_cancels_the_credit_waiting_for_approval(books):
     assert note is not None and "was cancelled" in note.reason
     assert approve(api_for(books), brk["id"]).status_code == 409
     payment.refresh_from_db()
-    assert payment.status == S.FAILED
+    assert payment.status == PaymentStatus.FAILED
 
 
 # --- 4. The automatic resolution ------------------------------------------------------------
@@ -561,7 +562,7 @@ def test_the_automatic_resolution_refuses_a_line_dated_before_the_payment(books)
     run = upload(api, pay_row("TK5AUTO001", 500, "05-11-2025 10:00:00")).json()["run"]
 
     payment.refresh_from_db()
-    assert payment.status == S.PENDING
+    assert payment.status == PaymentStatus.PENDING
     brk = Break.objects.get(run_id=run["id"])
     assert (brk.status, brk.auto_resolvable) == ("open", False)  # left to a person
     refusal = BreakEvent.objects.get(break_record=brk, action="auto_resolve_failed")
@@ -571,14 +572,14 @@ def test_the_automatic_resolution_refuses_a_line_dated_before_the_payment(books)
 def test_the_automatic_resolution_never_credits_a_final_failure(books):
     # The failure code alone says final, whatever the flag (a row older than the flag).
     payment = prompted_payment(
-        books.client, receipt="TK5AUTO002", status=S.FAILED, result_code="2001"
+        books.client, receipt="TK5AUTO002", status=PaymentStatus.FAILED, result_code="2001"
     )
     api = api_for(books)
 
     run = upload(api, pay_row("TK5AUTO002", 500, "05-11-2025 13:01:00")).json()["run"]
 
     payment.refresh_from_db()
-    assert payment.status == S.FAILED
+    assert payment.status == PaymentStatus.FAILED
     refusal = BreakEvent.objects.get(break_record__run_id=run["id"], action="auto_resolve_failed")
     assert "2001" in refusal.reason
 
@@ -589,7 +590,7 @@ def test_the_automatic_resolution_credits_a_consistent_line(books):
     upload(api_for(books), pay_row("TK5AUTO003", 500, "05-11-2025 13:01:00"))
 
     payment.refresh_from_db()
-    assert payment.status == S.SUCCESS
+    assert payment.status == PaymentStatus.SUCCESS
 
 
 # --- 5. check_invariants ---------------------------------------------------------------------
@@ -632,7 +633,7 @@ def test_an_automatic_credit_is_flagged_and_any_person_may_approve_it(books):
     api = api_for(books)
     run = upload(api, pay_row("TK5AUTO004", 500, "05-11-2025 13:01:00")).json()["run"]
     payment.refresh_from_db()
-    assert payment.status == S.SUCCESS
+    assert payment.status == PaymentStatus.SUCCESS
     assert not invariants("--settled")[0]
 
     brk = Break.objects.get(run_id=run["id"])

@@ -185,7 +185,7 @@ def test_callbacks_are_stored_while_a_statement_is_read(monkeypatch):
     from django.test import Client
 
     from callbacks.models import InboundCallback
-    from core.testing import stk_success_body
+    from testsupport import stk_success_body
 
     answers: list[int] = []
     read = RowReader.read
@@ -222,7 +222,7 @@ def test_callbacks_are_stored_while_a_statement_is_read(monkeypatch):
 def test_uploads_are_read_by_a_real_worker(api):
     """Nothing eager: the upload commits and publishes, a separate worker process reads; the
     sweeper wakes up the runs whose wake-up was lost."""
-    from core.testing import celery_worker, wait_for
+    from testsupport import celery_worker, wait_for
 
     from . import hostile
 

@@ -12,7 +12,6 @@ from decimal import Decimal
 import openpyxl
 import pytest
 
-from core.testing import REAL_PAYLOADS, real_payloads
 from reconciliation.engines.python import read_lines
 from reconciliation.formats import parse_statement
 from reconciliation.formats.limits import StatementFormatError
@@ -24,6 +23,7 @@ from reconciliation.formats.values import (
     parse_statement_time,
 )
 from reconciliation.models import StatementFormat
+from testsupport import REAL_PAYLOADS, real_payloads
 
 from .builders import (
     G2_HEADER,

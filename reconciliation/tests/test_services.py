@@ -36,7 +36,6 @@ from .builders import (
 )
 
 pytestmark = pytest.mark.django_db
-S = PaymentStatus
 
 
 def reconcile(rows, *, preamble=None, client=None, **kwargs):
@@ -106,7 +105,9 @@ def test_the_tolerance_pass_needs_every_key_to_agree():
 
 
 def test_the_time_window_is_configurable():
-    make_payment(amount=500, receipt=None, status=S.PENDING, when=eat("05-11-2025 10:00:00"))
+    make_payment(
+        amount=500, receipt=None, status=PaymentStatus.PENDING, when=eat("05-11-2025 10:00:00")
+    )
 
     run = reconcile(
         [pay_row("TK5XA1BC2D", 500, "05-11-2025 10:15:00")], time_window_seconds=3600
@@ -145,7 +146,7 @@ def test_money_in_the_statement_unknown_to_us_is_a_break():
 
 
 def test_an_exact_match_of_a_pending_payment_moves_it_to_success_automatically():
-    pending = make_payment(amount=500, receipt="TK5XA1BC2D", status=S.PENDING)
+    pending = make_payment(amount=500, receipt="TK5XA1BC2D", status=PaymentStatus.PENDING)
 
     result = reconcile([pay_row("TK5XA1BC2D", 500, "05-11-2025 10:00:00")])
 
@@ -157,10 +158,10 @@ def test_an_exact_match_of_a_pending_payment_moves_it_to_success_automatically()
         "reconciliation",
     )
     pending.refresh_from_db()
-    assert pending.status == S.SUCCESS
+    assert pending.status == PaymentStatus.SUCCESS
     assert pending.paid_amount == Decimal("500.00")
     assert pending.transaction_date == eat("05-11-2025 10:00:00")
-    event = PaymentEvent.objects.filter(payment=pending, to_status=S.SUCCESS).get()
+    event = PaymentEvent.objects.filter(payment=pending, to_status=PaymentStatus.SUCCESS).get()
     assert event.source == EventSource.RECONCILIATION
     assert event.evidence["receipt_number"] == "TK5XA1BC2D"
     assert event.evidence["statement_id"] == result.statement.pk
@@ -170,8 +171,10 @@ def test_an_exact_match_of_a_pending_payment_moves_it_to_success_automatically()
 
 
 def test_exact_matches_are_not_automatic_when_the_amounts_differ_or_the_failure_is_final():
-    differs = make_payment(amount=500, receipt="TK5XA1BC2D", status=S.PENDING)
-    final = make_payment(amount=80, receipt="TK5XA1BC2E", status=S.FAILED, failure_final=True)
+    differs = make_payment(amount=500, receipt="TK5XA1BC2D", status=PaymentStatus.PENDING)
+    final = make_payment(
+        amount=80, receipt="TK5XA1BC2E", status=PaymentStatus.FAILED, failure_final=True
+    )
     rows = [
         pay_row("TK5XA1BC2D", 400, "05-11-2025 10:00:00"),
         pay_row("TK5XA1BC2E", 80, "05-11-2025 10:01:00"),
@@ -184,12 +187,12 @@ def test_exact_matches_are_not_automatic_when_the_amounts_differ_or_the_failure_
     }
     differs.refresh_from_db()
     final.refresh_from_db()
-    assert (differs.status, final.status) == (S.PENDING, S.FAILED)
+    assert (differs.status, final.status) == (PaymentStatus.PENDING, PaymentStatus.FAILED)
 
 
 def test_a_failed_payment_the_statement_shows_paid_is_moved_to_success_by_a_person():
     expired = make_payment(
-        amount=300, receipt=None, status=S.FAILED, when=eat("05-11-2025 10:00:00")
+        amount=300, receipt=None, status=PaymentStatus.FAILED, when=eat("05-11-2025 10:00:00")
     )
 
     run = reconcile([pay_row("TK5XA1BC2D", 300, "05-11-2025 10:00:30")]).run
@@ -202,16 +205,16 @@ def test_a_failed_payment_the_statement_shows_paid_is_moved_to_success_by_a_pers
         "open",
     )
     expired.refresh_from_db()
-    assert expired.status == S.FAILED  # a tolerance match waits for a person
+    assert expired.status == PaymentStatus.FAILED  # a tolerance match waits for a person
 
     break_resolve(
         break_id=brk.pk, action=BreakAction.MATCH, actor="alice", reason="customer's SMS matches"
     )
 
     expired.refresh_from_db()
-    assert expired.status == S.SUCCESS
+    assert expired.status == PaymentStatus.SUCCESS
     assert expired.mpesa_receipt_number == "TK5XA1BC2D"
-    event = PaymentEvent.objects.filter(payment=expired, to_status=S.SUCCESS).get()
+    event = PaymentEvent.objects.filter(payment=expired, to_status=PaymentStatus.SUCCESS).get()
     assert (event.source, event.actor) == (EventSource.RECONCILIATION, "alice")
     assert "customer's SMS matches" in event.reason
     brk.refresh_from_db()
@@ -221,7 +224,9 @@ def test_a_failed_payment_the_statement_shows_paid_is_moved_to_success_by_a_pers
 def test_success_with_us_but_absent_from_the_statement_period_is_a_break_only_in_the_period():
     missing = make_payment(amount=900, receipt="TK5ZZZZZZZ", when=eat("06-11-2025 09:00:00"))
     make_payment(amount=900, receipt="TJ5ZZZZZZZ", when=PERIOD_START - dt.timedelta(days=3))
-    make_payment(amount=900, receipt=None, status=S.FAILED, when=eat("06-11-2025 09:00:00"))
+    make_payment(
+        amount=900, receipt=None, status=PaymentStatus.FAILED, when=eat("06-11-2025 09:00:00")
+    )
 
     run = reconcile([pay_row("TK5XA1BC2D", 10, "05-11-2025 10:00:00")]).run
 
@@ -264,8 +269,8 @@ def test_a_charge_sharing_the_receipt_is_not_a_duplicate_nor_a_break():
 
 
 def test_two_candidates_make_a_suggestion_for_a_person_not_a_match():
-    first = make_payment(amount=250, status=S.PENDING, when=eat("05-11-2025 10:00:00"))
-    second = make_payment(amount=250, status=S.PENDING, when=eat("05-11-2025 10:00:45"))
+    first = make_payment(amount=250, status=PaymentStatus.PENDING, when=eat("05-11-2025 10:00:00"))
+    second = make_payment(amount=250, status=PaymentStatus.PENDING, when=eat("05-11-2025 10:00:45"))
 
     run = reconcile([pay_row("TK5XA1BC2D", 250, "05-11-2025 10:01:00")]).run
 
@@ -273,7 +278,7 @@ def test_two_candidates_make_a_suggestion_for_a_person_not_a_match():
     assert brk.kind == "ambiguous" and brk.payment_id is None
     assert sorted(brk.candidates) == sorted([str(first.pk), str(second.pk)])
     with pytest.raises(BreakResolutionError) as refused:
-        other = make_payment(amount=250, status=S.PENDING, phone="254700000001")
+        other = make_payment(amount=250, status=PaymentStatus.PENDING, phone="254700000001")
         break_resolve(break_id=brk.pk, action="match", actor="bob", reason="r", payment_id=other.pk)
     assert refused.value.code == "not_a_candidate"
 
@@ -287,7 +292,7 @@ def test_two_candidates_make_a_suggestion_for_a_person_not_a_match():
 
     first.refresh_from_db()
     second.refresh_from_db()
-    assert (first.status, second.status) == (S.PENDING, S.SUCCESS)
+    assert (first.status, second.status) == (PaymentStatus.PENDING, PaymentStatus.SUCCESS)
     match = LineMatch.objects.get(line=brk.line, statement_id=run.statement_id)
     assert (match.payment_id, match.match_method) == (second.pk, "manual")
 
@@ -315,7 +320,7 @@ def test_ambiguous_success_payments_are_breaks_too_and_are_settled_with_the_line
     assert Break.objects.get(run=run, payment=first).status == BreakStatus.RESOLVED
     assert Break.objects.get(run=run, payment=second).status == BreakStatus.OPEN
     first.refresh_from_db()
-    assert first.status == S.SUCCESS
+    assert first.status == PaymentStatus.SUCCESS
     assert first.events.filter(kind="note", source="reconciliation").exists()
 
 
@@ -356,7 +361,7 @@ def test_the_bridge_explains_the_whole_difference_with_no_residual():
     make_payment(amount=200, receipt="TK5AAAAAA2", when=eat("05-11-2025 11:00:00"))  # mismatch
     make_payment(amount=300, receipt="TK5AAAAAA3", when=eat("05-11-2025 12:00:00"))  # missing
     make_payment(
-        amount=40, receipt="TK5AAAAAA4", status=S.FAILED, failure_final=True
+        amount=40, receipt="TK5AAAAAA4", status=PaymentStatus.FAILED, failure_final=True
     )  # not_success
     rows = [
         pay_row("TK5AAAAAA1", 100, "05-11-2025 10:00:00"),
@@ -511,14 +516,16 @@ def test_a_payment_already_claimed_by_another_line_cannot_be_matched_again():
 def test_a_payment_paid_with_one_receipt_cannot_explain_another():
     # A PENDING payment a person credits from one statement's line takes that line's receipt;
     # a line of another receipt, in the same or a later statement, cannot claim it too.
-    pending = make_payment(amount=650, status=S.PENDING, when=eat("01-11-2025 08:00:00"))
+    pending = make_payment(
+        amount=650, status=PaymentStatus.PENDING, when=eat("01-11-2025 08:00:00")
+    )
     first = reconcile([pay_row("SAMEST0001", 650, "05-11-2025 10:00:00")]).run
     (unknown,) = the_breaks(first)
     break_resolve(
         break_id=unknown.pk, action="match", actor="x", reason="paid", payment_id=pending.pk
     )
     pending.refresh_from_db()
-    assert (pending.status, pending.mpesa_receipt_number) == (S.SUCCESS, "SAMEST0001")
+    assert (pending.status, pending.mpesa_receipt_number) == (PaymentStatus.SUCCESS, "SAMEST0001")
     second = reconcile(
         [pay_row("OTHERST001", 650, "06-11-2025 10:00:00")],
         preamble=Preamble(short_code="4125224"),
@@ -546,7 +553,7 @@ def test_a_success_payment_without_a_receipt_takes_the_line_s_when_a_person_matc
 
     confirmed.refresh_from_db()
     assert confirmed.mpesa_receipt_number == "SAMEST0002"
-    assert confirmed.status == S.SUCCESS
+    assert confirmed.status == PaymentStatus.SUCCESS
     note = confirmed.events.filter(source=EventSource.RECONCILIATION).get()
     assert "SAMEST0002" in note.reason
     # Its "missing from the statement" break is settled by the same match.
@@ -554,7 +561,9 @@ def test_a_success_payment_without_a_receipt_takes_the_line_s_when_a_person_matc
 
 
 def test_a_long_reason_is_kept_whole_on_the_break_and_on_the_payment():
-    pending = make_payment(amount=650, status=S.PENDING, when=eat("01-11-2025 08:00:00"))
+    pending = make_payment(
+        amount=650, status=PaymentStatus.PENDING, when=eat("01-11-2025 08:00:00")
+    )
     run = reconcile([pay_row("SAMEST0003", 650, "05-11-2025 10:00:00")]).run
     unknown = Break.objects.get(run=run, kind="unknown_payment")
     reason = ("Confirmed with the customer by phone. " * 52).strip()  # 1,975 characters
@@ -564,7 +573,7 @@ def test_a_long_reason_is_kept_whole_on_the_break_and_on_the_payment():
     )
 
     assert BreakEvent.objects.get(break_record=unknown).reason == reason
-    event = pending.events.get(to_status=S.SUCCESS)
+    event = pending.events.get(to_status=PaymentStatus.SUCCESS)
     assert event.reason.endswith(reason)
 
 
@@ -591,14 +600,14 @@ def test_nul_characters_are_dropped_alike_from_lines_rejects_and_the_preamble():
 
 
 def test_auto_resolution_is_safe_to_run_again():
-    make_payment(amount=500, receipt="TK5XA1BC2D", status=S.PENDING)
+    make_payment(amount=500, receipt="TK5XA1BC2D", status=PaymentStatus.PENDING)
     run = reconcile([pay_row("TK5XA1BC2D", 500, "05-11-2025 10:00:00")], auto_resolve=False).run
 
     assert run_auto_resolve(run=run) == 1
     assert run_auto_resolve(run=run) == 0
     assert (
         Payment.objects.get(mpesa_receipt_number="TK5XA1BC2D")
-        .events.filter(to_status=S.SUCCESS)
+        .events.filter(to_status=PaymentStatus.SUCCESS)
         .count()
         == 1
     )
