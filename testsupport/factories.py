@@ -3,8 +3,8 @@
 A payment is made by the services a request and Daraja's answers go through: created
 INITIATED by ``payment_create`` (with its callback token and first event), moved to PENDING
 as an accepted STK Push moves it, and decided SUCCESS or FAILED by ``payment_apply_evidence``
-from the callback Daraja would send (stored in the inbox, read by the real parser) or an STK
-Query answer, so every payment a test starts from has the events, fields, flags and evidence
+from the callback Daraja would send (stored and processed by the inbox, as a worker would) or
+an STK Query answer, so every payment a test starts from has the events, fields, flags and evidence
 the real flow leaves. The callback token, shown
 once by ``payment_create`` and never stored, is kept on the instance as ``callback_token``.
 
@@ -19,7 +19,6 @@ once by ``payment_create`` and never stored, is kept on the instance as ``callba
 
 from __future__ import annotations
 
-from dataclasses import replace
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -29,10 +28,9 @@ import factory
 from django.utils import timezone
 
 from callbacks.models import CallbackState
-from callbacks.services import callback_receive, stk_evidence
+from callbacks.services import callback_process, callback_receive
 from core.models import ApiClient
 from core.services import api_client_create
-from daraja.parsing import parse_stk_callback
 from payments.models import EventSource, Payment, PaymentStatus
 from payments.outcomes import Evidence, Verdict, payment_apply_evidence
 from payments.services import payment_create, payment_transition
@@ -119,9 +117,9 @@ class PaymentFactory(factory.Factory):
                 fields=ids,
             ).payment
         if status == PaymentStatus.SUCCESS:
-            _decide(payment, _success(payment, token, receipt, paid_amount, transaction_date))
+            _succeed(payment, token, receipt, paid_amount, transaction_date)
         elif status == PaymentStatus.FAILED and failure_final:
-            _decide(payment, _failure(payment, token, result_code))
+            _fail(payment, token, result_code)
         elif status == PaymentStatus.FAILED:
             payment_transition(
                 payment=payment,
@@ -141,62 +139,69 @@ class PaymentFactory(factory.Factory):
     @classmethod
     def with_token(cls, **kwargs: Any) -> tuple[Payment, str]:
         """The payment and its callback token (the path segment of its callback URL)."""
-        payment = cls(**kwargs)
-        return payment, payment.callback_token
+        payment: Payment = cls.create(**kwargs)
+        return payment, payment.callback_token  # type: ignore[attr-defined]
 
 
-def _success(
+def _succeed(
     payment: Payment,
     token: str,
     receipt: str | None,
     paid_amount: Any,
     transaction_date: datetime | None,
-) -> Evidence:
+) -> None:
     if receipt is None:  # STK Query says only that it succeeded
-        return Evidence(
-            source=EventSource.QUERY,
-            succeeded=True,
-            result_code="0",
-            result_desc=SUCCESS_DESC,
-            checkout_request_id=payment.checkout_request_id or "",
+        _decide(
+            payment,
+            Evidence(
+                source=EventSource.QUERY,
+                succeeded=True,
+                result_code="0",
+                result_desc=SUCCESS_DESC,
+                checkout_request_id=payment.checkout_request_id or "",
+            ),
         )
+        return
     paid = payment.amount if paid_amount is None else Decimal(paid_amount)
     moment = (transaction_date or timezone.now()).astimezone(EAT)
-    body = stk_success_body(
-        checkout_request_id=payment.checkout_request_id or "",
-        merchant_request_id=payment.merchant_request_id or "",
-        amount=str(paid),
-        receipt=receipt,
-        phone=payment.phone_number,
-        transaction_date=moment.strftime("%Y%m%d%H%M%S"),
+    _deliver(
+        token,
+        stk_success_body(
+            checkout_request_id=payment.checkout_request_id or "",
+            merchant_request_id=payment.merchant_request_id or "",
+            amount=str(paid),
+            receipt=receipt,
+            phone=payment.phone_number,
+            transaction_date=moment.strftime("%Y%m%d%H%M%S"),
+        ),
     )
-    return _callback_evidence(token, body)
 
 
-def _failure(payment: Payment, token: str, result_code: str) -> Evidence:
-    body = stk_failure_body(
-        checkout_request_id=payment.checkout_request_id or "",
-        merchant_request_id=payment.merchant_request_id or "",
-        result_code=result_code,
-        result_desc=CANCELLED_DESC if result_code in ("1031", "1032") else "Request failed",
+def _fail(payment: Payment, token: str, result_code: str) -> None:
+    _deliver(
+        token,
+        stk_failure_body(
+            checkout_request_id=payment.checkout_request_id or "",
+            merchant_request_id=payment.merchant_request_id or "",
+            result_code=result_code,
+            result_desc=CANCELLED_DESC if result_code in ("1031", "1032") else "Request failed",
+        ),
     )
-    return _callback_evidence(token, body)
 
 
-def _callback_evidence(token: str, body: bytes) -> Evidence:
-    """The callback Daraja would send, stored in the inbox and read by its parser: the
-    evidence links to it, as a processed callback's does."""
+def _deliver(token: str, body: bytes) -> None:
+    """The callback Daraja would send, stored in the inbox and processed by it (its parser,
+    its evidence, the payments outcome function), as a worker would."""
     callback = callback_receive(
-        body=body,
-        content_type="application/json",
-        headers={},
-        source_ip=None,
-        token=token,
-        state=CallbackState.PROCESSED,
+        body=body, content_type="application/json", headers={}, source_ip=None, token=token
     )
-    # Decided as if already confirmed: a factory payment is the outcome, not the checks on
-    # the way to it (tests of MPESA_VERIFY_SUCCESS start from a PENDING payment).
-    return replace(stk_evidence(callback, parse_stk_callback(body)), verified=True)
+    callback_process(callback_id=callback.pk)
+    callback.refresh_from_db()
+    if callback.state != CallbackState.PROCESSED:
+        raise ValueError(
+            f"PaymentFactory: the callback was not applied ({callback.state}: "
+            f"{callback.last_error}); with MPESA_VERIFY_SUCCESS on, start from a PENDING payment"
+        )
 
 
 def _decide(payment: Payment, evidence: Evidence) -> None:

@@ -23,6 +23,7 @@ PACKAGES = [
     "callbacks",
     "reconciliation",
     "simulator",
+    "testsupport",
 ]
 LINT_IMPORTS = Path(sys.executable).with_name("lint-imports")
 
@@ -96,3 +97,13 @@ def test_the_simulator_imports_no_app(tree: Path) -> None:
     result = _lint(tree)
     assert result.returncode != 0
     assert "simulator is not allowed to import core" in result.stdout
+
+
+def test_production_code_never_imports_test_support(tree: Path) -> None:
+    _plant(
+        tree / "payments" / "selectors.py",
+        "from testsupport.factories import PaymentFactory  # noqa",
+    )
+    result = _lint(tree)
+    assert result.returncode != 0
+    assert "payments is not allowed to import testsupport" in result.stdout
