@@ -79,6 +79,14 @@ _local = _LocalCounts()
 _cache_down_until = 0.0
 
 
+def limits_reset() -> None:
+    """Forget this process's counts and its note that the cache is down, as a new process
+    starts (tests start each case from zero this way)."""
+    global _local, _cache_down_until
+    _local = _LocalCounts()
+    _cache_down_until = 0.0
+
+
 def _cache_usable() -> bool:
     return time.monotonic() >= _cache_down_until
 

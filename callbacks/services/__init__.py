@@ -35,7 +35,7 @@ from .states import (
     check_move,
 )
 from .verify import VerifyLater, callback_verify, needs_verification
-from .wakeup import callback_enqueue, callback_wake, drain_enqueue, verify_enqueue
+from .wakeup import callback_enqueue, callback_wake, drain_enqueue, verify_enqueue, wakeup_reset
 
 __all__ = [
     "ALLOWED_MOVES",
@@ -73,4 +73,5 @@ __all__ = [
     "stk_evidence",
     "token_payment",
     "verify_enqueue",
+    "wakeup_reset",
 ]

@@ -17,6 +17,14 @@ _trailing_wakeup = 0.0
 _wakeup_lock = threading.Lock()
 
 
+def wakeup_reset() -> None:
+    """Forget when this process last woke the drain, as a new process starts (the next
+    callback wakes it at once; tests start each case this way)."""
+    global _last_wakeup, _trailing_wakeup
+    with _wakeup_lock:
+        _last_wakeup = _trailing_wakeup = 0.0
+
+
 def callback_wake(*, callback_id: int) -> bool:
     """After a callback is stored: in ``task`` mode publish its own task; in ``batch`` mode
     publish a drain wake-up at most every CALLBACK_WAKEUP_INTERVAL seconds per process (the

@@ -119,12 +119,13 @@ WINDOW = 10**9
 
 
 @pytest.fixture
-def fresh_limits(monkeypatch):
+def fresh_limits():
     """This test's refused-callback counts start at zero and do not leak into other tests."""
-    from callbacks import limits
+    from callbacks.limits import limits_reset
 
-    monkeypatch.setattr(limits, "_local", limits._LocalCounts())
-    monkeypatch.setattr(limits, "_cache_down_until", 0.0)
+    limits_reset()
+    yield
+    limits_reset()
 
 
 def _flood(client, path, count, **extra):

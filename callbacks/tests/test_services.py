@@ -8,7 +8,7 @@ from callbacks.models import CallbackState, InboundCallback
 from callbacks.services import callback_receive, callback_replay, callbacks_redrive
 from callbacks.tasks import drain_callbacks, process_callback
 from payments.models import EventKind, Payment, PaymentStatus
-from payments.services import payment_create, payment_transition
+from payments.services import payment_transition
 from testsupport import stk_failure_body, stk_success_body
 from testsupport.factories import PaymentFactory
 
@@ -152,13 +152,7 @@ def test_callback_before_the_payment_is_pending_is_retried_then_processed(
         "callbacks.tasks.callback_enqueue",
         lambda callback_id, countdown=None: retries.append(countdown),
     )
-    payment, token = payment_create(
-        client=None,
-        phone_number="254712345678",
-        amount=Decimal("10"),
-        account_reference="A",
-        description="B",
-    )
+    payment, token = PaymentFactory.with_token(initiated=True)
     body = stk_success_body(checkout_request_id="ws_CO_EARLY")
     client.post(f"/payments/callback/{token}/", data=body, content_type="application/json")
     callback = InboundCallback.objects.get()
@@ -186,13 +180,7 @@ def test_callback_whose_payment_never_becomes_pending_ends_orphan(settings, clie
     monkeypatch.setattr(
         "callbacks.tasks.callback_enqueue", lambda callback_id, countdown=None: True
     )
-    _, token = payment_create(
-        client=None,
-        phone_number="254712345678",
-        amount=Decimal("10"),
-        account_reference="A",
-        description="B",
-    )
+    _, token = PaymentFactory.with_token(initiated=True)
     client.post(
         f"/payments/callback/{token}/",
         data=stk_success_body(checkout_request_id="ws_CO_X"),
@@ -300,17 +288,17 @@ def test_a_broker_outage_does_not_fail_the_callback_endpoint(
 
 
 def test_wake_ups_are_rate_limited_per_process(monkeypatch, settings):
-    from callbacks.services import callback_wake, wakeup
+    from callbacks.services import callback_wake, wakeup_reset
 
     settings.CALLBACK_WAKEUP_INTERVAL = 60
     published = []
     monkeypatch.setattr(
         drain_callbacks, "apply_async", lambda args, countdown=None: published.append(countdown)
     )
-    monkeypatch.setattr(wakeup, "_last_wakeup", 0.0)
-    monkeypatch.setattr(wakeup, "_trailing_wakeup", 0.0)
+    wakeup_reset()
     for callback_id in range(50):
         callback_wake(callback_id=callback_id)
+    wakeup_reset()  # later tests start with a process that has not woken the drain
     # One immediate wake-up, then one delayed to the end of the window for the latecomers.
     assert len(published) == 2
     assert published[0] is None and 59 < published[1] <= 60

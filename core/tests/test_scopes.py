@@ -15,7 +15,7 @@ from rest_framework.test import APIClient
 
 from core.models import ApiClient
 from core.services import api_client_create
-from payments.models import Payment
+from testsupport.factories import PaymentFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -68,15 +68,7 @@ def test_the_scope_the_command_grants_is_the_one_the_api_checks():
 
 def test_a_second_key_works_on_its_merchants_payments():
     shop = api_client_create(name="shop")
-    payment = Payment.objects.create(
-        client=shop.client,
-        amount=10,
-        phone_number="254712345678",
-        account_reference="A",
-        description="B",
-        transaction_type="CustomerPayBillOnline",
-        callback_token_hash="x" * 64,
-    )
+    payment = PaymentFactory(client=shop.client)
     out = StringIO()
     call_command(
         "create_api_key", "auditor", "--for", shop.client.key_prefix, "--scope", "payments",

@@ -14,6 +14,7 @@ from core.logging import mask_text
 from core.net import client_ip, ip_allowed
 from payments.models import Payment
 from testsupport import REPO_ROOT, stk_accepted, stk_success_body
+from testsupport.factories import PaymentFactory
 
 VALID = {
     "phone_number": "0712345678",
@@ -196,11 +197,9 @@ def test_admin_is_for_staff_only(client):
 
 @pytest.mark.django_db
 def test_admin_actions_on_payments_are_audited_with_the_user(client, daraja):
-    from payments.services import payment_create, payment_record_event
+    from payments.services import payment_record_event
 
-    payment, _ = payment_create(
-        client=None, phone_number="254712345678", amount=10, account_reference="A", description="B"
-    )
+    payment = PaymentFactory(initiated=True)
     payment_record_event(
         payment=payment, kind="flagged", source="callback", reason="amount mismatch", flag=True
     )
@@ -222,18 +221,9 @@ def test_admin_actions_on_payments_are_audited_with_the_user(client, daraja):
 def test_an_admin_replay_of_a_callback_is_on_the_payments_trail(client, monkeypatch):
     from callbacks.models import InboundCallback
     from callbacks.tasks import process_callback
-    from payments.services import payment_create, payment_transition
     from testsupport import stk_success_body
 
-    payment, token = payment_create(
-        client=None, phone_number="254712345678", amount=10, account_reference="A", description="B"
-    )
-    payment_transition(
-        payment=payment,
-        to_status="PENDING",
-        source="daraja",
-        fields={"checkout_request_id": "ws_CO_ADMIN_REPLAY"},
-    )
+    payment, token = PaymentFactory.with_token(checkout_request_id="ws_CO_ADMIN_REPLAY")
     client.post(
         f"/payments/callback/{token}/",
         data=stk_success_body(checkout_request_id="ws_CO_ADMIN_REPLAY"),
@@ -261,11 +251,8 @@ def test_an_admin_replay_of_a_callback_is_on_the_payments_trail(client, monkeypa
 
 @pytest.mark.django_db
 def test_admin_cannot_edit_a_payment_status(client):
-    from payments.services import payment_create
 
-    payment, _ = payment_create(
-        client=None, phone_number="254712345678", amount=10, account_reference="A", description="B"
-    )
+    payment = PaymentFactory(initiated=True)
     client.force_login(
         get_user_model().objects.create_superuser("boss", "b@example.com", "pw-12345-long")
     )

@@ -46,9 +46,9 @@ from callbacks.models import InboundCallback
 from callbacks.tasks import process_callback
 from core.models import ApiClient
 from core.services import api_client_create
-from payments.models import EventSource, PaymentStatus
-from payments.services import payment_create, payment_transition
+from payments.models import PaymentStatus
 from testsupport import stk_accepted, stk_success_body
+from testsupport.factories import PaymentFactory
 
 pytestmark = pytest.mark.django_db
 ON_POSTGRES = django_settings.DATABASES["default"]["ENGINE"].endswith("postgresql")
@@ -295,27 +295,14 @@ def known_payments(auth_headers: dict[str, str]) -> list[str]:
     client = ApiClient.objects.get(name="schemathesis")
     ids = []
     for status in (PaymentStatus.INITIATED, PaymentStatus.PENDING, PaymentStatus.SUCCESS):
-        payment, _ = payment_create(
+        payment = PaymentFactory(
             client=client,
-            phone_number="254712345678",
-            amount=Decimal("100.00"),
+            amount="100.00",
             account_reference="ORDER1",
-            description="Test",
+            status=status,
+            checkout_request_id=f"ws_CO_KNOWN_{status}",
+            receipt="UKRKNOWN01",
         )
-        if status != PaymentStatus.INITIATED:
-            payment = payment_transition(
-                payment=payment,
-                to_status=PaymentStatus.PENDING,
-                source=EventSource.DARAJA,
-                fields={"checkout_request_id": f"ws_CO_KNOWN_{status}"},
-            ).payment
-        if status == PaymentStatus.SUCCESS:
-            payment_transition(
-                payment=payment,
-                to_status=PaymentStatus.SUCCESS,
-                source=EventSource.CALLBACK,
-                fields={"mpesa_receipt_number": "UKRKNOWN01", "paid_amount": Decimal("100.00")},
-            )
         ids.append(str(payment.pk))
     return ids
 
@@ -341,18 +328,11 @@ def test_the_list_of_existing_payments_conforms_to_the_schema(known_payments, au
 
 
 def test_a_payments_callbacks_and_their_replay_conform_to_the_schema(auth_headers, monkeypatch):
-    payment, token = payment_create(
+    payment, token = PaymentFactory.with_token(
         client=ApiClient.objects.get(name="schemathesis"),
-        phone_number="254712345678",
-        amount=Decimal("100.00"),
+        amount="100.00",
         account_reference="ORDER1",
-        description="Test",
-    )
-    payment_transition(
-        payment=payment,
-        to_status=PaymentStatus.PENDING,
-        source=EventSource.DARAJA,
-        fields={"checkout_request_id": "ws_CO_SCHEMA_CALLBACK"},
+        checkout_request_id="ws_CO_SCHEMA_CALLBACK",
     )
     WsgiClient(APP).post(
         f"/payments/callback/{token}/",
@@ -405,18 +385,13 @@ def test_a_credit_waiting_for_a_second_person_conforms_to_the_schema(auth_header
     from reconciliation.tests.builders import Preamble, g2_csv, pay_row
 
     client = ApiClient.objects.get(name="schemathesis")
-    payment, _ = payment_create(
+    payment = PaymentFactory(
         client=client,
         phone_number="254722000108",
-        amount=Decimal("500.00"),
+        amount="500.00",
         account_reference="37941535",
-        description="Test",
-    )
-    payment_transition(
-        payment=payment,
-        to_status=PaymentStatus.FAILED,
-        source=EventSource.DARAJA,
-        fields={"result_code": "1032", "failure_final": True},
+        failed=True,
+        result_code="1032",
     )
     line = pay_row("TK5SCHEMA1", 500, timezone.localtime() + timedelta(minutes=1))
     run = statement_import(data=g2_csv([line], preamble=Preamble()), client=client).run

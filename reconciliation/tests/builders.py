@@ -7,7 +7,6 @@ import datetime as dt
 import io
 import json
 import secrets
-import uuid
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -17,6 +16,7 @@ import openpyxl
 
 from core.models import ApiClient
 from payments.models import Payment, PaymentStatus
+from testsupport.factories import PaymentFactory
 
 from .xls import xls_bytes
 
@@ -297,23 +297,31 @@ def make_payment(
     failure_final: bool = False,
     created_before: dt.timedelta = dt.timedelta(seconds=20),
 ) -> Payment:
-    """A payment as the STK flow leaves it; ``when`` is M-Pesa's completion time (EAT ok)."""
+    """A payment as the STK flow leaves it (made by the factory, through the services);
+    ``when`` is M-Pesa's completion time (EAT ok), the customer prompted ``created_before``
+    it. A SUCCESS without ``receipt`` was confirmed by STK Query (no receipt, no time);
+    ``transaction_date=False`` drops the time a callback gave."""
     moment = (when or eat("05-11-2025 10:00:00")).astimezone(UTC)
-    payment = Payment.objects.create(
+    payment = PaymentFactory(
         client=client,
-        amount=Decimal(amount),
+        amount=amount,
         phone_number=phone,
         account_reference=account,
         description="School fees",
-        transaction_type="CustomerPayBillOnline",
         status=status,
-        mpesa_receipt_number=receipt,
-        transaction_date=moment if (transaction_date and receipt) else None,
-        paid_amount=Decimal(amount) if status == PaymentStatus.SUCCESS else None,
+        receipt=receipt if status == PaymentStatus.SUCCESS else None,
+        transaction_date=moment,
         failure_final=failure_final,
-        callback_token_hash=uuid.uuid4().hex + uuid.uuid4().hex,
+        created_at=moment - created_before,
     )
-    # created_at is auto_now_add: set it to when the customer was prompted.
-    Payment.objects.filter(pk=payment.pk).update(created_at=moment - created_before)
-    payment.refresh_from_db()
+    if receipt and status != PaymentStatus.SUCCESS:
+        # Not a state the flow makes (only a success carries a receipt): these tests pin a
+        # line to a payment that did not succeed by its receipt, the matcher's exact path.
+        Payment.objects.filter(pk=payment.pk).update(
+            mpesa_receipt_number=receipt, transaction_date=moment if transaction_date else None
+        )
+        payment.refresh_from_db()
+    if not transaction_date and payment.transaction_date is not None:
+        Payment.objects.filter(pk=payment.pk).update(transaction_date=None)
+        payment.transaction_date = None
     return payment

@@ -22,7 +22,6 @@ and ``check_invariants --settled`` said OK. Each step of that is now refused:
 from __future__ import annotations
 
 import hashlib
-from decimal import Decimal
 from io import StringIO
 from typing import Any
 
@@ -35,9 +34,9 @@ from rest_framework.test import APIClient
 
 from core.models import Scope
 from core.services import NewApiKey, api_client_create
-from payments.models import EventKind, EventSource, Payment, PaymentEvent, PaymentStatus
-from payments.services import payment_create, payment_transition
+from payments.models import EventKind, Payment, PaymentEvent, PaymentStatus
 from reconciliation.models import Break, BreakEvent, CreditApproval, Statement
+from testsupport.factories import PaymentFactory
 
 from .builders import Preamble, eat, g2_csv, pay_row
 
@@ -117,30 +116,29 @@ def prompted_payment(
     failure_final: bool = False,
 ) -> Payment:
     """A payment as the STK flow leaves it, with its audit trail, whose customer was prompted
-    at 13:00 EAT (created_at set to then)."""
-    payment, _ = payment_create(
+    at 13:00 EAT. FAILED: with ``result_code`` M-Pesa's (final), or "expired" by the sweeper;
+    ``failure_final=False`` with M-Pesa's code is a row older than the flag. ``receipt``
+    pins a statement line to a payment that did not succeed (not a state the flow makes)."""
+    expired = result_code == "expired"
+    payment = PaymentFactory(
         client=client,
         phone_number="254722000108",
-        amount=Decimal(500),
+        amount=500,
         account_reference="37941535",
         description="School fees",
+        status=status,
+        result_code=result_code or "1032",
+        failure_final=not expired,
+        created_at=PROMPTED,
     )
-    payment = payment_transition(
-        payment=payment,
-        to_status=PaymentStatus.PENDING,
-        source=EventSource.DARAJA,
-        fields={"checkout_request_id": f"ws_CO_{payment.pk.hex}"},
-    ).payment
-    if status == PaymentStatus.FAILED:
-        payment_transition(
-            payment=payment,
-            to_status=PaymentStatus.FAILED,
-            source=EventSource.SYSTEM if result_code == "expired" else EventSource.DARAJA,
-            reason=result_code,
-            fields={"result_code": result_code, "failure_final": failure_final},
-        )
-    Payment.objects.filter(pk=payment.pk).update(created_at=PROMPTED, mpesa_receipt_number=receipt)
-    payment.refresh_from_db()
+    fields: dict[str, Any] = {}
+    if status == PaymentStatus.FAILED and not expired and not failure_final:
+        fields["failure_final"] = False
+    if receipt is not None:
+        fields["mpesa_receipt_number"] = receipt
+    if fields:
+        Payment.objects.filter(pk=payment.pk).update(**fields)
+        payment.refresh_from_db()
     return payment
 
 
