@@ -1,0 +1,89 @@
+"""Celery: the broker (embedded filesystem or Redis), task behaviour and the beat schedule."""
+
+from __future__ import annotations
+
+from ..env import env_bool, env_float, env_int, env_str
+from .base import VAR_DIR
+
+# --- Celery --------------------------------------------------------------------------------
+CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", "filesystem://")
+if CELERY_BROKER_URL.startswith("filesystem://"):
+    # The embedded broker: messages are files under var/broker, shared by web, worker, beat.
+    _broker_dir = VAR_DIR / "broker"
+    (_broker_dir / "queue").mkdir(parents=True, exist_ok=True)
+    (_broker_dir / "processed").mkdir(parents=True, exist_ok=True)
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "data_folder_in": str(_broker_dir / "queue"),
+        "data_folder_out": str(_broker_dir / "queue"),
+        "processed_folder": str(_broker_dir / "processed"),
+        "control_folder": str(_broker_dir / "control"),
+        "store_processed": False,
+    }
+else:
+    # Short socket timeouts: when Redis is down, the callback view must still answer quickly
+    # (the row is already stored; the re-drive sweeper enqueues it later).
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "socket_timeout": 2,
+        "socket_connect_timeout": 2,
+        "visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 3600, minimum=60),
+    }
+CELERY_TASK_PUBLISH_RETRY = True
+CELERY_TASK_PUBLISH_RETRY_POLICY = {
+    "max_retries": 1,
+    "interval_start": 0,
+    "interval_step": 0.2,
+    "interval_max": 0.2,
+}
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_RESULT_BACKEND = None
+CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
+CELERY_TASK_EAGER_PROPAGATES = True
+# Celery's Django fix-up closes every database connection around each task unless this count
+# is set; out of reach, it leaves them to DB_CONN_MAX_AGE (mpesa_project/celery.py).
+CELERY_DB_REUSE_MAX = 1 << 30
+CELERY_TIMEZONE = "UTC"
+CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
+CALLBACK_REDRIVE_INTERVAL = env_float("CALLBACK_REDRIVE_INTERVAL", 60.0, minimum=1.0)
+PAYMENTS_SWEEP_INTERVAL = env_float("PAYMENTS_SWEEP_INTERVAL", 15.0, minimum=1.0)
+CALLBACK_DRAIN_INTERVAL = env_float("CALLBACK_DRAIN_INTERVAL", 5.0, minimum=0.5)
+RECONCILIATION_REDRIVE_INTERVAL = env_float("RECONCILIATION_REDRIVE_INTERVAL", 300.0, minimum=1.0)
+# Statement imports: the sweeper's period, and how long a queued import waits for its
+# wake-up before the sweeper sends another (s).
+RECONCILIATION_IMPORT_SWEEP_INTERVAL = env_float(
+    "RECONCILIATION_IMPORT_SWEEP_INTERVAL", 60.0, minimum=1.0
+)
+RECONCILIATION_IMPORT_SWEEP_AFTER = env_float(
+    "RECONCILIATION_IMPORT_SWEEP_AFTER", 60.0, minimum=0.0
+)
+CELERY_BEAT_SCHEDULE = {
+    "callbacks-redrive": {
+        "task": "callbacks.tasks.redrive_callbacks",
+        "schedule": CALLBACK_REDRIVE_INTERVAL,
+    },
+    "callbacks-drain": {
+        "task": "callbacks.tasks.drain_callbacks",
+        "schedule": CALLBACK_DRAIN_INTERVAL,
+    },
+    "callbacks-purge-bodies": {
+        "task": "callbacks.tasks.purge_callback_bodies",
+        "schedule": 86400.0,
+    },
+    "payments-sweep": {
+        "task": "payments.tasks.sweep_payments",
+        "schedule": PAYMENTS_SWEEP_INTERVAL,
+    },
+    # Exact statement matches whose automatic move to SUCCESS a crash interrupted.
+    "reconciliation-auto-resolve-redrive": {
+        "task": "reconciliation.tasks.redrive_auto_resolve",
+        "schedule": RECONCILIATION_REDRIVE_INTERVAL,
+    },
+    # Statement imports whose wake-up was lost, or whose worker stopped.
+    "reconciliation-import-sweep": {
+        "task": "reconciliation.tasks.sweep_statement_imports",
+        "schedule": RECONCILIATION_IMPORT_SWEEP_INTERVAL,
+    },
+}
