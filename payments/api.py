@@ -6,11 +6,9 @@ import logging
 import re
 from collections.abc import Callable
 from datetime import UTC, datetime
-from decimal import Decimal
 from typing import Any
 
 import django_filters
-from django.conf import settings
 from django.core.validators import RegexValidator
 from django.db.models import QuerySet
 from drf_spectacular.types import OpenApiTypes
@@ -31,7 +29,6 @@ from core.api import ApiError, errors
 from core.auth import HasPaymentsScope, request_client
 from core.logging import ctx
 from core.models import IdempotencyKey
-from core.money import InvalidAmount, whole_shillings
 from core.parsers import KeysetPagination
 from core.phones import InvalidPhoneNumber, normalize_phone
 from core.services import (
@@ -43,8 +40,9 @@ from core.services import (
     request_fingerprint,
 )
 
-from .models import Payment, PaymentEvent, PaymentStatus
+from .models import Payment, PaymentStatus
 from .selectors import payment_events, payment_list
+from .serializers import AmountField, PaymentEventSerializer, PaymentSerializer
 from .services import payment_initiate, payment_initiation_interrupted
 
 logger = logging.getLogger(__name__)
@@ -52,24 +50,6 @@ logger = logging.getLogger(__name__)
 # Daraja shows these in the customer's prompt; keep them to plain printable characters.
 _TEXT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 .,_#/:&'()-]*$")
 MAX_IDEMPOTENCY_KEY = 255
-
-
-@extend_schema_field({"type": "string", "pattern": "^[0-9]+(\\.00)?$", "example": "100"})
-class AmountField(serializers.Field):
-    default_error_messages = {"invalid": "{message}"}
-
-    def to_internal_value(self, data: Any) -> Decimal:
-        try:
-            amount = whole_shillings(data)
-        except InvalidAmount as exc:
-            self.fail("invalid", message=str(exc))
-        low, high = settings.PAYMENTS_MIN_AMOUNT, settings.PAYMENTS_MAX_AMOUNT
-        if not low <= amount <= high:
-            self.fail("invalid", message=f"amount must be between {low:,} and {high:,} KES")
-        return amount
-
-    def to_representation(self, value: Any) -> str:
-        return f"{value:.2f}"
 
 
 @extend_schema_field({"type": "string", "example": "0712345678"})
@@ -121,70 +101,6 @@ class StkPushRequestSerializer(serializers.Serializer):
         if unknown:
             raise serializers.ValidationError(unknown)
         return value
-
-
-class PaymentSerializer(serializers.ModelSerializer):
-    amount = AmountField(read_only=True)
-    paid_amount = serializers.DecimalField(
-        max_digits=12, decimal_places=2, read_only=True, allow_null=True
-    )
-
-    class Meta:
-        model = Payment
-        fields = [
-            "id",
-            "status",
-            "amount",
-            "currency",
-            "phone_number",
-            "account_reference",
-            "description",
-            "transaction_type",
-            "merchant_request_id",
-            "checkout_request_id",
-            "mpesa_receipt_number",
-            "result_code",
-            "result_desc",
-            "transaction_date",
-            "paid_amount",
-            "needs_review",
-            "created_at",
-            "updated_at",
-            "completed_at",
-        ]
-        read_only_fields = fields
-
-
-class PaymentEventSerializer(serializers.ModelSerializer):
-    # '' on the creation event (no status before it) and on events that change no status.
-    from_status = serializers.ChoiceField(
-        choices=PaymentStatus.choices, allow_blank=True, read_only=True
-    )
-    to_status = serializers.ChoiceField(
-        choices=PaymentStatus.choices, allow_blank=True, read_only=True
-    )
-    callback = serializers.IntegerField(
-        source="callback_id",
-        allow_null=True,
-        read_only=True,
-        help_text="The id of the stored callback behind the event, if one was.",
-    )
-
-    class Meta:
-        model = PaymentEvent
-        fields = [
-            "id",
-            "kind",
-            "from_status",
-            "to_status",
-            "source",
-            "actor",
-            "reason",
-            "evidence",
-            "callback",
-            "created_at",
-        ]
-        read_only_fields = fields
 
 
 def _payment_status_code(payment: Payment) -> int:

@@ -17,9 +17,10 @@ from django.views.decorators.http import require_GET, require_POST
 from core.models import ApiClient
 from core.services import api_client_create
 
-from .api import PaymentEventSerializer, PaymentSerializer, StkPushRequestSerializer
+from .api import StkPushRequestSerializer
 from .models import Payment
 from .selectors import payment_events, payment_list
+from .serializers import PaymentEventSerializer, PaymentSerializer
 from .services import payment_initiate
 
 DEMO_CLIENT = "demo-page"

@@ -19,6 +19,7 @@ PACKAGES = [
     "mpesa_project",
     "core",
     "daraja",
+    "events",
     "payments",
     "callbacks",
     "reconciliation",

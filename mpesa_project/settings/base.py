@@ -54,6 +54,7 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     "axes",
     "core",
+    "events",
     "payments",
     "callbacks",
     "reconciliation",
@@ -181,6 +182,9 @@ STORAGES = {
 }
 WHITENOISE_USE_FINDERS = True
 DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("DJANGO_MAX_BODY_BYTES", 1024 * 1024, minimum=1024)
+
+# The version of the API's representations, written on every event (and so every webhook).
+API_VERSION = "2026-12-01"
 
 # --- REST framework ------------------------------------------------------------------------
 REST_FRAMEWORK = {

@@ -20,6 +20,7 @@ from core.db import update_rows
 from core.logging import ctx
 from daraja.errors import known_final_failure
 
+from ..events import emit_needs_review, emit_transitions
 from ..models import EventKind, EventSource, Payment, PaymentEvent, PaymentStatus
 
 logger = logging.getLogger(__name__)
@@ -135,6 +136,7 @@ def payment_transition(
             evidence=evidence or {},
             callback_id=callback_id,
         )
+        emit_transitions([(current, from_status, to_status, None)])
     _log_transition(current, from_status, to_status, source, callback_id)
     return TransitionResult(payment=current, changed=True, event=event)
 
@@ -197,6 +199,10 @@ def payment_transition_many(requests: Sequence[TransitionRequest]) -> None:
             )
             for request, from_status, _ in planned
         )
+        emit_transitions(
+            (request.payment, from_status, request.to_status, updates)
+            for request, from_status, updates in planned
+        )
     for request, from_status, updates in planned:
         for name, value in updates.items():
             setattr(request.payment, name, value)
@@ -252,6 +258,7 @@ def payment_record_event(
                 needs_review=True, updated_at=timezone.now()
             )
             payment.needs_review = True
+            emit_needs_review(payment)
         return PaymentEvent.objects.create(
             payment=payment,
             kind=kind,
