@@ -95,6 +95,10 @@ class HasReconciliationScope(HasScope):
     required_scope = Scope.RECONCILIATION
 
 
+class HasWebhooksScope(HasScope):
+    required_scope = Scope.WEBHOOKS
+
+
 def request_client(request: Request) -> ApiClient:
     """The API client whose data an authenticated request works on (every merchant API view
     requires one): the key's own client, or the one a second key acts for."""

@@ -20,6 +20,7 @@ class Scope(models.TextChoices):
 
     PAYMENTS = "payments", "Payments (STK Push, read payments and their callbacks)"
     RECONCILIATION = "reconciliation", "Reconciliation (import statements, resolve breaks)"
+    WEBHOOKS = "webhooks", "Webhooks (endpoints, events, deliveries and redeliveries)"
 
 
 def default_scopes() -> list[str]:
@@ -39,7 +40,7 @@ class ApiClient(models.Model):
     revoked_at = models.DateTimeField(null=True, blank=True)
     scopes = models.JSONField(
         default=default_scopes,
-        help_text="What the key may do: payments, reconciliation.",
+        help_text="What the key may do: payments, reconciliation, webhooks.",
     )
     acts_for = models.ForeignKey(
         "self",

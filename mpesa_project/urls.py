@@ -30,6 +30,7 @@ urlpatterns = [
     path("payments/", include("callbacks.urls")),
     path("payments/", include("payments.urls")),
     path("reconciliation/", include("reconciliation.urls")),
+    path("webhooks/", include("webhooks.urls")),
     path("admin/", admin.site.urls),
     path(
         "api/schema/",

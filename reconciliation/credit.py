@@ -27,6 +27,7 @@ from payments.services import (
     payment_record_event,
 )
 
+from .events import emit_break_resolved
 from .matching import payer_consistent, payer_mask
 from .models import (
     LINE_ID_FACTOR,
@@ -404,4 +405,5 @@ def break_close(
     brk.resolved_by = actor[:150]
     brk.resolved_at = now
     brk.resolution_reason = reason
+    emit_break_resolved(brk)
     return brk

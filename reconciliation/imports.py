@@ -23,6 +23,7 @@ from core.logging import ctx
 from core.models import ApiClient
 
 from .engines import ENGINES, engine_available, engine_default
+from .events import emit_run_completed
 from .formats import parse_statement, sniff_format
 from .formats.limits import ParseLimits, StatementFormatError, time_limit
 from .formats.parsed import ParsedStatement
@@ -398,6 +399,7 @@ def _read_and_match(run: ReconciliationRun, data: bytes, limits: ParseLimits) ->
             ]
         )
         StatementUpload.objects.filter(statement_id=statement.pk).delete()
+        emit_run_completed(run)
     logger.info(
         "statement reconciled",
         extra=ctx(

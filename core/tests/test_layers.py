@@ -23,6 +23,7 @@ PACKAGES = [
     "payments",
     "callbacks",
     "reconciliation",
+    "webhooks",
     "simulator",
     "testsupport",
 ]

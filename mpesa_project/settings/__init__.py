@@ -12,10 +12,12 @@ the others):
 - ``mpesa``: Daraja, payments and the callback inbox
 - ``reconciliation``: statement matching and reading limits
 - ``security``: callback sources, proxies, idempotency, rates, HTTPS, production checks
+- ``webhooks``: outbound webhook delivery
 """
 
 from .base import *  # noqa: F403
 from .mpesa import *  # noqa: F403
 from .reconciliation import *  # noqa: F403
 from .security import *  # noqa: F403
+from .webhooks import *  # noqa: F403
 from .workers import *  # noqa: F403

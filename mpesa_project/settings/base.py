@@ -58,6 +58,7 @@ INSTALLED_APPS = [
     "payments",
     "callbacks",
     "reconciliation",
+    "webhooks",
 ]
 
 MIDDLEWARE = [

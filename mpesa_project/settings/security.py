@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ipaddress
 
+from cryptography.fernet import Fernet
 from django.core.exceptions import ImproperlyConfigured
 
 from ..env import env_bool, env_choice, env_decimal, env_float, env_int, env_list, env_str
@@ -112,6 +113,18 @@ CELERY_BEAT_SCHEDULE["core-idempotency-keys-purge"] = {
 # Request rates per API key (DRF throttle syntax: N/second|minute|hour|day).
 API_RATE_LIMIT = env_str("API_RATE_LIMIT", "600/min")
 API_STK_PUSH_RATE_LIMIT = env_str("API_STK_PUSH_RATE_LIMIT", "120/min")
+# Keys that encrypt secrets at rest (webhook signing secrets), comma-separated Fernet keys
+# (python -c "from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())"):
+# the first encrypts, all decrypt. Empty: derived from DJANGO_SECRET_KEY.
+ENCRYPTION_KEYS = env_list("ENCRYPTION_KEYS", [])
+for _key in ENCRYPTION_KEYS:
+    try:
+        Fernet(_key.encode())
+    except ValueError:
+        raise ImproperlyConfigured(
+            "ENCRYPTION_KEYS: each key must be 32 url-safe base64-encoded bytes, as "
+            "Fernet.generate_key() makes"
+        ) from None
 # Bearer token for /metrics; empty: /metrics is served only when DJANGO_DEBUG=true.
 METRICS_TOKEN = env_str("METRICS_TOKEN")
 

@@ -1,0 +1,296 @@
+"""The delivery pump: fan new events out, claim due deliveries, send them concurrently, and
+record every attempt.
+
+A claim moves a delivery's ``next_attempt_at`` a lease ahead (SKIP LOCKED, so pumps in
+several workers never take the same one); the result is recorded when its attempt ends. A
+pump that dies mid-flight leaves its deliveries to be claimed again when the lease ends:
+every event is delivered at least once (receivers dedupe by ``webhook-id``).
+
+Requests run in a thread pool per worker process, at most WEBHOOK_ENDPOINT_CONCURRENCY at a
+time per endpoint, so a slow or dead endpoint ties up only its own share while the others'
+deliveries keep flowing; the pump keeps claiming while requests are in flight, for up to
+WEBHOOK_PUMP_SECONDS, then waits for what it started.
+
+Retries: after a failed attempt the delivery is due again after the next delay of
+:data:`RETRY_DELAYS` (with up to 10 % jitter), about three days in all; then it is FAILED.
+An endpoint whose every attempt has failed for WEBHOOK_DISABLE_AFTER_HOURS is disabled.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from collections import Counter
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import httpx
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from core.logging import ctx
+from events.models import Event
+
+from ..models import Attempt, Delivery, DeliveryState, Endpoint
+from .endpoints import endpoint_disable
+from .fanout import webhooks_fanout
+from .secrets import signing_secrets
+from .sending import AttemptResult, attempt, event_body
+from .targets import http_client
+
+logger = logging.getLogger(__name__)
+
+# The wait before each retry; the first attempt is at once. 11 retries, ~3.2 days in all.
+RETRY_DELAYS = (
+    timedelta(seconds=5),
+    timedelta(minutes=1),
+    timedelta(minutes=5),
+    timedelta(minutes=30),
+    timedelta(hours=1),
+    timedelta(hours=2),
+    timedelta(hours=4),
+    timedelta(hours=8),
+    timedelta(hours=12),
+    timedelta(hours=24),
+    timedelta(hours=24),
+)
+MAX_ATTEMPTS = len(RETRY_DELAYS) + 1
+
+
+def retry_delay(attempts: int) -> timedelta | None:
+    """The wait after the ``attempts``-th failed attempt (None: no more attempts)."""
+    if attempts >= MAX_ATTEMPTS:
+        return None
+    base = RETRY_DELAYS[attempts - 1]
+    return base + base * random.uniform(0, 0.1)
+
+
+def lease() -> timedelta:
+    """How long a claimed delivery is ours: its request's timeout and a margin."""
+    return timedelta(seconds=settings.WEBHOOK_TIMEOUT + 60)
+
+
+@dataclass
+class PumpResult:
+    fanned_out: int = 0
+    attempted: int = 0
+    delivered: int = 0
+
+
+_pool_lock = threading.Lock()
+_pool: ThreadPoolExecutor | None = None
+_client: httpx.Client | None = None
+
+
+def _sender() -> tuple[ThreadPoolExecutor, httpx.Client]:
+    global _pool, _client
+    with _pool_lock:
+        if _pool is None or _client is None:
+            size = settings.WEBHOOK_CONCURRENCY
+            _pool = ThreadPoolExecutor(max_workers=size, thread_name_prefix="webhook")
+            _client = http_client(size)
+        return _pool, _client
+
+
+@dataclass(frozen=True)
+class _Claimed:
+    id: int
+    endpoint_id: Any
+    event_id: str
+    attempts: int
+
+
+def _claim(limit: int, busy: set[Any]) -> list[_Claimed]:
+    now = timezone.now()
+    with transaction.atomic():
+        rows = list(
+            Delivery.objects.filter(
+                state=DeliveryState.PENDING, next_attempt_at__lte=now, endpoint__enabled=True
+            )
+            .exclude(endpoint_id__in=busy)
+            .order_by("next_attempt_at", "id")
+            .select_for_update(skip_locked=True, of=("self",))
+            .values_list("id", "endpoint_id", "event_id", "attempts")[:limit]
+        )
+        if rows:
+            Delivery.objects.filter(id__in=[row[0] for row in rows]).update(
+                next_attempt_at=now + lease()
+            )
+    return [_Claimed(*row) for row in rows]
+
+
+def webhooks_pump(*, seconds: float | None = None) -> PumpResult:
+    """Fan out and deliver until nothing is due, or for ``seconds`` (WEBHOOK_PUMP_SECONDS),
+    then finish what is in flight."""
+    deadline = time.monotonic() + (settings.WEBHOOK_PUMP_SECONDS if seconds is None else seconds)
+    pool, client = _sender()
+    result = PumpResult()
+    per_endpoint = settings.WEBHOOK_ENDPOINT_CONCURRENCY
+    room = settings.WEBHOOK_CONCURRENCY
+    in_flight: dict[Future[AttemptResult], _Claimed] = {}
+    load: Counter[Any] = Counter()
+    waiting: list[_Claimed] = []  # claimed, over their endpoint's share for now
+    done: list[tuple[_Claimed, AttemptResult]] = []
+    while True:
+        claiming = time.monotonic() < deadline
+        if claiming:
+            result.fanned_out += webhooks_fanout(limit=settings.WEBHOOK_BATCH_SIZE)
+        free = room - len(in_flight) - len(waiting)
+        if claiming and free > 0:
+            busy = {endpoint for endpoint, count in load.items() if count >= per_endpoint}
+            claimed = _claim(min(free, settings.WEBHOOK_BATCH_SIZE), busy)
+            waiting += claimed
+        else:
+            claimed = []
+        if waiting:
+            _start(waiting, in_flight, load, pool, client, per_endpoint)
+        if not in_flight:
+            if not waiting and (not claimed or not claiming):
+                break
+            continue
+        finished, _ = wait(list(in_flight), timeout=0.05, return_when=FIRST_COMPLETED)
+        for future in finished:
+            claimed_one = in_flight.pop(future)
+            load[claimed_one.endpoint_id] -= 1
+            done.append((claimed_one, future.result()))
+        if done and (len(done) >= 50 or not in_flight):
+            _record(done, result)
+            done = []
+    if done:
+        _record(done, result)
+    return result
+
+
+def _start(
+    waiting: list[_Claimed],
+    in_flight: dict[Future[AttemptResult], _Claimed],
+    load: Counter[Any],
+    pool: ThreadPoolExecutor,
+    client: httpx.Client,
+    per_endpoint: int,
+) -> None:
+    ready = [item for item in waiting if load[item.endpoint_id] < per_endpoint]
+    if not ready:
+        return
+    events = {
+        event.id: event
+        for event in Event.objects.filter(id__in={item.event_id for item in ready}).only(
+            "id", "type", "created_at", "api_version", "data"
+        )
+    }
+    endpoints = dict(
+        Endpoint.objects.filter(id__in={item.endpoint_id for item in ready}).values_list(
+            "id", "url"
+        )
+    )
+    secrets = signing_secrets(list(endpoints))
+    bodies: dict[str, bytes] = {}
+    started: list[_Claimed] = []
+    for item in ready:
+        if load[item.endpoint_id] >= per_endpoint:
+            continue
+        body = bodies.get(item.event_id)
+        if body is None:
+            body = bodies[item.event_id] = event_body(events[item.event_id])
+        future = pool.submit(
+            attempt,
+            client,
+            delivery_id=item.id,
+            endpoint_id=item.endpoint_id,
+            url=endpoints[item.endpoint_id],
+            event_id=item.event_id,
+            body=body,
+            secrets=secrets.get(item.endpoint_id, []),
+        )
+        in_flight[future] = item
+        load[item.endpoint_id] += 1
+        started.append(item)
+    for item in started:
+        waiting.remove(item)
+
+
+def _record(done: list[tuple[_Claimed, AttemptResult]], result: PumpResult) -> None:
+    """Write the attempts and move the deliveries on, in one transaction."""
+    now = timezone.now()
+    deliveries = {
+        delivery.id: delivery
+        for delivery in Delivery.objects.filter(id__in=[item.id for item, _ in done])
+    }
+    healthy: set[Any] = set()
+    failing: set[Any] = set()
+    for item, outcome in done:
+        delivery = deliveries[item.id]
+        delivery.attempts += 1
+        delivery.last_status_code = outcome.status_code
+        delivery.last_error = outcome.error
+        if outcome.delivered:
+            delivery.state = DeliveryState.DELIVERED
+            delivery.delivered_at = now
+            healthy.add(item.endpoint_id)
+            continue
+        failing.add(item.endpoint_id)
+        delay = retry_delay(delivery.attempts)
+        if delay is None:
+            delivery.state = DeliveryState.FAILED
+        else:
+            delivery.next_attempt_at = outcome.started_at + delay
+    with transaction.atomic():
+        Attempt.objects.bulk_create(
+            Attempt(
+                delivery_id=outcome.delivery_id,
+                started_at=outcome.started_at,
+                status_code=outcome.status_code,
+                error=outcome.error,
+                latency_ms=outcome.latency_ms,
+                response_body=outcome.response_body,
+            )
+            for _, outcome in done
+        )
+        Delivery.objects.bulk_update(
+            deliveries.values(),
+            [
+                "state",
+                "attempts",
+                "next_attempt_at",
+                "last_status_code",
+                "last_error",
+                "delivered_at",
+            ],
+        )
+        if healthy:
+            Endpoint.objects.filter(id__in=healthy, failing_since__isnull=False).update(
+                failing_since=None
+            )
+        failing -= healthy
+        if failing:
+            Endpoint.objects.filter(id__in=failing, failing_since__isnull=True).update(
+                failing_since=now
+            )
+            _disable_long_failing(failing, now)
+    result.attempted += len(done)
+    result.delivered += sum(outcome.delivered for _, outcome in done)
+    failed = [outcome for _, outcome in done if not outcome.delivered]
+    if failed:
+        logger.info(
+            "webhook attempts failed",
+            extra=ctx(count=len(failed), first_error=failed[0].error[:100]),
+        )
+
+
+def _disable_long_failing(endpoint_ids: set[Any], now: datetime) -> None:
+    limit = now - timedelta(hours=settings.WEBHOOK_DISABLE_AFTER_HOURS)
+    for endpoint in Endpoint.objects.filter(
+        id__in=endpoint_ids, enabled=True, failing_since__lte=limit
+    ):
+        hours = settings.WEBHOOK_DISABLE_AFTER_HOURS
+        endpoint_disable(
+            endpoint,
+            reason=f"every attempt failed for {hours:g} hours (since "
+            f"{endpoint.failing_since:%Y-%m-%d %H:%M} UTC)",
+            by_system=True,
+        )
