@@ -16,6 +16,15 @@ from functools import lru_cache
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from django.conf import settings
 
+# Every (model label, field) holding a value encrypted here: each app registers its own when
+# it starts (AppConfig.ready), for ``manage.py rotate_encryption_key``.
+ENCRYPTED_FIELDS: list[tuple[str, str]] = []
+
+
+def register_encrypted_field(model_label: str, field: str) -> None:
+    if (model_label, field) not in ENCRYPTED_FIELDS:
+        ENCRYPTED_FIELDS.append((model_label, field))
+
 
 class DecryptionFailed(Exception):
     """A stored secret that none of ENCRYPTION_KEYS opens (a key was removed too soon)."""

@@ -85,9 +85,11 @@ def address_problem(address: IPAddress, *, allow_private: bool) -> str:
         return f"{shown} is a link-local address"
     if isinstance(inner, ipaddress.IPv4Address) and inner in SHARED:
         return f"{shown} is in the shared address space (100.64.0.0/10)"
+    if inner.is_reserved:
+        return f"{shown} is a reserved address"
     if inner.is_private:
         return f"{shown} is a private address"
-    if inner.is_reserved or not inner.is_global:
+    if not inner.is_global:
         return f"{shown} is not a public address"
     return ""
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import secrets
 import time
 
+from django.core.serializers.json import DjangoJSONEncoder
 from django.db import models
 from django.utils import timezone
 
@@ -28,7 +29,8 @@ class Event(models.Model):
     api_version = models.CharField(max_length=16)
     # The object's own id (a payment's UUID, a break's number), to list an object's events.
     object_id = models.CharField(max_length=64, blank=True, default="", db_index=True)
-    data = models.JSONField()
+    # The API's representation; DRF leaves UUIDs, Decimals and times as objects in it.
+    data = models.JSONField(encoder=DjangoJSONEncoder)
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
     # When the subscribers (the webhook fan-out) took it; null: not yet.
     dispatched_at = models.DateTimeField(null=True, blank=True)

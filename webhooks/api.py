@@ -5,9 +5,11 @@ a time range). A client sees only its own."""
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 from django.db.models import QuerySet
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
@@ -48,9 +50,21 @@ def _invalid(exc: InvalidEndpoint) -> serializers.ValidationError:
 
 
 @extend_schema_view(
-    list=extend_schema(summary="Your webhook endpoints", responses={200: EndpointSerializer}),
-    retrieve=extend_schema(summary="One endpoint", responses={200: EndpointSerializer}),
-    destroy=extend_schema(summary="Delete an endpoint (and its delivery history)"),
+    list=extend_schema(
+        summary="Your webhook endpoints",
+        responses={
+            200: EndpointSerializer(many=True),
+            **errors(e400="A bad page or page_size", e404="No such page"),
+        },
+    ),
+    retrieve=extend_schema(
+        summary="One endpoint",
+        responses={200: EndpointSerializer, **errors(e404="No such endpoint")},
+    ),
+    destroy=extend_schema(
+        summary="Delete an endpoint (and its delivery history)",
+        responses={204: None, **errors(e404="No such endpoint")},
+    ),
 )
 class EndpointViewSet(
     mixins.ListModelMixin,
@@ -92,7 +106,10 @@ class EndpointViewSet(
 
     @extend_schema(
         request=EndpointWriteSerializer(partial=True),
-        responses={200: EndpointSerializer, **errors(e400="A bad URL or event type")},
+        responses={
+            200: EndpointSerializer,
+            **errors(e400="A bad URL or event type", e404="No such endpoint"),
+        },
         summary="Change an endpoint (URL, description, event types, enabled)",
     )
     def partial_update(self, request: Request, pk: str | None = None) -> Response:
@@ -107,7 +124,10 @@ class EndpointViewSet(
 
     @extend_schema(
         request=RotateSecretSerializer,
-        responses={200: SecretSerializer},
+        responses={
+            200: SecretSerializer,
+            **errors(e400="A bad overlap_hours", e404="No such endpoint"),
+        },
         summary="A new signing secret; the old one keeps signing for the overlap",
     )
     @action(detail=True, methods=["post"], url_path="rotate-secret")
@@ -125,7 +145,7 @@ class EndpointViewSet(
 
     @extend_schema(
         request=None,
-        responses={202: DeliverySerializer},
+        responses={202: DeliverySerializer, **errors(e404="No such endpoint")},
         summary="Send this endpoint a webhook.test event",
     )
     @action(detail=True, methods=["post"], url_path="send-test")
@@ -138,8 +158,14 @@ class EndpointViewSet(
     list=extend_schema(
         summary="Your events, newest first",
         parameters=[OpenApiParameter("type", str), OpenApiParameter("object_id", str)],
+        responses={
+            200: EventSerializer(many=True),
+            **errors(e400="A bad page or page_size", e404="No such page"),
+        },
     ),
-    retrieve=extend_schema(summary="One event"),
+    retrieve=extend_schema(
+        summary="One event", responses={200: EventSerializer, **errors(e404="No such event")}
+    ),
 )
 class EventViewSet(viewsets.ReadOnlyModelViewSet):
     permission_classes = [HasWebhooksScope]
@@ -158,7 +184,13 @@ class EventViewSet(viewsets.ReadOnlyModelViewSet):
                 events = events.filter(**{name: value})
         return events
 
-    @extend_schema(responses={200: DeliverySerializer(many=True)}, summary="The event's deliveries")
+    @extend_schema(
+        responses={
+            200: DeliverySerializer(many=True),
+            **errors(e400="A bad page or page_size", e404="No such event or page"),
+        },
+        summary="The event's deliveries",
+    )
     @action(detail=True, methods=["get"])
     def deliveries(self, request: Request, pk: str | None = None) -> Response:
         event = self.get_object()
@@ -172,7 +204,14 @@ class EventViewSet(viewsets.ReadOnlyModelViewSet):
 
     @extend_schema(
         request=RedeliverSerializer,
-        responses={202: DeliverySerializer(many=True), **errors(e404="No such endpoint")},
+        responses={
+            202: DeliverySerializer(many=True),
+            **errors(
+                e400="A bad endpoint or reason",
+                e404="No such event or endpoint",
+                e409="No enabled endpoint wants it",
+            ),
+        },
         summary="Deliver the event again (one endpoint, or all that want it)",
     )
     @action(detail=True, methods=["post"])
@@ -206,12 +245,19 @@ def _own_endpoint(request: Request, endpoint_id: Any) -> Endpoint | None:
     list=extend_schema(
         summary="Deliveries with every attempt, newest first",
         parameters=[
-            OpenApiParameter("endpoint", str),
+            OpenApiParameter("endpoint", OpenApiTypes.UUID),
             OpenApiParameter("event", str),
             OpenApiParameter("state", str, enum=DeliveryState.values),
         ],
+        responses={
+            200: DeliverySerializer(many=True),
+            **errors(e400="A bad filter, page or page_size", e404="No such page"),
+        },
     ),
-    retrieve=extend_schema(summary="One delivery with its attempts"),
+    retrieve=extend_schema(
+        summary="One delivery with its attempts",
+        responses={200: DeliverySerializer, **errors(e404="No such delivery")},
+    ),
 )
 class DeliveryViewSet(viewsets.ReadOnlyModelViewSet):
     permission_classes = [HasWebhooksScope]
@@ -232,20 +278,23 @@ class DeliveryViewSet(viewsets.ReadOnlyModelViewSet):
             if state not in DeliveryState.values:
                 raise serializers.ValidationError({"state": f"Not one of {DeliveryState.values}."})
             rows = rows.filter(state=state)
-        for name in ("endpoint", "event"):
-            value = self.request.query_params.get(name)
-            if value:
-                if name == "endpoint":
-                    try:
-                        value = str(serializers.UUIDField().to_internal_value(value))
-                    except serializers.ValidationError:
-                        raise serializers.ValidationError({name: ["Not a UUID."]}) from None
-                rows = rows.filter(**{f"{name}_id": value})
+        endpoint = self.request.query_params.get("endpoint")
+        if endpoint is not None:
+            try:
+                rows = rows.filter(endpoint_id=uuid.UUID(endpoint))
+            except ValueError:
+                raise serializers.ValidationError({"endpoint": ["Not a UUID."]}) from None
+        event = self.request.query_params.get("event")
+        if event:
+            rows = rows.filter(event_id=event)
         return rows
 
     @extend_schema(
         request=RedeliverFailedSerializer,
-        responses={202: CountSerializer, **errors(e400="A bad range", e409="Too many")},
+        responses={
+            202: CountSerializer,
+            **errors(e400="A bad range", e404="No such endpoint", e409="Too many"),
+        },
         summary="Deliver again everything that failed in a time range (audited)",
     )
     @action(detail=False, methods=["post"], url_path="redeliver-failed")
