@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -76,9 +76,6 @@ class SimulatorConfig:
     def answer_delay(self) -> float:
         """Seconds until the virtual customer answers (customer_delay or callback_delay)."""
         return self.callback_delay if self.customer_delay is None else self.customer_delay
-
-    def with_overrides(self, **changes: Any) -> SimulatorConfig:
-        return replace(self, **changes)
 
     @classmethod
     def from_env(

@@ -12,182 +12,33 @@ from __future__ import annotations
 
 import base64
 import binascii
-import contextlib
 import hmac
 import json
 import random
-import re
 import secrets
 import sys
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import Any
 
 from . import codes
-from .callbacks import Attempt, CallbackSender, body_text, stk_callback_text
+from .callbacks import CallbackSender
 from .codes import DarajaError
 from .config import SimulatorConfig
+from .delivery import CallbackDelivery
 from .ids import IdFactory, daraja_timestamp, payer_name, to_eat
+from .records import Reply, Transaction, iso_eat, redact
 from .scenarios import Plan, ScriptError, apply_chaos, parse_script, plan_for_number
 from .statement import export_csv
 from .validation import PushRequest, validate_push, validate_query
 
-
-@dataclass
-class Reply:
-    """An HTTP answer: status, body bytes, content type and any extra headers."""
-
-    status: int
-    body: bytes = b""
-    content_type: str = "application/json"
-    headers: dict[str, str] = field(default_factory=dict)
-    # Daraja errorCode, for the request log line only.
-    error_code: str | None = None
-
-    @classmethod
-    def json(cls, status: int, payload: Any) -> Reply:
-        return cls(status, json.dumps(payload).encode("utf-8"))
+__all__ = ["Reply", "Simulator", "Transaction", "iso_eat", "redact"]
 
 
-def iso_eat(ts: float | None) -> str | None:
-    return None if ts is None else to_eat(ts).isoformat(timespec="milliseconds")
-
-
-@dataclass
-class Transaction:
-    """One accepted push: the request, the planned outcome and everything that happened."""
-
-    index: int
-    checkout_request_id: str
-    merchant_request_id: str
-    request: dict[str, Any]
-    push: PushRequest
-    customer_name: str
-    accepted_at: float
-    answer_at: float
-    callback_at: float | None
-    plan: Plan
-    amount_form: str
-    balance_form: str
-    pending_style: str
-    receipt: str | None = None
-    transaction_date: str | None = None
-    callbacks: list[Attempt] = field(default_factory=list)
-    queries: list[dict[str, Any]] = field(default_factory=list)
-    cancelled: bool = False
-
-    @property
-    def result_code(self) -> str:
-        return self.plan.result_code
-
-    @property
-    def result_desc(self) -> str:
-        return self.plan.result_desc
-
-    def answered(self, now: float) -> bool:
-        return now >= self.answer_at
-
-    def status(self, now: float) -> str:
-        if not self.answered(now):
-            return "pending"
-        return "completed" if self.result_code == codes.SUCCESS_CODE else "failed"
-
-    def callback_text(self) -> str:
-        return stk_callback_text(
-            merchant_request_id=self.merchant_request_id,
-            checkout_request_id=self.checkout_request_id,
-            result_code=self.result_code,
-            result_desc=self.result_desc,
-            amount=self.push.amount,
-            amount_form=self.amount_form,
-            receipt=self.receipt,
-            balance_form=self.balance_form,
-            transaction_date=self.transaction_date,
-            phone=self.push.phone,
-        )
-
-    def to_json(self, now: float) -> dict[str, Any]:
-        push = self.push
-        return {
-            "index": self.index,
-            "checkout_request_id": self.checkout_request_id,
-            "merchant_request_id": self.merchant_request_id,
-            "status": self.status(now),
-            "scenario": self.plan.scenario,
-            "source": self.plan.source,
-            "phone": push.phone,
-            "party_a": push.party_a,
-            "party_b": push.party_b,
-            "amount": push.amount,
-            "transaction_type": push.transaction_type,
-            "account_reference": push.account_reference,
-            "transaction_desc": push.transaction_desc,
-            "callback_url": push.callback_url,
-            "customer_name": self.customer_name,
-            "result_code": self.result_code,
-            "result_desc": self.result_desc,
-            "receipt": self.receipt,
-            "transaction_date": self.transaction_date,
-            "amount_form": self.amount_form,
-            "balance_form": self.balance_form,
-            "pending_style": self.pending_style,
-            "accepted_at": iso_eat(self.accepted_at),
-            "answer_at": iso_eat(self.answer_at),
-            "callback_due_at": iso_eat(self.callback_at),
-            "plan": self.plan.to_json(),
-            "chaos": self.plan.chaos,
-            "request": self.request,
-            "queries": list(self.queries),
-            "callbacks": [
-                {
-                    "attempt": a.attempt,
-                    "kind": a.kind,
-                    "url": a.url,
-                    "body": a.body,
-                    "scheduled_at": iso_eat(a.scheduled_at),
-                    "started_at": iso_eat(a.started_at),
-                    "finished_at": iso_eat(a.finished_at),
-                    "status_code": a.status_code,
-                    "response_body": a.response_body,
-                    "error": a.error,
-                }
-                for a in sorted(self.callbacks, key=lambda a: a.attempt)
-            ],
-        }
-
-
-# A callback URL's last path segment is the receiver's secret; phone numbers are personal data.
-# Neither belongs in a log line, even a simulator's, which `make run` prints beside the app's.
-_URL_TOKEN = re.compile(r"(https?://\S+?/callback/)[^/\s]+")
-# Every form a number is written in (2547…, +254 7XX XXX XXX, 254-7XX-…, 07XX…, 7XXXXXXXX,
-# URL-encoded %2B254%207XX…), normalised to 254… and masked: the same forms, and the same
-# output, as the project's core.logging.mask_text (the simulator imports nothing from the
-# project; a test holds the two to the same cases).
-_SEP = r"(?:[ \-+]|%20)?"
-_PHONE = re.compile(
-    r"(?:(?<=%[0-9A-Fa-f]{2})|(?<![0-9A-Fa-f%]))"
-    r"(?P<prefix>(?:\+|%2[Bb])?254" + _SEP + r"|0)?"
-    r"(?P<a>[17]\d\d)" + _SEP + r"(?P<b>\d\d\d)" + _SEP + r"(?P<c>\d\d\d)"
-    r"(?![0-9A-Fa-f])"
-)
-
-
-def _mask_phone(match: re.Match[str]) -> str:
-    digits = match["a"] + match["b"] + match["c"]
-    if match["prefix"] is None and digits[0] == "1" and digits[1] not in "01":
-        return match.group(0)
-    return f"254{digits[:1]}****{digits[-4:]}"
-
-
-def redact(message: str) -> str:
-    message = _URL_TOKEN.sub(r"\1<token>", message)
-    return _PHONE.sub(_mask_phone, message)
-
-
-class Simulator:
+class Simulator(CallbackDelivery):
     """One simulated Daraja: shared by all request threads, guarded by one lock."""
 
     def __init__(
@@ -429,73 +280,6 @@ class Simulator:
         self._transactions[txn.checkout_request_id] = txn
         self._order.append(txn)
         return txn
-
-    # --- callbacks --------------------------------------------------------------------------
-
-    def _deliver(self, txn: Transaction) -> None:
-        """Worker thread: wait, then POST the callback as the plan says."""
-        plan = txn.plan
-        if txn.callback_at is None or self._wait_until(txn.callback_at) or txn.cancelled:
-            return
-        normal = txn.callback_text()
-        if plan.concurrent:
-            barrier = threading.Barrier(plan.deliveries)
-            workers = [
-                threading.Thread(
-                    target=self._post_once, args=(txn, n, normal, barrier), daemon=True
-                )
-                for n in range(plan.deliveries)
-            ]
-            for worker in workers:
-                worker.start()
-            for worker in workers:
-                worker.join()
-            return
-        for n in range(plan.deliveries):
-            if n and (self._stop.wait(self.config.duplicate_gap) or txn.cancelled):
-                return
-            self._post_once(txn, n, normal)
-
-    def _post_once(
-        self,
-        txn: Transaction,
-        n: int,
-        normal: str,
-        barrier: threading.Barrier | None = None,
-    ) -> None:
-        kind = txn.plan.body_kind(n)
-        attempt = Attempt(
-            attempt=n + 1,
-            kind=kind,
-            url=txn.push.callback_url,
-            body=body_text(kind, normal),
-            scheduled_at=time.time(),
-        )
-        with self._lock:
-            txn.callbacks.append(attempt)
-        if barrier is not None:
-            # Release all concurrent POSTs at the same instant.
-            with contextlib.suppress(threading.BrokenBarrierError):
-                barrier.wait(timeout=5)
-        if self._stop.is_set() or txn.cancelled:
-            with self._lock:
-                attempt.error = "cancelled"
-            return
-        with self._lock:
-            attempt.started_at = time.time()
-        result = self._sender.send(attempt.url, attempt.body)
-        # Update the record in one step so a reader never sees half an answer.
-        with self._lock:
-            attempt.started_at = result.started_at
-            attempt.finished_at = result.finished_at
-            attempt.status_code = result.status_code
-            attempt.response_body = result.response_body
-            attempt.error = result.error
-        outcome = attempt.status_code if attempt.error is None else attempt.error
-        self.log(
-            f"callback {txn.checkout_request_id} #{attempt.attempt} ({kind}) "
-            f"POST {attempt.url} -> {outcome}"
-        )
 
     # --- STK Query --------------------------------------------------------------------------
 
