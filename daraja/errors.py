@@ -2,7 +2,7 @@
 
 Synchronous errors (``errorCode`` in the error envelope) become typed exceptions; asynchronous
 result codes (STK callback / query ``ResultCode``) are described by :data:`RESULT_CODES`.
-Source: DARAJA.md §0–§4 (portal docs, captured payloads, cited issue threads).
+What the codes mean: docs/daraja.md ("Result codes", "STK Push").
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""Parse Daraja payloads as they really arrive (see DARAJA.md §3, §4 and §7's quirk list).
+"""Parse Daraja payloads as they really arrive (docs/daraja.md: "The STK callback", "STK Push
+Query" and the quirks under "Operational facts").
 
 The STK callback parser accepts every observed shape: the ``Body.stkCallback`` envelope or the
 bare inner object; ``ResultCode`` as a number or a string (``"SFC_IC0003"``); ``Amount`` as

@@ -1,4 +1,4 @@
-"""Daraja codes and texts, spelt exactly as captured (DARAJA.md sections 1-4).
+"""Daraja codes and texts, spelt exactly as captured (docs/daraja.md).
 
 ResultDesc wording drifts in real life (capitalisation, trailing dots); the texts here are the
 most recent observed ones so that a client keyed on ResultDesc instead of ResultCode breaks

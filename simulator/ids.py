@@ -1,4 +1,4 @@
-"""Identifier and timestamp formats that Daraja really uses (DARAJA.md section 0).
+"""Identifier and timestamp formats that Daraja really uses (docs/daraja.md, "Conventions").
 
 All M-Pesa times are East Africa Time (UTC+3) without an offset, so everything here is
 computed in a fixed UTC+3 zone (Kenya has no daylight saving, so no tz database is needed).

@@ -1,9 +1,10 @@
 """Export completed payments as an M-Pesa org-portal (G2) Utility Account statement, as CSV.
 
-Shape per FORMATS.md section 1: six preamble rows, the 14-column header, rows newest first,
-``DD-MM-YYYY HH:MM:SS`` EAT times, masked payer, amounts with thousands separators (the csv
-module quotes them), a running balance, ``A/C No.`` with its leading space. Only paybill
-payments are listed: Buy Goods payments land in the till's Merchant Account, not here.
+Shape per docs/statements.md (the portal export): six preamble rows, the 14-column header,
+rows newest first, ``DD-MM-YYYY HH:MM:SS`` EAT times, masked payer, amounts with thousands
+separators (the csv module quotes them), a running balance, ``A/C No.`` with its leading
+space. Only paybill payments are listed: Buy Goods payments land in the till's Merchant
+Account, not here.
 """
 
 from __future__ import annotations

@@ -23,8 +23,8 @@ from .mpesa import (
 from .workers import CELERY_BEAT_SCHEDULE
 
 # --- Security ------------------------------------------------------------------------------
-# Safaricom's published callback source addresses (DARAJA.md §7: the 12 commonly published
-# plus two that some lists add). CIDR ranges are accepted.
+# Safaricom's published callback source addresses (docs/daraja.md, "Operational facts": the
+# 12 commonly published plus two that some lists add). CIDR ranges are accepted.
 SAFARICOM_CALLBACK_IPS = [
     "196.201.214.200",
     "196.201.214.206",
