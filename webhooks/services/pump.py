@@ -85,15 +85,27 @@ class PumpResult:
 _pool_lock = threading.Lock()
 _pool: ThreadPoolExecutor | None = None
 _client: httpx.Client | None = None
+_made_for: tuple[Any, ...] = ()
 
 
 def _sender() -> tuple[ThreadPoolExecutor, httpx.Client]:
-    global _pool, _client
+    """The process's thread pool and HTTP client (kept alive between pumps), made again when
+    the settings they were made from change."""
+    global _pool, _client, _made_for
+    wanted = (
+        settings.WEBHOOK_CONCURRENCY,
+        settings.WEBHOOK_ALLOW_PRIVATE_TARGETS,
+        settings.WEBHOOK_TIMEOUT,
+        settings.WEBHOOK_CONNECT_TIMEOUT,
+    )
     with _pool_lock:
-        if _pool is None or _client is None:
+        if _pool is None or _client is None or _made_for != wanted:
+            if _pool is not None:
+                _pool.shutdown(wait=False)
             size = settings.WEBHOOK_CONCURRENCY
             _pool = ThreadPoolExecutor(max_workers=size, thread_name_prefix="webhook")
             _client = http_client(size)
+            _made_for = wanted
         return _pool, _client
 
 
