@@ -13,7 +13,6 @@ from django.utils import timezone
 
 from core.models import ApiClient
 
-
 _sequence = itertools.count()
 
 
