@@ -161,7 +161,13 @@ class LimitedRows:
         return self
 
     def __next__(self) -> tuple[int, list[str]]:
-        number, cells = next(self.rows)
+        try:
+            number, cells = next(self.rows)
+        except StopIteration:
+            # A short file read entirely in one library call (a spreadsheet) is checked once
+            # at its end, when no timer interrupted it (another one was running).
+            self.deadline.check()
+            raise
         self.count += 1
         limits = self.limits
         if number > limits.max_rows or self.count > limits.max_rows:

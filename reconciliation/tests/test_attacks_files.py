@@ -118,6 +118,20 @@ def test_reading_past_the_time_limit_is_refused_naming_it(settings):
         imported(data, "slow.xls")
 
 
+def test_the_time_limit_holds_when_another_timer_is_already_running(settings):
+    # The SIGALRM timer is not available (someone else's is running): the rows' own check,
+    # at the latest when the file has been read, still refuses it.
+    settings.RECONCILIATION_IMPORT_TIME_LIMIT_SECONDS = 0.001
+    previous = signal.signal(signal.SIGALRM, lambda *args: None)
+    signal.setitimer(signal.ITIMER_REAL, 3600)
+    try:
+        with pytest.raises(StatementFormatError, match="RECONCILIATION_IMPORT_TIME_LIMIT"):
+            imported(hostile.xls_with_merged_range(), "slow.xls")
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
 @pytest.mark.parametrize(
     "literal",
     ["1E+100000000", "1E-100000000", "1E+999999999999999999", "1E+99999999999999999999999"],
