@@ -71,8 +71,10 @@ def retry_delay(attempts: int) -> timedelta | None:
 
 
 def lease() -> timedelta:
-    """How long a claimed delivery is ours: its request's timeout and a margin."""
-    return timedelta(seconds=settings.WEBHOOK_TIMEOUT + 60)
+    """How long a claimed delivery is ours: twice its request's timeout (it may wait for a
+    slot behind its endpoint's other requests) and a margin; a pump that died is replaced
+    by the next claim after it."""
+    return timedelta(seconds=2 * settings.WEBHOOK_TIMEOUT + 5)
 
 
 @dataclass
