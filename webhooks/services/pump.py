@@ -9,7 +9,8 @@ every event is delivered at least once (receivers dedupe by ``webhook-id``).
 Requests run in a thread pool per worker process, at most WEBHOOK_ENDPOINT_CONCURRENCY at a
 time per endpoint, so a slow or dead endpoint ties up only its own share while the others'
 deliveries keep flowing; the pump keeps claiming while requests are in flight, for up to
-WEBHOOK_PUMP_SECONDS, then waits for what it started.
+WEBHOOK_PUMP_SECONDS, then returns without waiting for them: the results of a process's
+requests are recorded by whichever pump runs next in it.
 
 Retries: after a failed attempt the delivery is due again after the next delay of
 :data:`RETRY_DELAYS` (with up to 10 % jitter), about three days in all; then it is FAILED.
@@ -19,11 +20,12 @@ An endpoint whose every attempt has failed for WEBHOOK_DISABLE_AFTER_HOURS is di
 from __future__ import annotations
 
 import logging
+import queue
 import random
 import threading
 import time
 from collections import Counter
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -84,31 +86,72 @@ class PumpResult:
     delivered: int = 0
 
 
-_pool_lock = threading.Lock()
-_pool: ThreadPoolExecutor | None = None
-_client: httpx.Client | None = None
-_made_for: tuple[Any, ...] = ()
+class _Sender:
+    """The process's thread pool and HTTP client, kept between pumps, with what is in flight
+    (per endpoint) and the results not yet recorded. A pump records every finished result of
+    the process, its own and those an earlier pump left in flight when its time was up."""
+
+    def __init__(self) -> None:
+        self.made_for: tuple[Any, ...] = ()
+        self.pool: ThreadPoolExecutor | None = None
+        self.client: httpx.Client | None = None
+        self.lock = threading.Lock()
+        self.load: Counter[Any] = Counter()
+        self.in_flight = 0
+        self.finished: queue.SimpleQueue[tuple[_Claimed, AttemptResult]] = queue.SimpleQueue()
+
+    def ready(self) -> None:
+        """Make the pool and client (again, when the settings they came from changed)."""
+        wanted = (
+            settings.WEBHOOK_CONCURRENCY,
+            settings.WEBHOOK_ALLOW_PRIVATE_TARGETS,
+            settings.WEBHOOK_TIMEOUT,
+            settings.WEBHOOK_CONNECT_TIMEOUT,
+        )
+        with self.lock:
+            if self.pool is None or self.made_for != wanted:
+                if self.pool is not None:
+                    self.pool.shutdown(wait=False)
+                size = settings.WEBHOOK_CONCURRENCY
+                self.pool = ThreadPoolExecutor(max_workers=size, thread_name_prefix="webhook")
+                self.client = http_client(size)
+                self.made_for = wanted
+
+    def busy(self, per_endpoint: int) -> set[Any]:
+        with self.lock:
+            return {endpoint for endpoint, count in self.load.items() if count >= per_endpoint}
+
+    def room(self, per_endpoint: int, endpoint_id: Any) -> bool:
+        with self.lock:
+            return self.load[endpoint_id] < per_endpoint
+
+    def submit(self, item: _Claimed, **request: Any) -> None:
+        assert self.pool is not None and self.client is not None
+        with self.lock:
+            self.load[item.endpoint_id] += 1
+            self.in_flight += 1
+        future = self.pool.submit(attempt, self.client, **request)
+        future.add_done_callback(lambda done: self._done(item, done))
+
+    def _done(self, item: _Claimed, future: Future[AttemptResult]) -> None:
+        self.finished.put((item, future.result()))
+        with self.lock:
+            self.load[item.endpoint_id] -= 1
+            if self.load[item.endpoint_id] <= 0:
+                del self.load[item.endpoint_id]
+            self.in_flight -= 1
+
+    def take_finished(self, limit: int = 500) -> list[tuple[_Claimed, AttemptResult]]:
+        taken: list[tuple[_Claimed, AttemptResult]] = []
+        while len(taken) < limit:
+            try:
+                taken.append(self.finished.get_nowait())
+            except queue.Empty:
+                break
+        return taken
 
 
-def _sender() -> tuple[ThreadPoolExecutor, httpx.Client]:
-    """The process's thread pool and HTTP client (kept alive between pumps), made again when
-    the settings they were made from change."""
-    global _pool, _client, _made_for
-    wanted = (
-        settings.WEBHOOK_CONCURRENCY,
-        settings.WEBHOOK_ALLOW_PRIVATE_TARGETS,
-        settings.WEBHOOK_TIMEOUT,
-        settings.WEBHOOK_CONNECT_TIMEOUT,
-    )
-    with _pool_lock:
-        if _pool is None or _client is None or _made_for != wanted:
-            if _pool is not None:
-                _pool.shutdown(wait=False)
-            size = settings.WEBHOOK_CONCURRENCY
-            _pool = ThreadPoolExecutor(max_workers=size, thread_name_prefix="webhook")
-            _client = http_client(size)
-            _made_for = wanted
-        return _pool, _client
+_SENDER = _Sender()
 
 
 @dataclass(frozen=True)
@@ -138,57 +181,50 @@ def _claim(limit: int, busy: set[Any]) -> list[_Claimed]:
     return [_Claimed(*row) for row in rows]
 
 
+def _release(items: list[_Claimed]) -> None:
+    """Give back claimed deliveries that were not started: due again now."""
+    if items:
+        Delivery.objects.filter(id__in=[item.id for item in items]).update(
+            next_attempt_at=timezone.now()
+        )
+
+
 def webhooks_pump(*, seconds: float | None = None) -> PumpResult:
-    """Fan out and deliver until nothing is due, or for ``seconds`` (WEBHOOK_PUMP_SECONDS),
-    then finish what is in flight."""
+    """Fan out, claim and send what is due, and record what finished, until nothing is due
+    and nothing is in flight, or for ``seconds`` (WEBHOOK_PUMP_SECONDS). Requests still in
+    flight then are not waited for: the next pump in this process records them (and if the
+    process dies, their leases end and they are sent again)."""
     deadline = time.monotonic() + (settings.WEBHOOK_PUMP_SECONDS if seconds is None else seconds)
-    pool, client = _sender()
+    sender = _SENDER
+    sender.ready()
     result = PumpResult()
     per_endpoint = settings.WEBHOOK_ENDPOINT_CONCURRENCY
     room = settings.WEBHOOK_CONCURRENCY
-    in_flight: dict[Future[AttemptResult], _Claimed] = {}
-    load: Counter[Any] = Counter()
     waiting: list[_Claimed] = []  # claimed, over their endpoint's share for now
-    done: list[tuple[_Claimed, AttemptResult]] = []
-    while True:
-        claiming = time.monotonic() < deadline
-        if claiming:
+    try:
+        while time.monotonic() < deadline:
             result.fanned_out += webhooks_fanout(limit=settings.WEBHOOK_BATCH_SIZE)
-        free = room - len(in_flight) - len(waiting)
-        if claiming and free > 0:
-            busy = {endpoint for endpoint, count in load.items() if count >= per_endpoint}
-            claimed = _claim(min(free, settings.WEBHOOK_BATCH_SIZE), busy)
-            waiting += claimed
-        else:
+            free = room - sender.in_flight - len(waiting)
             claimed = []
-        if waiting:
-            _start(waiting, in_flight, load, pool, client, per_endpoint)
-        if not in_flight:
-            if not waiting and (not claimed or not claiming):
-                break
-            continue
-        finished, _ = wait(list(in_flight), timeout=0.05, return_when=FIRST_COMPLETED)
-        for future in finished:
-            claimed_one = in_flight.pop(future)
-            load[claimed_one.endpoint_id] -= 1
-            done.append((claimed_one, future.result()))
-        if done and (len(done) >= 50 or not in_flight):
-            _record(done, result)
-            done = []
-    if done:
-        _record(done, result)
+            if free > 0:
+                claimed = _claim(min(free, settings.WEBHOOK_BATCH_SIZE), sender.busy(per_endpoint))
+                waiting += claimed
+            if waiting:
+                _start(sender, waiting, per_endpoint)
+            finished = sender.take_finished()
+            if finished:
+                _record(finished, result)
+            elif not claimed and not waiting and sender.in_flight == 0:
+                break  # nothing due, nothing in flight, everything recorded
+            else:
+                time.sleep(0.01)
+    finally:
+        _release(waiting)
     return result
 
 
-def _start(
-    waiting: list[_Claimed],
-    in_flight: dict[Future[AttemptResult], _Claimed],
-    load: Counter[Any],
-    pool: ThreadPoolExecutor,
-    client: httpx.Client,
-    per_endpoint: int,
-) -> None:
-    ready = [item for item in waiting if load[item.endpoint_id] < per_endpoint]
+def _start(sender: _Sender, waiting: list[_Claimed], per_endpoint: int) -> None:
+    ready = [item for item in waiting if sender.room(per_endpoint, item.endpoint_id)]
     if not ready:
         return
     events = {
@@ -204,16 +240,14 @@ def _start(
     )
     secrets = signing_secrets(list(endpoints))
     bodies: dict[str, bytes] = {}
-    started: list[_Claimed] = []
     for item in ready:
-        if load[item.endpoint_id] >= per_endpoint:
+        if not sender.room(per_endpoint, item.endpoint_id):
             continue
         body = bodies.get(item.event_id)
         if body is None:
             body = bodies[item.event_id] = event_body(events[item.event_id])
-        future = pool.submit(
-            attempt,
-            client,
+        sender.submit(
+            item,
             delivery_id=item.id,
             endpoint_id=item.endpoint_id,
             url=endpoints[item.endpoint_id],
@@ -221,10 +255,6 @@ def _start(
             body=body,
             secrets=secrets.get(item.endpoint_id, []),
         )
-        in_flight[future] = item
-        load[item.endpoint_id] += 1
-        started.append(item)
-    for item in started:
         waiting.remove(item)
 
 
@@ -238,7 +268,9 @@ def _record(done: list[tuple[_Claimed, AttemptResult]], result: PumpResult) -> N
     healthy: set[Any] = set()
     failing: set[Any] = set()
     for item, outcome in done:
-        delivery = deliveries[item.id]
+        delivery = deliveries.get(item.id)
+        if delivery is None or delivery.state == DeliveryState.DELIVERED:
+            continue  # deleted, or delivered by another pump after this one's lease ended
         delivery.attempts += 1
         delivery.last_status_code = outcome.status_code
         delivery.last_error = outcome.error
