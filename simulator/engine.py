@@ -439,6 +439,3 @@ class Simulator(CallbackDelivery):
 
     def report_time(self) -> str:
         return f"{to_eat(time.time()):%Y%m%d%H%M%S}"
-
-
-__all__ = ["Reply", "Simulator", "Transaction"]
