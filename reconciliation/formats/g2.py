@@ -12,7 +12,7 @@ from .rows import Layout
 
 
 def text_encoding(data: bytes) -> str:
-    """UTF-8 with a cp1252 fallback, as the format notes recommend (ASCII checked first: it
+    """UTF-8 with a cp1252 fallback, as ``docs/statements.md`` describes (ASCII checked first: it
     is by far the most common case and the cheapest test)."""
     if data.isascii():
         return "ascii"

@@ -56,7 +56,7 @@ def parse_pull_transactions(data: bytes) -> ParsedStatement:
             f"the JSON is nested too deeply to be a response (over {MAX_JSON_DEPTH} levels)"
         )
     if isinstance(body, dict) and set(body) == {"status", "response"}:
-        # An HTTP exchange as captured (status and body), as in the format notes' samples.
+        # A saved HTTP exchange (status and body): docs/statements.md, "Daraja Pull Transactions".
         body = body["response"]
     metadata = StatementMetadata()
     if isinstance(body, list) and body and all(isinstance(item, list) for item in body):
