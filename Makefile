@@ -7,6 +7,7 @@ BIN    := $(VENV)/bin
 HOST   ?= 127.0.0.1
 PORT   ?= 8000
 SIMULATOR_PORT ?= 8001
+RECEIVER_PORT ?= 8002
 
 .PHONY: run manage test install install-dev lint importlint typecheck migrations-check pytest lock clean
 
@@ -30,13 +31,16 @@ install-dev: $(VENV)/.installed-dev
 # (python -m core.devrun: Ctrl-C, or SIGTERM to the process group, stops every one of them).
 # Derived URLs follow HOST/PORT/SIMULATOR_PORT unless the environment or .env sets them.
 RUN_ENV = DJANGO_DEBUG=$${DJANGO_DEBUG:-true} \
+	WEBHOOK_ALLOW_PRIVATE_TARGETS=$${WEBHOOK_ALLOW_PRIVATE_TARGETS:-true} \
 	$$(test -n "$$MPESA_CALLBACK_URL" || grep -qs '^MPESA_CALLBACK_URL=.' .env || echo MPESA_CALLBACK_URL=http://$(HOST):$(PORT)/payments/callback/) \
 	$$(test -n "$$MPESA_BASE_URL" || grep -qs '^MPESA_BASE_URL=.' .env || echo MPESA_BASE_URL=http://127.0.0.1:$(SIMULATOR_PORT))
 
 run: install
 	@env $(RUN_ENV) $(BIN)/python manage.py migrate --no-input
 	@env $(RUN_ENV) $(BIN)/python manage.py bootstrap_demo --host $(HOST) --port $(PORT)
+	@env $(RUN_ENV) $(BIN)/python manage.py bootstrap_demo_webhooks --url http://127.0.0.1:$(RECEIVER_PORT)/webhooks
 	@exec env $(RUN_ENV) WEB_HOST=$(HOST) WEB_PORT=$(PORT) SIMULATOR_PORT=$(SIMULATOR_PORT) \
+		RECEIVER_PORT=$(RECEIVER_PORT) \
 		$(BIN)/python -m core.devrun Procfile.dev
 
 ## make manage ARGS="...": a manage.py command beside `make run`, with the same environment

@@ -31,9 +31,10 @@ def _enabled() -> None:
         raise Http404("The demo page is disabled (DEMO_ENABLED=false).")
 
 
-# Local only: the demo key does the books too, so that the README's statement upload works with
-# it (a production key takes payments only unless given the scope).
-DEMO_SCOPES = ["payments", "reconciliation"]
+# Local only: the demo key does the books and the webhooks too, so that the README's statement
+# upload and endpoint registration work with it (a production key takes payments only unless
+# given the scopes).
+DEMO_SCOPES = ["payments", "reconciliation", "webhooks"]
 
 
 def demo_client() -> ApiClient:

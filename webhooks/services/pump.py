@@ -35,6 +35,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from core.db import update_rows
 from core.logging import ctx
 from events.models import Event
 
@@ -84,6 +85,8 @@ class PumpResult:
     fanned_out: int = 0
     attempted: int = 0
     delivered: int = 0
+    # Stopped by its time, not because nothing was left: another pump should follow.
+    more: bool = False
 
 
 class _Sender:
@@ -202,7 +205,10 @@ def webhooks_pump(*, seconds: float | None = None) -> PumpResult:
     room = settings.WEBHOOK_CONCURRENCY
     waiting: list[_Claimed] = []  # claimed, over their endpoint's share for now
     try:
-        while time.monotonic() < deadline:
+        while True:
+            if time.monotonic() >= deadline:
+                result.more = True
+                break
             result.fanned_out += webhooks_fanout(limit=settings.WEBHOOK_BATCH_SIZE)
             free = room - sender.in_flight - len(waiting)
             claimed = []
@@ -259,32 +265,36 @@ def _start(sender: _Sender, waiting: list[_Claimed], per_endpoint: int) -> None:
 
 
 def _record(done: list[tuple[_Claimed, AttemptResult]], result: PumpResult) -> None:
-    """Write the attempts and move the deliveries on, in one transaction."""
+    """Write the attempts and move the deliveries on, in one transaction: one INSERT for the
+    attempts, one UPDATE for the deliveries (only those still pending: a late result never
+    overwrites a delivery another pump delivered after this one's lease ended)."""
     now = timezone.now()
-    deliveries = {
-        delivery.id: delivery
-        for delivery in Delivery.objects.filter(id__in=[item.id for item, _ in done])
-    }
+    rows: list[list[Any]] = []
     healthy: set[Any] = set()
     failing: set[Any] = set()
     for item, outcome in done:
-        delivery = deliveries.get(item.id)
-        if delivery is None or delivery.state == DeliveryState.DELIVERED:
-            continue  # deleted, or delivered by another pump after this one's lease ended
-        delivery.attempts += 1
-        delivery.last_status_code = outcome.status_code
-        delivery.last_error = outcome.error
+        attempts = item.attempts + 1
         if outcome.delivered:
-            delivery.state = DeliveryState.DELIVERED
-            delivery.delivered_at = now
+            state, due, delivered_at = DeliveryState.DELIVERED, now, now
             healthy.add(item.endpoint_id)
-            continue
-        failing.add(item.endpoint_id)
-        delay = retry_delay(delivery.attempts)
-        if delay is None:
-            delivery.state = DeliveryState.FAILED
         else:
-            delivery.next_attempt_at = outcome.started_at + delay
+            failing.add(item.endpoint_id)
+            delay = retry_delay(attempts)
+            state = DeliveryState.PENDING if delay is not None else DeliveryState.FAILED
+            due = outcome.started_at + delay if delay is not None else now
+            delivered_at = None
+        rows.append(
+            [
+                item.id,
+                DeliveryState.PENDING,
+                state,
+                attempts,
+                due,
+                outcome.status_code,
+                outcome.error,
+                delivered_at,
+            ]
+        )
     with transaction.atomic():
         Attempt.objects.bulk_create(
             Attempt(
@@ -297,9 +307,9 @@ def _record(done: list[tuple[_Claimed, AttemptResult]], result: PumpResult) -> N
             )
             for _, outcome in done
         )
-        Delivery.objects.bulk_update(
-            deliveries.values(),
-            [
+        update_rows(
+            Delivery,
+            set_fields=[
                 "state",
                 "attempts",
                 "next_attempt_at",
@@ -307,6 +317,8 @@ def _record(done: list[tuple[_Claimed, AttemptResult]], result: PumpResult) -> N
                 "last_error",
                 "delivered_at",
             ],
+            match_fields=["state"],
+            rows=rows,
         )
         if healthy:
             Endpoint.objects.filter(id__in=healthy, failing_since__isnull=False).update(
