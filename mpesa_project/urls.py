@@ -11,6 +11,7 @@ from rest_framework.permissions import AllowAny
 
 from core.ops import metrics
 from payments import demo
+from webhooks import demo as webhooks_demo
 
 
 def health(request: HttpRequest) -> JsonResponse:
@@ -49,5 +50,10 @@ urlpatterns = [
     path("demo/", demo.demo_page, name="demo"),
     path("demo/pay/", demo.demo_pay, name="demo-pay"),
     path("demo/payments/<uuid:payment_id>/", demo.demo_payment, name="demo-payment"),
+    path(
+        "demo/payments/<uuid:payment_id>/webhooks/",
+        webhooks_demo.demo_payment_webhooks,
+        name="demo-payment-webhooks",
+    ),
     path("", RedirectView.as_view(url="/demo/" if settings.DEMO_ENABLED else "/api/docs/")),
 ]

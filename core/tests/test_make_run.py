@@ -10,6 +10,7 @@ inherits, whatever its parent became.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -21,6 +22,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import pytest
 
 from testsupport import REPO_ROOT, wait_for
@@ -35,7 +37,14 @@ pytestmark = [
     ),
 ]
 
-READY = ("celery@", " ready.", "beat: Starting", "Starting development server", "Daraja simulator")
+READY = (
+    "celery@",
+    " ready.",
+    "beat: Starting",
+    "Starting development server",
+    "Daraja simulator",
+    "demo webhook receiver on",
+)
 
 
 def _free_port() -> int:
@@ -76,6 +85,7 @@ class Run:
     make: subprocess.Popen[bytes]
     log: Path
     var_dir: Path
+    port: int
 
     def output(self) -> str:
         return self.log.read_text(errors="replace")
@@ -96,6 +106,7 @@ def run(var_dir: Path, tmp_path: Path) -> Iterator[Run]:
     }
     env.update(VAR_DIR=str(var_dir), DJANGO_DEBUG="true", PYTHONUNBUFFERED="1")
     log = tmp_path / "make-run.log"
+    port = _free_port()
     with open(log, "wb") as out:
         make = subprocess.Popen(
             [
@@ -105,8 +116,9 @@ def run(var_dir: Path, tmp_path: Path) -> Iterator[Run]:
                 str(REPO_ROOT),
                 "run",
                 "HOST=127.0.0.1",
-                f"PORT={_free_port()}",
+                f"PORT={port}",
                 f"SIMULATOR_PORT={_free_port()}",
+                f"RECEIVER_PORT={_free_port()}",
             ],
             stdin=subprocess.DEVNULL,
             stdout=out,
@@ -114,7 +126,7 @@ def run(var_dir: Path, tmp_path: Path) -> Iterator[Run]:
             env=env,
             start_new_session=True,  # its own process group, as a terminal gives a command
         )
-    started = Run(make, log, var_dir)
+    started = Run(make, log, var_dir, port)
     try:
         wait_for(lambda: all(m in started.output() for m in READY) or make.poll(), timeout=120)
         assert make.poll() is None, started.output()
@@ -171,4 +183,39 @@ def test_the_processes_stop_when_the_launcher_is_killed_alone(run):
     assert len(launcher) == 1
     os.kill(launcher[0], signal.SIGKILL)  # the out-of-memory killer, a `kill -9` of the pid
     run.make.wait(timeout=30)
+    _nothing_left(run, timeout=30)
+
+
+def test_a_payment_reaches_the_demo_receiver_signed_and_verified(run):
+    # What a newcomer sees: pay with the printed key through the simulator, and the demo
+    # receiver gets payment.succeeded and verifies its signature with standardwebhooks.
+    key = re.search(r"API key:\s+(\S+)", run.output()).group(1)
+    response = httpx.post(
+        f"http://127.0.0.1:{run.port}/payments/stk-push/",
+        headers={"Authorization": f"Bearer {key}"},
+        json={
+            "phone_number": "0712345678",
+            "amount": 10,
+            "account_reference": "E2E",
+            "description": "Demo",
+        },
+        timeout=30,
+    )
+    assert response.status_code == 201, response.text
+    payment_id = response.json()["id"]
+    received = run.var_dir / "demo-webhooks.jsonl"
+
+    def succeeded() -> dict | None:
+        if not received.exists():
+            return None
+        for line in received.read_text().splitlines():
+            record = json.loads(line)
+            if record["object_id"] == payment_id and record["type"] == "payment.succeeded":
+                return record
+        return None
+
+    record = wait_for(succeeded, timeout=90, interval=0.5)
+    assert record["verified"] is True, record
+    os.killpg(run.make.pid, signal.SIGINT)
+    run.make.wait(timeout=60)
     _nothing_left(run, timeout=30)
