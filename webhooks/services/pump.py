@@ -63,6 +63,8 @@ RETRY_DELAYS = (
     timedelta(hours=24),
 )
 MAX_ATTEMPTS = len(RETRY_DELAYS) + 1
+# How long a delivery claimed beyond its endpoint's share waits before it is due again.
+RELEASE_PAUSE = timedelta(seconds=1)
 
 
 def retry_delay(attempts: int) -> timedelta | None:
@@ -184,11 +186,11 @@ def _claim(limit: int, busy: set[Any]) -> list[_Claimed]:
     return [_Claimed(*row) for row in rows]
 
 
-def _release(items: list[_Claimed]) -> None:
-    """Give back claimed deliveries that were not started: due again now."""
+def _release(items: list[_Claimed], *, after: timedelta = timedelta(0)) -> None:
+    """Give back claimed deliveries that were not started: due again ``after`` from now."""
     if items:
         Delivery.objects.filter(id__in=[item.id for item in items]).update(
-            next_attempt_at=timezone.now()
+            next_attempt_at=timezone.now() + after
         )
 
 
@@ -203,36 +205,34 @@ def webhooks_pump(*, seconds: float | None = None) -> PumpResult:
     result = PumpResult()
     per_endpoint = settings.WEBHOOK_ENDPOINT_CONCURRENCY
     room = settings.WEBHOOK_CONCURRENCY
-    waiting: list[_Claimed] = []  # claimed, over their endpoint's share for now
-    try:
-        while True:
-            if time.monotonic() >= deadline:
-                result.more = True
-                break
-            result.fanned_out += webhooks_fanout(limit=settings.WEBHOOK_BATCH_SIZE)
-            free = room - sender.in_flight - len(waiting)
-            claimed = []
-            if free > 0:
-                claimed = _claim(min(free, settings.WEBHOOK_BATCH_SIZE), sender.busy(per_endpoint))
-                waiting += claimed
-            if waiting:
-                _start(sender, waiting, per_endpoint)
-            finished = sender.take_finished()
-            if finished:
-                _record(finished, result)
-            elif not claimed and not waiting and sender.in_flight == 0:
-                break  # nothing due, nothing in flight, everything recorded
-            else:
-                time.sleep(0.01)
-    finally:
-        _release(waiting)
+    while True:
+        if time.monotonic() >= deadline:
+            result.more = True
+            break
+        result.fanned_out += webhooks_fanout(limit=settings.WEBHOOK_BATCH_SIZE)
+        free = room - sender.in_flight
+        claimed: list[_Claimed] = []
+        if free > 0:
+            claimed = _claim(min(free, settings.WEBHOOK_BATCH_SIZE), sender.busy(per_endpoint))
+        if claimed:
+            # Claimed beyond an endpoint's share: given back for a moment, so that one
+            # endpoint's backlog (a slow one's, growing) never takes the others' turn.
+            _release(_start(sender, claimed, per_endpoint), after=RELEASE_PAUSE)
+        finished = sender.take_finished()
+        if finished:
+            _record(finished, result)
+        elif not claimed and sender.in_flight == 0:
+            break  # nothing due, nothing in flight, everything recorded
+        else:
+            time.sleep(0.01)
     return result
 
 
-def _start(sender: _Sender, waiting: list[_Claimed], per_endpoint: int) -> None:
-    ready = [item for item in waiting if sender.room(per_endpoint, item.endpoint_id)]
+def _start(sender: _Sender, claimed: list[_Claimed], per_endpoint: int) -> list[_Claimed]:
+    """Send what the endpoints have room for; returns the rest."""
+    ready = [item for item in claimed if sender.room(per_endpoint, item.endpoint_id)]
     if not ready:
-        return
+        return claimed
     events = {
         event.id: event
         for event in Event.objects.filter(id__in={item.event_id for item in ready}).only(
@@ -246,8 +246,10 @@ def _start(sender: _Sender, waiting: list[_Claimed], per_endpoint: int) -> None:
     )
     secrets = signing_secrets(list(endpoints))
     bodies: dict[str, bytes] = {}
-    for item in ready:
+    left: list[_Claimed] = []
+    for item in claimed:
         if not sender.room(per_endpoint, item.endpoint_id):
+            left.append(item)
             continue
         body = bodies.get(item.event_id)
         if body is None:
@@ -261,7 +263,7 @@ def _start(sender: _Sender, waiting: list[_Claimed], per_endpoint: int) -> None:
             body=body,
             secrets=secrets.get(item.endpoint_id, []),
         )
-        waiting.remove(item)
+    return left
 
 
 def _record(done: list[tuple[_Claimed, AttemptResult]], result: PumpResult) -> None:
