@@ -152,3 +152,32 @@ def test_redirects_are_not_followed():
         with _client(True) as client:
             assert client.post(receiver.url, content=b"{}").status_code == 307
         assert len(receiver.requests) == 1
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        "127.0.0.1",
+        "10.0.0.5",
+        "172.16.0.9",
+        "192.168.1.1",
+        "169.254.169.254",
+        "169.254.10.1",
+        "100.64.1.1",
+        "0.0.0.0",
+        "::1",
+        "::ffff:127.0.0.1",
+        "fd12:3456::1",
+        "fe80::1",
+    ],
+)
+def test_every_blocked_class_is_refused_when_connecting(address, monkeypatch):
+    # The delivery-time check: a name that resolves there is never connected to.
+    fake_dns(monkeypatch, {"hooks.example.com": [address]})
+    connected = []
+    monkeypatch.setattr(
+        ssrf.httpcore.SyncBackend, "connect_tcp", lambda *args, **kwargs: connected.append(args)
+    )
+    with _client(False) as client, pytest.raises(ssrf.UnsafeURL):
+        client.post("https://hooks.example.com/hooks", content=b"{}")
+    assert connected == []
