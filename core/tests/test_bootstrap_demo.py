@@ -43,7 +43,7 @@ def test_each_start_reuses_the_demo_client_and_its_new_key_sees_earlier_payments
     assert len({first, second, third}) == 3  # a new key each start (only hashes are stored)
     assert ApiClient.objects.count() == 1  # ...for one client, not one more client per start
     # The demo key does the books too, so that the README's statement upload works with it.
-    assert ApiClient.objects.get().scopes == ["payments", "reconciliation"]
+    assert ApiClient.objects.get().scopes == ["payments", "reconciliation", "webhooks"]
     listing = _api(third).get("/payments/")
     assert listing.status_code == 200
     assert [p["id"] for p in listing.json()["results"]] == [created.json()["id"]]
