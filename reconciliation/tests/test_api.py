@@ -535,6 +535,19 @@ def test_the_schema_documents_the_upload_as_accepted_and_the_runs_state(api):
     assert "finished_at" in run and run["finished_at"].get("nullable") is True
 
 
+@pytest.mark.parametrize("value", ["-1", "ten", "1.5", str(7 * 86400 + 1)])
+def test_a_bad_time_window_is_a_400_naming_it(api, value):
+    response = upload(
+        api,
+        statement(pay_row("TK5XA1BC2E", 5, "05-11-2025 10:01:00")),
+        **{"time_window_seconds": value},
+    )
+
+    assert response.status_code == 400
+    assert "time_window_seconds" in response.json()["error"]["fields"]
+    assert ReconciliationRun.objects.count() == 0
+
+
 @pytest.mark.parametrize("value", ["0", "1", "yes", "on", "TRUE "])
 def test_auto_resolve_is_true_or_false_not_a_guess(api, value):
     response = upload(
