@@ -175,8 +175,9 @@ def emit_at_rate(
     n = 0
     while (elapsed := time.perf_counter() - start) < seconds:
         due = start + n * interval
-        if due > time.perf_counter():
-            time.sleep(due - time.perf_counter())
+        pause = due - time.perf_counter()
+        if pause > 0:
+            time.sleep(pause)
         client_id = client_ids[n % len(client_ids)]
         (event_id,) = emit(client_id)
         committed[event_id] = (time.time(), client_id)
