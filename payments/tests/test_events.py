@@ -109,3 +109,21 @@ def test_a_listener_that_fails_does_not_fail_the_change(django_capture_on_commit
         assert types_of(payment) == ["payment.pending"]
     finally:
         unregister_listener("test")
+
+
+@pytest.mark.parametrize("state", ["initiated", "pending", "success", "failed", "query"])
+def test_the_event_data_is_exactly_what_the_serializer_gives(state):
+    from payments.events import payment_data
+    from payments.serializers import PaymentSerializer
+
+    kwargs = {
+        "initiated": {"initiated": True},
+        "pending": {},
+        "success": {"success": True, "receipt": "UKR1EQUAL1"},
+        "failed": {"failed": True},
+        "query": {"success": True, "receipt": None},
+    }[state]
+    payment = PaymentFactory(**kwargs)
+    assert payment_data(payment) == dict(PaymentSerializer(payment).data)
+    changed = payment_data(payment, {"result_desc": "changed", "needs_review": True})
+    assert changed["result_desc"] == "changed" and changed["needs_review"] is True
