@@ -6,6 +6,7 @@ Each scenario is chosen by the payer's phone number from the simulator's documen
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -14,6 +15,7 @@ from django.db import connection
 
 from callbacks.models import CallbackState, InboundCallback
 from core.ops import find_violations
+from events.models import Event
 from payments.models import EventKind, Payment, PaymentStatus
 from payments.services import payment_query
 from simulator import SimulatorConfig, start_in_thread
@@ -42,6 +44,16 @@ def simulator() -> Iterator[Any]:
 def worker(django_db_setup: None, django_db_blocker: Any) -> Iterator[None]:
     with django_db_blocker.unblock(), celery_worker(concurrency=2):
         yield
+
+
+@pytest.fixture(autouse=True)
+def _quiet_worker_at_the_end() -> Iterator[None]:
+    """The module's worker outlives each test: before the test's tables are emptied, let it
+    finish what the test's payments started (the webhook pump fans their events out), or
+    its transactions and the TRUNCATE can deadlock."""
+    yield
+    wait_for(lambda: not Event.objects.filter(dispatched_at__isnull=True).exists(), timeout=60)
+    time.sleep(1.0)  # the pump's last queries after its fan-out
 
 
 @pytest.fixture(autouse=True)
