@@ -373,6 +373,9 @@ class Break(models.Model):
             models.Index(fields=["run", "kind", "status"], name="break_run_kind_status"),
             # The admin's list: newest run first, a run's breaks in order, one page at a time.
             models.Index(fields=["-run", "id"], name="break_run_desc_id"),
+            # The admin's list filtered by status (open breaks, newest run first): without it
+            # PostgreSQL walked break_run_desc_id past every resolved break to find 50 open.
+            models.Index(fields=["status", "-run", "id"], name="break_status_run_desc_id"),
         ]
         constraints = [
             models.UniqueConstraint(

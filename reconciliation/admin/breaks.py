@@ -133,7 +133,8 @@ class BreakAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     inlines = [BreakEventInline]
     actions = ["accept_selected", "credit_selected"]
     show_full_result_count = False
-    # Newest run first, a run's breaks in order: read through the break_run_desc_id index. The
+    # Newest run first, a run's breaks in order: read through the break_run_desc_id index
+    # (break_status_run_desc_id when filtered by status). The
     # model's ordering ("run") sorts by the run's own ordering, a join and a sort of every
     # break before the first page.
     ordering = ["-run__id", "id"]

@@ -407,3 +407,29 @@ def test_the_breaks_list_filters_by_run_from_the_run_page_link(admin_client, run
     assert str(run) in response.content.decode()
     assert list(other.context["cl"].result_list) == []
     assert bad.status_code == 302 and "e=1" in bad["Location"]
+
+
+@pytest.mark.services
+def test_the_open_breaks_list_is_read_in_order_from_an_index(admin_client, run):
+    """On PostgreSQL: the admin's list of open breaks, newest run first, comes from
+    break_status_run_desc_id in its order (no sort of every open break before the page).
+    Sequential scans are disabled so the tiny test table does not hide the plan."""
+    from django.db import connection, transaction
+
+    from reconciliation.admin.breaks import BreakAdmin
+
+    queryset = Break.objects.filter(status="open").order_by(*BreakAdmin.ordering)[:51]
+    sql, params = queryset.query.sql_with_params()
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("SET LOCAL enable_seqscan = off")
+        cursor.execute(f"EXPLAIN {sql}", params)
+        plan = "\n".join(row[0] for row in cursor.fetchall())
+
+    assert "break_status_run_desc_id" in plan, plan
+    assert "Sort" not in plan, plan
+    assert (
+        admin_client.get(
+            reverse("admin:reconciliation_break_changelist"), {"status__exact": "open"}
+        ).status_code
+        == 200
+    )
