@@ -13,6 +13,7 @@ from django.utils import timezone
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from events.models import Event
+from testsupport.dns import PUBLIC, fake_dns
 from testsupport.factories import ApiClientFactory, PaymentFactory
 from testsupport.receiver import webhook_receiver
 from webhooks.models import Attempt, Delivery, DeliveryState, Endpoint
@@ -216,3 +217,24 @@ def test_only_the_merchants_enabled_endpoints_wanting_the_type_get_it(receiver, 
     assert [body["type"] for body in bodies] == ["payment.succeeded"]
     # A disabled endpoint gets no deliveries (its events can be redelivered to it later).
     assert not Delivery.objects.filter(endpoint=disabled).exists()
+
+
+def test_a_host_that_turns_private_after_it_was_saved_is_refused_when_sending(
+    merchant, settings, monkeypatch
+):
+    """Production: the name was public when the endpoint was saved; at delivery it resolves to
+    a private address, and the transport refuses to connect (the attempt says why)."""
+    settings.WEBHOOK_ALLOW_PRIVATE_TARGETS = False
+    answers = {"hooks.example.com": [PUBLIC]}
+    fake_dns(monkeypatch, {"hooks.example.com": lambda: answers["hooks.example.com"]})
+    endpoint_create(client=merchant, url="https://hooks.example.com/mpesa")
+    answers["hooks.example.com"] = ["10.1.2.3"]
+    PaymentFactory(client=merchant, success=True)
+
+    result = webhooks_pump(seconds=2)
+
+    assert result.attempted == 2 and result.delivered == 0
+    errors = set(Attempt.objects.values_list("error", flat=True))
+    assert len(errors) == 1
+    (error,) = errors
+    assert error.startswith("refused:") and "10.1.2.3" in error, error
