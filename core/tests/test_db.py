@@ -1,4 +1,5 @@
-"""update_rows: many rows, each with its own values, in one statement on PostgreSQL."""
+"""update_rows and insert_rows: many rows, each with its own values, in one statement on
+PostgreSQL."""
 
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -6,9 +7,9 @@ from decimal import Decimal
 import pytest
 from django.db import DataError, connection, transaction
 
-from core.db import update_rows
+from core.db import insert_rows, update_rows
 from payments.models import Payment, PaymentStatus
-from testsupport.factories import PaymentFactory
+from testsupport.factories import ApiClientFactory, PaymentFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -78,3 +79,64 @@ def test_a_value_too_long_for_its_column_is_never_truncated():
     assert connection.vendor != "postgresql"  # SQLite does not enforce lengths: stored whole
     payment.refresh_from_db()
     assert payment.mpesa_receipt_number == too_long
+
+
+def _attempt_rows(delivery_id, count, when):
+    return [(delivery_id, when, 200 + n, f"error {n}", n, f"body {n}") for n in range(count)]
+
+
+ATTEMPT_FIELDS = ("delivery", "started_at", "status_code", "error", "latency_ms", "response_body")
+
+
+@pytest.fixture
+def delivery():
+    from events.services import NewEvent, events_emit
+    from webhooks.models import Delivery, Endpoint
+
+    client = ApiClientFactory()
+    with transaction.atomic():
+        (event,) = events_emit([NewEvent("webhook.test", {"n": 1}, client.pk)])
+    endpoint = Endpoint.objects.create(client=client, url="https://hooks.example.com/")
+    return Delivery.objects.create(event=event, endpoint=endpoint)
+
+
+def test_insert_rows_writes_every_row_with_its_values(delivery):
+    from webhooks.models import Attempt
+
+    when = datetime(2026, 12, 5, 9, 0, 1, 123456, tzinfo=UTC)
+    rows = _attempt_rows(delivery.pk, 2500, when)
+
+    assert insert_rows(Attempt, fields=ATTEMPT_FIELDS, rows=rows) == 2500
+
+    stored = sorted(
+        Attempt.objects.values_list(
+            "delivery_id", "started_at", "status_code", "error", "latency_ms", "response_body"
+        ),
+        key=lambda row: row[4],
+    )
+    assert stored == rows
+
+
+def test_insert_rows_refuses_rows_of_the_wrong_width_and_writes_nothing_for_none(delivery):
+    from webhooks.models import Attempt
+
+    assert insert_rows(Attempt, fields=ATTEMPT_FIELDS, rows=[]) == 0
+    with pytest.raises(ValueError, match="6 values"):
+        insert_rows(Attempt, fields=ATTEMPT_FIELDS, rows=[(delivery.pk, None)])
+    assert not Attempt.objects.exists()
+
+
+def test_insert_rows_never_truncates_a_value_too_long_for_its_column(delivery):
+    from webhooks.models import Attempt
+
+    too_long = "E" * 600  # error is varchar(500)
+    row = (delivery.pk, datetime(2026, 12, 5, tzinfo=UTC), None, too_long, 1, "")
+    try:
+        with transaction.atomic():
+            insert_rows(Attempt, fields=ATTEMPT_FIELDS, rows=[row])
+    except DataError:
+        assert connection.vendor == "postgresql"
+        assert not Attempt.objects.exists()
+        return
+    assert connection.vendor != "postgresql"  # SQLite does not enforce lengths: stored whole
+    assert Attempt.objects.get().error == too_long

@@ -35,7 +35,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from core.db import update_rows
+from core.db import insert_rows, update_rows
 from core.logging import ctx
 from events.models import Event
 
@@ -298,16 +298,27 @@ def _record(done: list[tuple[_Claimed, AttemptResult]], result: PumpResult) -> N
             ]
         )
     with transaction.atomic():
-        Attempt.objects.bulk_create(
-            Attempt(
-                delivery_id=outcome.delivery_id,
-                started_at=outcome.started_at,
-                status_code=outcome.status_code,
-                error=outcome.error,
-                latency_ms=outcome.latency_ms,
-                response_body=outcome.response_body,
-            )
-            for _, outcome in done
+        insert_rows(
+            Attempt,
+            fields=(
+                "delivery",
+                "started_at",
+                "status_code",
+                "error",
+                "latency_ms",
+                "response_body",
+            ),
+            rows=[
+                (
+                    outcome.delivery_id,
+                    outcome.started_at,
+                    outcome.status_code,
+                    outcome.error,
+                    outcome.latency_ms,
+                    outcome.response_body,
+                )
+                for _, outcome in done
+            ],
         )
         update_rows(
             Delivery,
