@@ -8,10 +8,12 @@ import datetime as dt
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.utils import formats, timezone
 from django.utils.dateparse import parse_datetime
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
+from django.utils.translation import gettext
 
 # Every ModelAdmin that uses these labels and tables lists this in its Media.
 ADMIN_CSS = {"all": ["core/admin.css"]}
@@ -69,3 +71,18 @@ def plain(value: Any) -> str:
     if isinstance(value, list | tuple):
         return " | ".join(plain(item) for item in value)
     return str(value)
+
+
+class QuickCheckboxMixin:
+    """A list's row checkbox written as HTML, not rendered through the form widget's template
+    per row: on a page of 50 payments the widget took a quarter of the page's time. The
+    same markup as Django's (name, value, class and label)."""
+
+    def action_checkbox(self, obj: Any) -> SafeString:
+        label = format_html(gettext("Select this object for an action - {}"), str(obj))
+        return format_html(
+            '<input type="checkbox" name="{}" value="{}" class="action-select" aria-label="{}">',
+            ACTION_CHECKBOX_NAME,
+            str(obj.pk),
+            label,
+        )

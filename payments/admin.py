@@ -17,7 +17,14 @@ from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
-from core.admin_display import ADMIN_CSS, amount_html, money, plain, status_badge
+from core.admin_display import (
+    ADMIN_CSS,
+    QuickCheckboxMixin,
+    amount_html,
+    money,
+    plain,
+    status_badge,
+)
 from core.pagination import EstimatedCountPaginator
 from daraja.client import PAYBILL, TILL
 
@@ -141,7 +148,7 @@ def register_payment_section(
 
 
 @admin.register(Payment)
-class PaymentAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+class PaymentAdmin(QuickCheckboxMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = [
         "short_id",
         "status_label",

@@ -62,3 +62,19 @@ def test_a_key_gets_the_scopes_chosen_and_may_be_a_second_key_of_a_merchant(admi
     clerk = ApiClient.objects.get(name="Clerk")
     assert (clerk.scopes, clerk.acts_for) == (["reconciliation"], books)
     assert refused.status_code == 200 and not ApiClient.objects.filter(name="Nothing").exists()
+
+
+def test_the_quick_row_checkbox_is_the_markup_django_renders():
+    from django.contrib import admin as django_admin
+    from django.test.html import parse_html
+
+    from payments.admin import PaymentAdmin
+    from payments.models import Payment
+    from testsupport.factories import PaymentFactory
+
+    payment = PaymentFactory(success=True)
+    ours = PaymentAdmin(Payment, django_admin.site).action_checkbox(payment)
+    djangos = django_admin.ModelAdmin(Payment, django_admin.site).action_checkbox(payment)
+
+    assert parse_html(ours) == parse_html(djangos)
+    assert f'value="{payment.pk}"' in ours

@@ -17,7 +17,7 @@ from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
-from core.admin_display import ADMIN_CSS, amount_html, money, plain, when
+from core.admin_display import ADMIN_CSS, QuickCheckboxMixin, amount_html, money, plain, when
 from core.pagination import EstimatedCountPaginator
 from payments.models import Payment
 
@@ -59,7 +59,7 @@ class BreakEventInline(ReadOnlyAdminMixin, admin.TabularInline):
 
 
 @admin.register(Break)
-class BreakAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+class BreakAdmin(QuickCheckboxMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = [
         "id",
         "run_col",
