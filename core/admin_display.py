@@ -5,10 +5,13 @@ payment statuses as coloured labels. Shared by the apps' admins and templates.""
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
+from django.contrib.admin.utils import quote
+from django.urls import get_script_prefix, reverse
 from django.utils import formats, timezone
 from django.utils.dateparse import parse_datetime
 from django.utils.html import format_html
@@ -86,3 +89,20 @@ class QuickCheckboxMixin:
             str(obj.pk),
             label,
         )
+
+
+def change_url(view_name: str, pk: Any) -> str:
+    """``reverse(view_name, args=[quote(pk)])`` (the admin's own link) for a change page, from a template reversed
+    once per view name and script prefix: a list page links every row, and ``reverse`` per
+    link was a sixth of the breaks list's time."""
+    return _change_url_template(view_name, get_script_prefix()).replace(
+        _PK_PLACEHOLDER, str(quote(pk)), 1
+    )
+
+
+_PK_PLACEHOLDER = "PK-PLACEHOLDER"
+
+
+@functools.lru_cache(maxsize=256)
+def _change_url_template(view_name: str, prefix: str) -> str:
+    return reverse(view_name, args=[_PK_PLACEHOLDER])

@@ -78,3 +78,20 @@ def test_the_quick_row_checkbox_is_the_markup_django_renders():
 
     assert parse_html(ours) == parse_html(djangos)
     assert f'value="{payment.pk}"' in ours
+
+
+def test_change_url_is_what_reverse_gives_for_any_key_and_script_prefix():
+    from django.urls import clear_script_prefix, set_script_prefix
+
+    from django.contrib.admin.utils import quote
+
+    from core.admin_display import change_url
+
+    name = "admin:payments_payment_change"
+    try:
+        for prefix in ("/", "/mpesa/"):
+            set_script_prefix(prefix)
+            for pk in ("0b7c1f0e-8a43-4c8e-9d0a-2f1b5c6d7e8f", 42, "a_b/c"):
+                assert change_url(name, pk) == reverse(name, args=[quote(pk)])
+    finally:
+        clear_script_prefix()

@@ -17,7 +17,15 @@ from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
-from core.admin_display import ADMIN_CSS, QuickCheckboxMixin, amount_html, money, plain, when
+from core.admin_display import (
+    ADMIN_CSS,
+    QuickCheckboxMixin,
+    amount_html,
+    change_url,
+    money,
+    plain,
+    when,
+)
 from core.pagination import EstimatedCountPaginator
 from payments.models import Payment
 
@@ -148,7 +156,7 @@ class BreakAdmin(QuickCheckboxMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
 
     @admin.display(description="Run", ordering="run")
     def run_col(self, obj: Break) -> SafeString:
-        url = reverse("admin:reconciliation_reconciliationrun_change", args=[obj.run_id])
+        url = change_url("admin:reconciliation_reconciliationrun_change", obj.run_id)
         return format_html('<a href="{}" title="{}">#{}</a>', url, obj.run, obj.run_id)
 
     @admin.display(description="Receipt")

@@ -7,11 +7,10 @@ from typing import Any
 
 from django.conf import settings
 from django.http import HttpRequest
-from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
-from core.admin_display import money, status_badge, when
+from core.admin_display import change_url, money, status_badge, when
 from payments.models import Payment
 
 from ..models import (
@@ -78,7 +77,7 @@ def max_upload_bytes() -> int:
 def payment_link(payment: Payment | None) -> SafeString:
     if payment is None:
         return format_html("{}", "—")
-    url = reverse("admin:payments_payment_change", args=[payment.pk])
+    url = change_url("admin:payments_payment_change", payment.pk)
     return format_html(
         '<a href="{}">{}</a> {} <span class="amount">{}</span>',
         url,
