@@ -84,7 +84,9 @@ class BreakAdmin(QuickCheckboxMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
         "resolved_by",
     ]
     list_filter = ["kind", "status", "resolution", "auto_resolvable", RunFilter]
+    # What get_search_results looks up (the search box shows up only with search_fields).
     search_fields = ["=id", "=line__receipt_number", "=payment__id"]
+    search_help_text = "A break number, a payment id, or a receipt (the statement line's)."
     # A run's name is its statement's: one join, not one query per row.
     list_select_related = ["line", "payment", "run__statement"]
     # 50 rows, not Django's 100: a person works breaks a page at a time, filtered by run or
@@ -150,6 +152,40 @@ class BreakAdmin(QuickCheckboxMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
 
     class Media:
         css = ADMIN_CSS
+
+    def get_search_results(self, request: HttpRequest, queryset: Any, search_term: str) -> Any:
+        """One indexed lookup chosen by the term's shape: digits are a break's number, a
+        UUID a payment's id, anything else a receipt. Django's search OR-ed the three across
+        two joins, which PostgreSQL answered by reading every break (a second at 500,000)."""
+        term = search_term.strip()
+        if not term:
+            return queryset, False
+        if term.isascii() and term.isdigit():
+            return (queryset.filter(id=int(term)) if len(term) <= 18 else queryset.none()), False
+        try:
+            return queryset.filter(payment_id=uuid.UUID(term)), False
+        except ValueError:
+            pass
+        if len(term) > 20 or not term.isascii() or not term.isalnum():
+            return queryset.none(), False  # not a receipt (M-Pesa's are 10 letters and digits)
+        return queryset.filter(line__receipt_number=term.upper()), False
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Break]:
+        # The run and statement are joined for their names only: not their summaries,
+        # timings and metadata (JSON read and parsed again for each of the page's rows).
+        return (
+            super()
+            .get_queryset(request)
+            .defer(
+                "run__summary",
+                "run__timings",
+                "run__error",
+                "run__statement__metadata",
+                "run__statement__skipped",
+                "run__statement__account_holder",
+                "run__statement__account_name",
+            )
+        )
 
     def has_resolve_permission(self, request: HttpRequest) -> bool:
         return bool(request.user.has_perm("reconciliation.change_break"))

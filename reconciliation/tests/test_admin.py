@@ -433,3 +433,25 @@ def test_the_open_breaks_list_is_read_in_order_from_an_index(admin_client, run):
         ).status_code
         == 200
     )
+
+
+def test_the_breaks_search_finds_a_break_by_number_payment_or_receipt(admin_client, run):
+    url = reverse("admin:reconciliation_break_changelist")
+    with_payment = Break.objects.filter(run=run, payment__isnull=False).first()
+    with_line = Break.objects.filter(run=run, line__isnull=False).first()
+
+    def found(term):
+        response = admin_client.get(url, {"q": term})
+        assert response.status_code == 200
+        return {brk.pk for brk in response.context["cl"].result_list}
+
+    assert found(str(with_payment.pk)) == {with_payment.pk}
+    assert found(f" {with_payment.payment_id} ") == {
+        brk.pk for brk in Break.objects.filter(payment_id=with_payment.payment_id)
+    }
+    receipt = with_line.line.receipt_number
+    assert found(receipt.lower()) == {
+        brk.pk for brk in Break.objects.filter(line__receipt_number=receipt)
+    }
+    for nothing in ("9" * 40, "not a receipt!", "\u0669\u0660", "x" * 5000):
+        assert found(nothing) == set()
