@@ -99,3 +99,21 @@ def test_a_payment_links_to_its_statement_line_and_break(admin_client):
     assert reverse("admin:reconciliation_reconciliationrun_change", args=[run.pk]) in html
     assert "nov.csv</a> row 8" in html and "RCPT000010" in html
     assert '<span class="status status-success">Success</span>' in html
+
+
+def test_a_list_estimated_far_past_the_limit_counts_nothing_for_its_totals(payments, rf):
+    from django.contrib import admin as django_admin
+
+    from payments.admin import PaymentAdmin
+
+    model_admin = PaymentAdmin(Payment, django_admin.site)
+    request = rf.get(CHANGELIST, {"status__exact": "FAILED"})
+    failed = Payment.objects.filter(status="FAILED")
+    limit = model_admin.totals_max_rows
+
+    with CaptureQueriesContext(connection) as far:
+        assert model_admin.totals(request, failed, estimate=5 * limit + 1) == {"over": limit}
+    near = model_admin.totals(request, failed, estimate=5 * limit)
+
+    assert far.captured_queries == []
+    assert near["total"] == "300.00"  # near the limit: counted, and the sums shown

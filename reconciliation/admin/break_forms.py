@@ -119,7 +119,11 @@ class RunFilter(admin.SimpleListFilter):
     shown = 30
 
     def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
-        runs = ReconciliationRun.objects.select_related("statement").order_by("-id")
+        runs = (
+            ReconciliationRun.objects.select_related("statement")
+            .only("id", "statement__id", "statement__file_name")
+            .order_by("-id")
+        )
         return [(str(run.pk), str(run)) for run in runs[: self.shown]]
 
     def queryset(self, request: HttpRequest, queryset: QuerySet[Break]) -> QuerySet[Break]:
