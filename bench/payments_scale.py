@@ -56,6 +56,13 @@ OPERATIONS: list[tuple[str, str, str, dict[str, str]]] = [
     ("admin: breaks list", "admin", "/admin/reconciliation/break/", {}),
     ("admin: breaks list, open", "admin", "/admin/reconciliation/break/",
      {"status__exact": "open"}),
+    ("admin: breaks search by number", "admin", "/admin/reconciliation/break/",
+     {"q": "{break_id}"}),
+    ("admin: breaks search by payment id", "admin", "/admin/reconciliation/break/",
+     {"q": "{break_payment_id}"}),
+    ("admin: payment events", "admin", "/admin/payments/paymentevent/", {}),
+    ("admin: payment events, search by payment id", "admin", "/admin/payments/paymentevent/",
+     {"q": "{payment_id}"}),
     ("API: first page", "api", "/payments/", {}),
     ("API: deep page (~95 % down)", "api", "/payments/", {"deep": "1"}),
     ("API: ?status=FAILED", "api", "/payments/", {"status": "FAILED"}),
@@ -83,6 +90,8 @@ def measure(code_root: str, facts_path: str, runs: int, mode: str) -> None:
     from django.test.utils import CaptureQueriesContext
 
     facts = json.loads(Path(facts_path).read_text())
+    if "break_id" not in facts:  # a database seeded before these facts were kept
+        facts.update(break_facts())
     admin = Client()
     admin.force_login(User.objects.get(username="bench-admin"))
     api = Client(HTTP_AUTHORIZATION=f"Bearer {facts['api_key']}")
@@ -90,7 +99,7 @@ def measure(code_root: str, facts_path: str, runs: int, mode: str) -> None:
     for name, kind, path, query in OPERATIONS:
         params = {key: value.format(**facts) for key, value in query.items()}
         if params.pop("deep", None):
-            if mode == "current":
+            if _has_cursor(code_root):
                 params["starting_after"] = facts["deep_anchor"]
             else:
                 params["page"] = str(facts["deep_page"])
@@ -144,6 +153,13 @@ def measure(code_root: str, facts_path: str, runs: int, mode: str) -> None:
     print(json.dumps(results))
 
 
+def _has_cursor(code_root: str) -> bool:
+    """Whether the code measured pages the API with ``starting_after`` (else ``?page=``)."""
+    return any(
+        "starting_after" in path.read_text() for path in Path(code_root, "payments").glob("*.py")
+    )
+
+
 def _rows(response: Any, kind: str) -> int | None:
     """Rows on the page: the API's results, or the admin's row checkboxes."""
     if kind == "api":
@@ -151,7 +167,12 @@ def _rows(response: Any, kind: str) -> int | None:
             return len(response.json()["results"])
         except (ValueError, KeyError):
             return None
-    return response.content.count(b'name="_selected_action"')
+    content = response.content
+    boxes = content.count(b'name="_selected_action"')
+    if boxes or b'id="result_list"' not in content:
+        return boxes
+    table = content.split(b'id="result_list"', 1)[1].split(b"</table>", 1)[0]
+    return table.count(b"<tr") - 1  # a list without actions: its rows, less the header
 
 
 # --- Orchestration -----------------------------------------------------------------------------
@@ -265,6 +286,7 @@ def seed(count: int, clients: dict[str, str]) -> None:
         started = time.perf_counter()
         _psql(definition)
         log(f"  rebuilt {name} in {time.perf_counter() - started:.1f} s")
+    seed_events(count)
     _psql(
         """
         INSERT INTO reconciliation_statement (
@@ -282,9 +304,11 @@ def seed(count: int, clients: dict[str, str]) -> None:
         """
         INSERT INTO reconciliation_reconciliationrun (
             statement_id, client_id, engine, time_window_seconds, period_start, period_end,
-            started_at, finished_at, duration_ms, timings, summary, created_by, auto_resolve)
+            started_at, finished_at, duration_ms, timings, summary, created_by, auto_resolve,
+            state, rows_read, error, attempts, heartbeat_at)
         SELECT s.id, s.client_id, 'postgresql', 600, s.created_at - interval '1 day',
-               s.created_at, s.created_at, s.created_at, 1000, '{}', '{}', 'bench', true
+               s.created_at, s.created_at, s.created_at, 1000, '{}', '{}', 'bench', true,
+               'done', 0, '', 1, s.created_at
         FROM reconciliation_statement s ORDER BY s.id
         """
     )
@@ -308,6 +332,53 @@ def seed(count: int, clients: dict[str, str]) -> None:
         """
     )
     log(f"  {min(count, BREAKS):,} breaks over 30 runs")
+
+
+def seed_events(count: int) -> None:
+    """The history a payment leaves: a ``created`` event and, for all but the PENDING tenth,
+    the transition to its final status (about 1.9 events a payment), indexes dropped during
+    the load and rebuilt after."""
+    table = "payments_paymentevent"
+    plain = _psql(
+        "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = %s "
+        "AND indexname NOT IN (SELECT conname FROM pg_constraint)",
+        table,
+    )
+    for name, _ in plain:
+        _psql(f'DROP INDEX "{name}"')
+    _psql(
+        f"""
+        INSERT INTO {table} (payment_id, kind, from_status, to_status, source, actor, reason,
+                             evidence, callback_id, created_at)
+        SELECT id, 'created', '', 'INITIATED', 'api', '', '', '{{}}', NULL, created_at
+        FROM payments_payment ORDER BY created_at
+        """
+    )
+    log("  created events")
+    _psql(
+        f"""
+        INSERT INTO {table} (payment_id, kind, from_status, to_status, source, actor, reason,
+                             evidence, callback_id, created_at)
+        SELECT id, 'transition', 'PENDING', status, 'callback', '',
+               CASE WHEN status = 'FAILED' THEN 'Request cancelled by user' ELSE '' END,
+               '{{}}', NULL, completed_at
+        FROM payments_payment WHERE status <> 'PENDING' ORDER BY completed_at
+        """
+    )
+    log("  transition events")
+    for name, definition in plain:
+        started = time.perf_counter()
+        _psql(definition)
+        log(f"  rebuilt {name} in {time.perf_counter() - started:.1f} s")
+
+
+def break_facts() -> dict[str, str]:
+    """A break in the middle of the table that names a payment: its number and payment."""
+    from reconciliation.models import Break
+
+    breaks = Break.objects.filter(payment__isnull=False)
+    row = breaks.order_by("id").values_list("id", "payment_id")[breaks.count() // 2]
+    return {"break_id": str(row[0]), "break_payment_id": str(row[1])}
 
 
 def seed_facts(count: int, api_key: str, busy: str) -> dict[str, Any]:
@@ -371,12 +442,23 @@ def baseline_commit(repo: Path) -> str:
 
 
 def main() -> None:
+    global DBNAME
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--payments", type=int, default=10_000_000)
     parser.add_argument("--runs", type=int, default=RUNS)
     parser.add_argument("--baseline", help="commit of the baseline (default: before 0005)")
     parser.add_argument("--json", type=Path, help="write everything to this file")
     parser.add_argument("--keep", action="store_true", help="keep the database at the end")
+    parser.add_argument("--db", default=DBNAME, help=f"database name (default {DBNAME})")
+    parser.add_argument(
+        "--seed-only",
+        action="store_true",
+        help="seed (with the baseline's schema), keep the database, measure nothing",
+    )
+    parser.add_argument(
+        "--reuse", action="store_true",
+        help="measure a database seeded earlier with --seed-only (or --keep)",
+    )  # fmt: skip
     parser.add_argument("--measure", help=argparse.SUPPRESS)
     parser.add_argument("--facts", help=argparse.SUPPRESS)
     parser.add_argument("--mode", help=argparse.SUPPRESS)
@@ -398,6 +480,7 @@ def main() -> None:
     )
 
     handle_termination()
+    DBNAME = args.db
     base = args.baseline or baseline_commit(REPO_ROOT)
     base_sha = subprocess.run(
         ["git", "rev-parse", "--short", base], cwd=REPO_ROOT, capture_output=True, text=True,
@@ -416,21 +499,32 @@ def main() -> None:
             cwd=REPO_ROOT, check=True, capture_output=True,
         )  # fmt: skip
         log(f"baseline: {base_sha} checked out in a temporary worktree")
-        pg_recreate_database(DBNAME)
-        _manage(worktree, env, "migrate", "--no-input", "-v", "0")
-        clients = json.loads(
-            subprocess.run(
-                [sys.executable, "manage.py", "shell", "-c", SEED_CLIENTS],
-                cwd=worktree, env=env, check=True, capture_output=True, text=True,
-            ).stdout.strip().splitlines()[-1]
-        )  # fmt: skip
-        log(f"seeding {args.payments:,} payments")
-        started = time.perf_counter()
-        seed(args.payments, clients)
-        vacuum_analyze(DBNAME)
-        report["seed_seconds"] = round(time.perf_counter() - started, 1)
-        log(f"seeded and analysed in {report['seed_seconds']} s")
-        facts = seed_facts(args.payments, clients["api_key"], clients["busy"])
+        kept = REPO_ROOT / "var" / "bench" / f"{DBNAME}-facts.json"
+        if args.reuse:
+            stored = json.loads(kept.read_text())
+            facts, report["seed_seconds"] = stored["facts"], stored["seed_seconds"]
+            log(f"reusing {DBNAME} (seeded in {report['seed_seconds']} s)")
+        else:
+            pg_recreate_database(DBNAME)
+            _manage(worktree, env, "migrate", "--no-input", "-v", "0")
+            clients = json.loads(
+                subprocess.run(
+                    [sys.executable, "manage.py", "shell", "-c", SEED_CLIENTS],
+                    cwd=worktree, env=env, check=True, capture_output=True, text=True,
+                ).stdout.strip().splitlines()[-1]
+            )  # fmt: skip
+            log(f"seeding {args.payments:,} payments")
+            started = time.perf_counter()
+            seed(args.payments, clients)
+            vacuum_analyze(DBNAME)
+            report["seed_seconds"] = round(time.perf_counter() - started, 1)
+            log(f"seeded and analysed in {report['seed_seconds']} s")
+            facts = seed_facts(args.payments, clients["api_key"], clients["busy"])
+            kept.parent.mkdir(parents=True, exist_ok=True)
+            kept.write_text(json.dumps({"facts": facts, "seed_seconds": report["seed_seconds"]}))
+            if args.seed_only:
+                log(f"seeded {DBNAME}; measure it with --reuse")
+                return
         facts_path.write_text(json.dumps(facts))
         report["facts"] = {key: value for key, value in facts.items() if key != "api_key"}
 
@@ -452,7 +546,7 @@ def main() -> None:
             cwd=REPO_ROOT, capture_output=True,
         )  # fmt: skip
         shutil.rmtree(temp, ignore_errors=True)
-        if not args.keep:
+        if not (args.keep or args.seed_only or args.reuse):
             pg_drop_database(DBNAME)
 
     print_facts(report["machine"])

@@ -224,7 +224,10 @@ def start_workers(env: Any, var: Path, extra: dict[str, str]) -> list[Any]:
     return [worker, beat]
 
 
-def one_run(number: int) -> dict[str, Any]:
+PHASES = ("floor", "throughput", "latency", "slow")
+
+
+def one_run(number: int, phases: tuple[str, ...] = PHASES) -> dict[str, Any]:
     pg_recreate_database(DBNAME)
     redis_flush(BROKER_DB)
     settings_env = {
@@ -235,19 +238,29 @@ def one_run(number: int) -> dict[str, Any]:
     env = make_env(DBNAME, **settings_env)
     migrate(env)
     django_setup(env)
-    from webhooks.models import Attempt, Delivery, Endpoint
-    from webhooks.services import endpoint_create
 
     var = env.var_dir
     result: dict[str, Any] = {"run": number}
 
-    # Floor.
+    # Floor (always: the throughput is read against it).
     receiver = Receiver(env, var / "floor.txt")
     result["floor_per_s"] = floor(receiver)
     receiver.arrivals()
     log(f"run {number}: floor {result['floor_per_s']:.0f} POST/s")
 
-    # Throughput: 2,000 events x 10 endpoints, written before the worker starts.
+    if "throughput" in phases:
+        throughput(env, var, settings_env, result)
+    latencies(env, var, settings_env, result, phases)
+    django_close_connections()
+    return result
+
+
+def throughput(env: Any, var: Path, settings_env: dict[str, str], result: dict[str, Any]) -> None:
+    """2,000 events x 10 endpoints, written before the worker starts."""
+    from webhooks.models import Attempt, Delivery, Endpoint
+    from webhooks.services import endpoint_create
+
+    number = result["run"]
     receiver = Receiver(env, var / "throughput.txt")
     (merchant,) = merchants(1)
     for n in range(10):
@@ -270,8 +283,22 @@ def one_run(number: int) -> dict[str, Any]:
     Delivery.objects.all().delete()
     Endpoint.objects.all().delete()
 
-    # Latency at 200 events/s, one endpoint; then the same with one slow endpoint in ten.
+
+def latencies(
+    env: Any,
+    var: Path,
+    settings_env: dict[str, str],
+    result: dict[str, Any],
+    phases: tuple[str, ...],
+) -> None:
+    """Latency at 200 events/s, one endpoint; then the same with one slow endpoint in ten."""
+    from webhooks.models import Delivery, Endpoint
+    from webhooks.services import endpoint_create
+
+    number = result["run"]
     for phase, slow in (("latency", False), ("slow", True)):
+        if phase not in phases:
+            continue
         receiver = Receiver(env, var / f"{phase}.txt")
         owners = merchants(10) if slow else merchants(1)
         healthy = set()
@@ -307,19 +334,26 @@ def one_run(number: int) -> dict[str, Any]:
         )
         Delivery.objects.all().delete()
         Endpoint.objects.all().delete()
-    django_close_connections()
-    return result
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--json", type=Path)
+    parser.add_argument(
+        "--phases",
+        default=",".join(PHASES),
+        help="comma-separated phases to run besides the floor (default: all)",
+    )
     args = parser.parse_args()
+    phases = tuple(args.phases.split(","))
+    unknown = set(phases) - set(PHASES)
+    if unknown:
+        parser.error(f"unknown phases: {', '.join(sorted(unknown))}; known: {', '.join(PHASES)}")
     handle_termination()
     facts = machine_facts()
     print_facts(facts)
-    runs = [one_run(n + 1) for n in range(args.runs)]
+    runs = [one_run(n + 1, phases) for n in range(args.runs)]
     pg_drop_database(DBNAME)
     keys = [key for key in runs[0] if key != "run"]
     summary = {key: median([run[key] for run in runs]) for key in keys}
