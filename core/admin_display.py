@@ -92,9 +92,9 @@ class QuickCheckboxMixin:
 
 
 def change_url(view_name: str, pk: Any) -> str:
-    """``reverse(view_name, args=[quote(pk)])`` (the admin's own link) for a change page, from a template reversed
-    once per view name and script prefix: a list page links every row, and ``reverse`` per
-    link was a sixth of the breaks list's time."""
+    """``reverse(view_name, args=[quote(pk)])``, the admin's own link to a change page, from
+    a template reversed once per view name and script prefix: a list page links every row,
+    and ``reverse`` per link was a sixth of the breaks list's time."""
     return _change_url_template(view_name, get_script_prefix()).replace(
         _PK_PLACEHOLDER, str(quote(pk)), 1
     )

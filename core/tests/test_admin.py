@@ -81,9 +81,8 @@ def test_the_quick_row_checkbox_is_the_markup_django_renders():
 
 
 def test_change_url_is_what_reverse_gives_for_any_key_and_script_prefix():
-    from django.urls import clear_script_prefix, set_script_prefix
-
     from django.contrib.admin.utils import quote
+    from django.urls import clear_script_prefix, set_script_prefix
 
     from core.admin_display import change_url
 
