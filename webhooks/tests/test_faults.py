@@ -68,6 +68,10 @@ def test_events_written_while_redis_is_down_are_delivered_once_it_returns():
                 start_redis()
             wanted = set(Event.objects.values_list("id", flat=True))
             wait_for(lambda: delivered_ids(receiver) >= wanted, timeout=120, interval=0.5)
+            # A request's answer is recorded by the pump's next loop, after it has arrived:
+            # wait for the records too, while the worker runs.
+            pending = Delivery.objects.exclude(state=DeliveryState.DELIVERED)
+            wait_for(lambda: not pending.exists(), timeout=60, interval=0.5)
     assert set(Delivery.objects.values_list("state", flat=True)) == {DeliveryState.DELIVERED}
 
 
