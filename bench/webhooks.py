@@ -7,7 +7,8 @@ process (``bench.webhook_receiver``, HTTP/1.1 keep-alive, 200 at once; ``/slow/`
 after 10.5 s). Phases:
 
   floor       a bare loop of POSTs to the same receiver from WEBHOOK_CONCURRENCY threads
-              (httpx, keep-alive): what the receiver and the machine can take
+              (httpx, keep-alive), sharing one client, then each with its own (as the
+              pump's senders): what the receiver and the machine can take
   throughput  2,000 events for 10 endpoints (20,000 deliveries) written with no worker
               running, then the worker started: deliveries per second from the first attempt
               to the last delivery
@@ -25,6 +26,7 @@ from __future__ import annotations
 import argparse
 import socket
 import sys
+import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -126,19 +128,34 @@ class Receiver:
         return rows
 
 
-def floor(receiver: Receiver, count: int = 6000) -> float:
+def floor(receiver: Receiver, count: int = 6000, *, per_thread: bool = False) -> float:
+    """POSTs per second from CONCURRENCY threads: sharing one client (``per_thread`` False),
+    or each with its own, as the pump's senders are."""
     import httpx
 
     body = b'{"type": "bench"}' + b" " * 600
-    with httpx.Client(limits=httpx.Limits(max_connections=CONCURRENCY)) as client:
+    local = threading.local()
+    clients: list[httpx.Client] = []
+    shared = httpx.Client(limits=httpx.Limits(max_connections=CONCURRENCY))
+    clients.append(shared)
 
-        def post(n: int) -> int:
-            return client.post(receiver.url("/floor/"), content=body).status_code
+    def client() -> httpx.Client:
+        if not per_thread:
+            return shared
+        if not hasattr(local, "client"):
+            local.client = httpx.Client()
+            clients.append(local.client)
+        return local.client
 
-        start = time.perf_counter()
-        with ThreadPoolExecutor(CONCURRENCY) as pool:
-            statuses = list(pool.map(post, range(count)))
-        elapsed = time.perf_counter() - start
+    def post(n: int) -> int:
+        return client().post(receiver.url("/floor/"), content=body).status_code
+
+    start = time.perf_counter()
+    with ThreadPoolExecutor(CONCURRENCY) as pool:
+        statuses = list(pool.map(post, range(count)))
+    elapsed = time.perf_counter() - start
+    for made in clients:
+        made.close()
     assert set(statuses) == {200}
     return count / elapsed
 
@@ -245,8 +262,12 @@ def one_run(number: int, phases: tuple[str, ...] = PHASES) -> dict[str, Any]:
     # Floor (always: the throughput is read against it).
     receiver = Receiver(env, var / "floor.txt")
     result["floor_per_s"] = floor(receiver)
+    result["floor_per_thread_per_s"] = floor(receiver, per_thread=True)
     receiver.arrivals()
-    log(f"run {number}: floor {result['floor_per_s']:.0f} POST/s")
+    log(
+        f"run {number}: floor {result['floor_per_s']:.0f} POST/s (one client), "
+        f"{result['floor_per_thread_per_s']:.0f} POST/s (a client per thread)"
+    )
 
     if "throughput" in phases:
         throughput(env, var, settings_env, result)
