@@ -3,8 +3,10 @@ shapes, real worker and server processes, and factories that make payments and A
 way the system does. Outside the installed apps; production code never imports it."""
 
 from .daraja import (
+    OMIT,
     REAL_PAYLOADS,
     REPO_ROOT,
+    c2b_body,
     real_payloads,
     stk_accepted,
     stk_failure_body,
@@ -30,9 +32,11 @@ from .processes import (
 )
 
 __all__ = [
+    "OMIT",
     "REAL_PAYLOADS",
     "REDIS_START",
     "REPO_ROOT",
+    "c2b_body",
     "PrivateRedis",
     "celery_beat",
     "celery_worker",

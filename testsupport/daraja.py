@@ -82,3 +82,46 @@ def stk_failure_body(
             }
         }
     ).encode()
+
+
+# The keys a C2B notification may leave out (a 2025 production confirmation had FirstName only).
+OMIT = object()
+
+
+def c2b_body(
+    *,
+    trans_id: str = "UL5C2B7QXA",
+    amount: str = "250.00",
+    shortcode: str = "600984",
+    bill_ref: str = "INV-1001",
+    msisdn: str = "254712345678",
+    transaction_type: str = "Pay Bill",
+    trans_time: str = "20261205143015",
+    balance: str = "18250.00",
+    first_name: object = "Wanjiru",
+    middle_name: object = "",
+    last_name: object = "Kamau",
+    invoice_number: object = "",
+    third_party_trans_id: object = "",
+    envelope: str = "",
+) -> bytes:
+    """A C2B validation request or confirmation in the real shape (every value a string).
+    A name part or id given as ``OMIT`` is left out; ``None`` is written as ``null``.
+    ``envelope="data"`` wraps it as ``{"data": {...}}``."""
+    body: dict[str, object] = {
+        "TransactionType": transaction_type,
+        "TransID": trans_id,
+        "TransTime": trans_time,
+        "TransAmount": amount,
+        "BusinessShortCode": shortcode,
+        "BillRefNumber": bill_ref,
+        "InvoiceNumber": invoice_number,
+        "OrgAccountBalance": balance,
+        "ThirdPartyTransID": third_party_trans_id,
+        "MSISDN": msisdn,
+        "FirstName": first_name,
+        "MiddleName": middle_name,
+        "LastName": last_name,
+    }
+    body = {key: value for key, value in body.items() if value is not OMIT}
+    return json.dumps({envelope: body} if envelope else body).encode()
