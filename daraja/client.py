@@ -287,6 +287,43 @@ class DarajaClient:
         except PayloadError as exc:
             raise DarajaProtocolError(f"STK Query answer: {exc}") from None
 
+    def c2b_register_url(
+        self,
+        *,
+        shortcode: str,
+        response_type: str,
+        confirmation_url: str,
+        validation_url: str,
+        version: str = "v2",
+    ) -> str:
+        """Register a shortcode's C2B URLs (``version`` must match the C2B product of the
+        Daraja app). Returns Daraja's description; raises DarajaError otherwise."""
+        if version not in ("v1", "v2"):
+            raise ValueError("version must be v1 or v2")
+        data = self._post_json(
+            f"/mpesa/c2b/{version}/registerurl",
+            {
+                "ShortCode": shortcode,
+                "ResponseType": response_type,
+                "ConfirmationURL": confirmation_url,
+                "ValidationURL": validation_url,
+            },
+        )
+        return _accepted(data, "C2B Register URL")
+
+    def c2b_simulate(
+        self, *, shortcode: str, amount: Decimal, msisdn: str, bill_ref: str, till: bool = False
+    ) -> str:
+        """Sandbox (and simulator) only: a customer paying the paybill or till."""
+        payload: dict[str, Any] = {
+            "ShortCode": shortcode,
+            "CommandID": "CustomerBuyGoodsOnline" if till else "CustomerPayBillOnline",
+            "Amount": int(amount),
+            "Msisdn": msisdn,
+            "BillRefNumber": None if till else bill_ref,
+        }
+        return _accepted(self._post_json("/mpesa/c2b/v2/simulate", payload), "C2B simulate")
+
     # --- plumbing ---------------------------------------------------------------------
     def _post_json(self, path: str, payload: dict[str, Any]) -> Any:
         for attempt in (1, 2):
@@ -347,6 +384,19 @@ class DarajaClient:
         return DarajaProtocolError(
             "Daraja answered an error without an error envelope", http_status=response.status_code
         )
+
+
+def _accepted(data: Any, what: str) -> str:
+    """``ResponseCode`` ``"0"`` (or ``"00000000"``, 2026 sandbox): Daraja's description."""
+    if not isinstance(data, dict):
+        raise DarajaProtocolError(f"{what} answer is not a JSON object")
+    code = str(data.get("ResponseCode", "")).strip()
+    if code and set(code) == {"0"}:
+        return str(data.get("ResponseDescription", ""))
+    raise DarajaProtocolError(
+        f"{what} not accepted: ResponseCode {code or 'missing'} "
+        f"{data.get('ResponseDescription', '')}".strip()
+    )
 
 
 _client_lock = threading.Lock()

@@ -47,6 +47,8 @@ class SimulatorConfig:
     duplicate_gap: float = 1.0
     # httpx timeout for each callback POST.
     callback_timeout: float = 5.0
+    # How long a C2B validation URL has to answer before ResponseType decides (Daraja: ~8 s).
+    c2b_validation_timeout: float = 8.0
     chaos_rate: float = 0.0
     # None: a random seed is drawn at start-up (and printed so the run can be repeated).
     seed: int | None = None
@@ -68,6 +70,8 @@ class SimulatorConfig:
             raise ValueError("customer_delay must not be negative")
         if self.callback_timeout <= 0:
             raise ValueError("callback_timeout must be positive")
+        if self.c2b_validation_timeout <= 0:
+            raise ValueError("c2b_validation_timeout must be positive")
         for name in ("shortcode", "till_number"):
             if not (getattr(self, name).isascii() and getattr(self, name).isdigit()):
                 raise ValueError(f"{name} must be digits, got {getattr(self, name)!r}")

@@ -25,6 +25,7 @@ from dataclasses import replace
 from typing import Any
 
 from . import codes
+from .c2b import C2BSimulation
 from .callbacks import CallbackSender
 from .codes import DarajaError
 from .config import SimulatorConfig
@@ -38,7 +39,7 @@ from .validation import PushRequest, validate_push, validate_query
 __all__ = ["Reply", "Simulator", "Transaction", "iso_eat", "redact"]
 
 
-class Simulator(CallbackDelivery):
+class Simulator(CallbackDelivery, C2BSimulation):
     """One simulated Daraja: shared by all request threads, guarded by one lock."""
 
     def __init__(
@@ -52,6 +53,7 @@ class Simulator(CallbackDelivery):
         self._lock = threading.RLock()
         self._stop = threading.Event()
         self._sender = CallbackSender(config.callback_timeout)
+        self._c2b_init()
         # Identifiers survive a reset: ids must stay unique for a client whose database keeps
         # the records of earlier runs.
         self.ids = IdFactory(random.Random(self.seed))
@@ -369,6 +371,7 @@ class Simulator(CallbackDelivery):
             self._chaos_index = 0
             if clear_tokens:
                 self._tokens.clear()
+        self._c2b_reset()
         self.log(f"reset ({removed} transactions dropped)")
         return {"reset": True, "transactions_removed": removed, "seed": self.seed}
 
@@ -426,7 +429,7 @@ class Simulator(CallbackDelivery):
             return None if txn is None else txn.to_json(time.time())
 
     def statement_csv(self, period_from: str | None = None, period_to: str | None = None) -> str:
-        records = self.transactions_json()["transactions"]
+        records = self.transactions_json()["transactions"] + self.c2b_statement_records()
         return export_csv(
             records,
             shortcode=self.config.shortcode,

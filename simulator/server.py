@@ -32,9 +32,31 @@ STK_QUERY_PATH = "/mpesa/stkpushquery/v1/query"
 CONTROL_PREFIX = "/simulator/"
 MAX_BODY = 1_000_000
 
+
+def versioned_api(
+    method: Callable[..., Reply], version: str
+) -> Callable[[Simulator, str | None, str | None, bytes], Reply]:
+    """A business API that takes its version (``v1``/``v2``) first."""
+
+    def api(
+        sim: Simulator, authorization: str | None, content_type: str | None, body: bytes
+    ) -> Reply:
+        return method(sim, version, authorization, content_type, body)
+
+    return api
+
+
 _BUSINESS_APIS: dict[str, Callable[[Simulator, str | None, str | None, bytes], Reply]] = {
     STK_PUSH_PATH: Simulator.stk_push,
     STK_QUERY_PATH: Simulator.stk_query,
+    **{
+        f"/mpesa/c2b/{version}/registerurl": versioned_api(Simulator.c2b_register_url, version)
+        for version in ("v1", "v2")
+    },
+    **{
+        f"/mpesa/c2b/{version}/simulate": versioned_api(Simulator.c2b_simulate, version)
+        for version in ("v1", "v2")
+    },
 }
 
 
@@ -223,6 +245,16 @@ def control(
                 if record is None:
                     return _control_error(404, "unknown CheckoutRequestID")
                 return Reply.json(200, _masked(record))
+        elif name == "c2b":
+            allowed = ("GET", "POST")
+            if method == "GET":
+                return Reply.json(200, sim.c2b_state())
+            if method == "POST":
+                return Reply.json(200, sim.c2b_set_options(_json_body(body)))
+        elif name == "c2b/payments":
+            allowed = ("GET",)
+            if method == "GET":
+                return Reply.json(200, sim.c2b_payments_json())
         elif name == "statement.csv":
             allowed = ("GET",)
             if method == "GET":
