@@ -161,7 +161,7 @@ class PaymentAdmin(QuickCheckboxMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
         "created_at",
     ]
     list_display_links = ["short_id"]
-    list_filter = ["status", "needs_review", TransactionTypeFilter, "created_at"]
+    list_filter = ["status", "channel", "needs_review", TransactionTypeFilter, "created_at"]
     date_hierarchy = "created_at"
     # What get_search_results looks up (the search box shows up only with search_fields).
     search_fields = [
@@ -381,3 +381,6 @@ class PaymentEventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         except ValueError:
             return queryset.none(), False
         return queryset.filter(payment_id=payment_id), False
+
+
+from . import admin_accounts  # noqa: E402, F401  (registers the accounts' admin)

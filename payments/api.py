@@ -40,7 +40,7 @@ from core.services import (
     request_fingerprint,
 )
 
-from .models import Payment, PaymentStatus
+from .models import Channel, Payment, PaymentStatus
 from .selectors import payment_events, payment_list
 from .serializers import AmountField, PaymentEventSerializer, PaymentSerializer
 from .services import payment_initiate, payment_initiation_interrupted
@@ -253,10 +253,26 @@ class PaymentFilter(django_filters.FilterSet):
     needs_review = django_filters.TypedChoiceFilter(
         choices=[("true", "true"), ("false", "false")], coerce=lambda value: value == "true"
     )
+    channel = django_filters.MultipleChoiceFilter(choices=Channel.choices, distinct=False)
+    shortcode = django_filters.CharFilter(
+        field_name="account__shortcode", label="The paybill or till (C2B payments)"
+    )
+    bill_ref_number = django_filters.CharFilter(
+        field_name="bill_ref_number", lookup_expr="iexact", label="Account number typed (C2B)"
+    )
 
     class Meta:
         model = Payment
-        fields = ["status", "phone", "created_after", "created_before", "needs_review"]
+        fields = [
+            "status",
+            "phone",
+            "created_after",
+            "created_before",
+            "needs_review",
+            "channel",
+            "shortcode",
+            "bill_ref_number",
+        ]
 
     def is_valid(self) -> bool:
         """Also refuses a filter given with an empty value (``?created_after=``), which

@@ -6,6 +6,8 @@
 - ``payment.late_success``: a FAILED payment turned out paid (late evidence); also sent as
   ``payment.succeeded``, so a receiver that handles only that one credits it too.
 - ``payment.needs_review``: kept for a person (amount or receipt problem, final failure).
+- ``payment.received``: a paybill or till payment the customer made (C2B) was recorded; also
+  sent as ``payment.succeeded``.
 
 Each carries the payment as ``GET /payments/<id>/`` shows it at that moment.
 """
@@ -26,7 +28,8 @@ SUCCEEDED = "payment.succeeded"
 FAILED = "payment.failed"
 LATE_SUCCESS = "payment.late_success"
 NEEDS_REVIEW = "payment.needs_review"
-TYPES = (PENDING, SUCCEEDED, FAILED, LATE_SUCCESS, NEEDS_REVIEW)
+RECEIVED = "payment.received"
+TYPES = (PENDING, SUCCEEDED, FAILED, LATE_SUCCESS, NEEDS_REVIEW, RECEIVED)
 
 
 def transition_event_types(from_status: str, to_status: str) -> list[str]:
@@ -69,5 +72,9 @@ def emit_transitions(changes: Iterable[tuple[Payment, str, str, dict[str, Any] |
     events_emit(new)
 
 
+def emit_payment_event(kind: str, payment: Payment) -> None:
+    events_emit([NewEvent(kind, payment_data(payment), payment.client_id, str(payment.pk))])
+
+
 def emit_needs_review(payment: Payment) -> None:
-    events_emit([NewEvent(NEEDS_REVIEW, payment_data(payment), payment.client_id, str(payment.pk))])
+    emit_payment_event(NEEDS_REVIEW, payment)

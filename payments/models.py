@@ -24,11 +24,117 @@ class PaymentStatus(models.TextChoices):
     FAILED = "FAILED", "Failed"
 
 
+class Channel(models.TextChoices):
+    STK = "stk", "STK Push"
+    PAYBILL = "paybill", "Paybill (C2B)"
+    TILL = "till", "Till (C2B)"
+
+
+class AccountKind(models.TextChoices):
+    PAYBILL = "paybill", "Paybill"
+    TILL = "till", "Till (Buy Goods)"
+
+
+class ResponseType(models.TextChoices):
+    """What M-Pesa does with a payment when the validation URL does not answer in time."""
+
+    COMPLETED = "Completed", "Completed: take the payment"
+    CANCELLED = "Cancelled", "Cancelled: refuse the payment"
+
+
+class MpesaAccount(models.Model):
+    """A paybill or till the business receives money on. Its C2B URLs carry a token (only
+    its hash is stored) that ties a validation request or a confirmation to it, as an STK
+    callback's token ties it to its payment. Validation rules answer Daraja's validation
+    requests (``payments.c2b.c2b_validate``)."""
+
+    name = models.CharField(max_length=100)
+    shortcode = models.CharField(max_length=16, unique=True)
+    kind = models.CharField(max_length=10, choices=AccountKind.choices)
+    # Whose money it is: C2B payments on this account belong to this API client (its API
+    # key sees them, its webhook endpoints hear of them).
+    client = models.ForeignKey(
+        "core.ApiClient",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="mpesa_accounts",
+    )
+    enabled = models.BooleanField(default=True)
+    url_token_hash = models.CharField(max_length=64, unique=True, editable=False)
+    response_type = models.CharField(
+        max_length=10, choices=ResponseType.choices, default=ResponseType.COMPLETED
+    )
+    # Validation rules (empty: no rule).
+    account_pattern = models.CharField(
+        max_length=200,
+        blank=True,
+        default="",
+        help_text="A regular expression the whole account number (BillRefNumber) must match.",
+    )
+    min_amount = models.DecimalField(max_digits=12, decimal_places=2, null=True, blank=True)
+    max_amount = models.DecimalField(max_digits=12, decimal_places=2, null=True, blank=True)
+    require_known_reference = models.BooleanField(
+        default=False,
+        help_text="Accept only account numbers listed among the account's known references.",
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["shortcode"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(kind__in=AccountKind.values), name="mpesa_account_kind_valid"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.kind} {self.shortcode})"
+
+
+class KnownReference(models.Model):
+    """An account number (invoice, customer number...) the merchant expects payments to, for
+    validation: ``key`` is the reference as compared (upper case, no spaces)."""
+
+    account = models.ForeignKey(
+        MpesaAccount, on_delete=models.CASCADE, related_name="known_references"
+    )
+    reference = models.CharField(max_length=100)
+    key = models.CharField(max_length=100, editable=False)
+    amount = models.DecimalField(
+        max_digits=12,
+        decimal_places=2,
+        null=True,
+        blank=True,
+        help_text="The amount expected, if only that amount may be paid to it.",
+    )
+    active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["account", "key"]
+        constraints = [
+            models.UniqueConstraint(fields=["account", "key"], name="known_reference_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return self.reference
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        self.key = self.key_of(self.reference)
+        super().save(*args, **kwargs)
+
+    @staticmethod
+    def key_of(reference: str) -> str:
+        return "".join(reference.split()).upper()
+
+
 class EventSource(models.TextChoices):
     API = "api", "API"
     DARAJA = "daraja", "Daraja (synchronous answer)"
     CALLBACK = "callback", "Callback"
     QUERY = "query", "STK Query"
+    C2B = "c2b", "C2B confirmation"
     RECONCILIATION = "reconciliation", "Reconciliation"
     ADMIN = "admin", "Admin"
     SYSTEM = "system", "System"
@@ -52,12 +158,27 @@ class Payment(models.Model):
         blank=True,
         db_index=False,
     )
+    channel = models.CharField(max_length=10, choices=Channel.choices, default=Channel.STK)
+    # The paybill or till a C2B payment came in on (STK payments: the configured shortcode).
+    account = models.ForeignKey(
+        MpesaAccount,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="payments",
+        db_index=False,
+    )
     amount = models.DecimalField(max_digits=12, decimal_places=2)
     currency = models.CharField(max_length=3, default="KES", editable=False)
-    phone_number = models.CharField(max_length=12)
-    account_reference = models.CharField(max_length=12)
-    description = models.CharField(max_length=13)
-    transaction_type = models.CharField(max_length=32)
+    # STK: the number prompted. C2B: the payer's number when M-Pesa sent it plain, else ""
+    # (payer_phone keeps what was sent: masked or a SHA-256).
+    phone_number = models.CharField(max_length=12, blank=True)
+    account_reference = models.CharField(max_length=12, blank=True)
+    # C2B: the account number the customer typed (BillRefNumber), as typed.
+    bill_ref_number = models.CharField(max_length=100, blank=True, default="")
+    payer_name = models.CharField(max_length=150, blank=True, default="")
+    description = models.CharField(max_length=13, blank=True)
+    transaction_type = models.CharField(max_length=64)
     status = models.CharField(
         max_length=10, choices=PaymentStatus.choices, default=PaymentStatus.INITIATED
     )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from urllib.parse import urljoin
+
 from django.core.exceptions import ImproperlyConfigured
 
 from ..env import env_bool, env_choice, env_decimal, env_float, env_int, env_str
@@ -51,6 +53,13 @@ if not MPESA_CALLBACK_URL.startswith(("http://", "https://")):
     raise ImproperlyConfigured(f"MPESA_CALLBACK_URL={MPESA_CALLBACK_URL!r} must be an http(s) URL")
 if MPESA_ENV == "production" and not MPESA_CALLBACK_URL.startswith("https://"):
     raise ImproperlyConfigured("MPESA_CALLBACK_URL must use https:// when MPESA_ENV=production")
+# Where Daraja reaches this system's C2B URLs (validation and confirmation, per account):
+# by default beside the STK callback URL, on the same host.
+MPESA_C2B_URL = env_str("MPESA_C2B_URL", urljoin(MPESA_CALLBACK_URL, "/c2b/"))
+if not MPESA_C2B_URL.startswith(("http://", "https://")):
+    raise ImproperlyConfigured(f"MPESA_C2B_URL={MPESA_C2B_URL!r} must be an http(s) URL")
+if MPESA_ENV == "production" and not MPESA_C2B_URL.startswith("https://"):
+    raise ImproperlyConfigured("MPESA_C2B_URL must use https:// when MPESA_ENV=production")
 MPESA_CONNECT_TIMEOUT = env_float("MPESA_CONNECT_TIMEOUT", 5.0, minimum=0.1)
 MPESA_READ_TIMEOUT = env_float("MPESA_READ_TIMEOUT", 30.0, minimum=0.1)
 # Refresh the OAuth token this many seconds before Daraja says it expires.

@@ -1,0 +1,68 @@
+"""Admin for M-Pesa accounts (paybills, tills) and their known account numbers. A new
+account's C2B URLs (with their token) are shown once, on the page after it is saved."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.forms import ModelForm
+from django.http import HttpRequest
+
+from core.models import hash_secret
+
+from .accounts import account_new_token, c2b_urls, new_url_token
+from .models import KnownReference, MpesaAccount
+
+
+class KnownReferenceInline(admin.TabularInline):
+    model = KnownReference
+    fields = ["reference", "amount", "active"]
+    extra = 0
+
+
+def _show_urls(request: HttpRequest, account: MpesaAccount, token: str) -> None:
+    urls = c2b_urls(token)
+    messages.warning(
+        request,
+        f"C2B URLs of {account.shortcode}, shown once (register them with Daraja): "
+        f"ValidationURL {urls.validation} ConfirmationURL {urls.confirmation}",
+    )
+
+
+@admin.register(MpesaAccount)
+class MpesaAccountAdmin(admin.ModelAdmin):
+    list_display = ["shortcode", "name", "kind", "client", "enabled", "response_type"]
+    list_filter = ["kind", "enabled"]
+    search_fields = ["=shortcode", "name"]
+    inlines = [KnownReferenceInline]
+    actions = ["new_urls"]
+    fields = [
+        "name",
+        "shortcode",
+        "kind",
+        "client",
+        "enabled",
+        "response_type",
+        "account_pattern",
+        "min_amount",
+        "max_amount",
+        "require_known_reference",
+    ]
+
+    def save_model(
+        self, request: HttpRequest, obj: MpesaAccount, form: ModelForm[Any], change: bool
+    ) -> None:
+        token = ""
+        if not change:
+            token = new_url_token()
+            obj.url_token_hash = hash_secret(token)
+        super().save_model(request, obj, form, change)
+        if token:
+            _show_urls(request, obj, token)
+
+    @admin.action(description="New C2B URLs (the old ones stop working)")
+    def new_urls(self, request: HttpRequest, queryset: QuerySet[MpesaAccount]) -> None:
+        for account in queryset:
+            _show_urls(request, account, account_new_token(account))

@@ -1,0 +1,145 @@
+"""`python manage.py mpesa_account …`: the paybills and tills this system receives C2B money on.
+
+    mpesa_account create --name "Shop" --shortcode 600984 [--kind till] [--client PREFIX]
+                         [--min 10] [--max 150000] [--pattern '[A-Z]{3}-[0-9]+']
+                         [--require-known-reference]
+    mpesa_account list
+    mpesa_account new-token 600984     # new C2B URLs (the old ones stop working)
+    mpesa_account register 600984 [--version v1]   # new C2B URLs, registered with Daraja
+    mpesa_account add-reference 600984 INV-1001 [--amount 2500]
+
+``create`` and ``new-token`` print the account's validation and confirmation URLs, with
+their token, once: only the token's hash is stored. Register them with Daraja.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db import IntegrityError
+
+from core.models import ApiClient
+from payments.accounts import (
+    RegistrationError,
+    account_create,
+    account_new_token,
+    account_register_urls,
+    c2b_urls,
+)
+from payments.models import AccountKind, KnownReference, MpesaAccount
+
+
+def _amount(text: str | None, name: str) -> Decimal | None:
+    if text is None:
+        return None
+    try:
+        value = Decimal(text)
+    except InvalidOperation:
+        raise CommandError(f"{name} {text!r} is not an amount") from None
+    if not value.is_finite() or value <= 0 or value != value.quantize(Decimal("0.01")):
+        raise CommandError(f"{name} {text!r} must be a positive amount with at most 2 decimals")
+    return value
+
+
+class Command(BaseCommand):
+    help = "Create and list M-Pesa accounts (paybills, tills) and print their C2B URLs."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        sub = parser.add_subparsers(dest="action", required=True)
+        create = sub.add_parser("create", help="A new account; prints its C2B URLs once")
+        create.add_argument("--name", required=True)
+        create.add_argument("--shortcode", required=True)
+        create.add_argument("--kind", choices=AccountKind.values, default=AccountKind.PAYBILL)
+        create.add_argument(
+            "--client", metavar="PREFIX", help="The API key prefix of the merchant it pays"
+        )
+        create.add_argument("--min", dest="min_amount")
+        create.add_argument("--max", dest="max_amount")
+        create.add_argument("--pattern", default="", help="Regex the account number must match")
+        create.add_argument("--require-known-reference", action="store_true")
+        sub.add_parser("list", help="The accounts")
+        token = sub.add_parser("new-token", help="New C2B URLs for an account")
+        token.add_argument("shortcode")
+        register = sub.add_parser("register", help="Register new C2B URLs with Daraja")
+        register.add_argument("shortcode")
+        register.add_argument("--version", choices=("v1", "v2"), default="v2")
+        reference = sub.add_parser("add-reference", help="A known account number")
+        reference.add_argument("shortcode")
+        reference.add_argument("reference")
+        reference.add_argument("--amount")
+
+    def handle(self, *args: Any, action: str, **options: Any) -> None:
+        getattr(self, "_" + action.replace("-", "_"))(**options)
+
+    def _account(self, shortcode: str) -> MpesaAccount:
+        account = MpesaAccount.objects.filter(shortcode=shortcode).first()
+        if account is None:
+            raise CommandError(f"No account with shortcode {shortcode!r}")
+        return account
+
+    def _print_urls(self, token: str) -> None:
+        urls = c2b_urls(token)
+        self.stdout.write("C2B URLs (shown once; register them with Daraja):")
+        self.stdout.write(f"  ValidationURL:   {urls.validation}")
+        self.stdout.write(f"  ConfirmationURL: {urls.confirmation}")
+
+    def _create(self, **options: Any) -> None:
+        client = None
+        if options["client"]:
+            client = ApiClient.objects.filter(key_prefix=options["client"]).first()
+            if client is None:
+                raise CommandError(f"No API key with prefix {options['client']!r}")
+        try:
+            account, token = account_create(
+                name=options["name"],
+                shortcode=options["shortcode"],
+                kind=options["kind"],
+                client=client,
+                min_amount=_amount(options["min_amount"], "--min"),
+                max_amount=_amount(options["max_amount"], "--max"),
+                account_pattern=options["pattern"],
+                require_known_reference=options["require_known_reference"],
+            )
+        except ValueError as exc:
+            raise CommandError(str(exc)) from None
+        except IntegrityError:
+            raise CommandError(f"An account with shortcode {options['shortcode']} exists") from None
+        self.stdout.write(f"Account: {account}")
+        self._print_urls(token)
+
+    def _list(self, **options: Any) -> None:
+        for account in MpesaAccount.objects.select_related("client"):
+            owner = account.client.name if account.client else "-"
+            state = "enabled" if account.enabled else "disabled"
+            self.stdout.write(
+                f"{account.shortcode}\t{account.kind}\t{state}\t{owner}\t{account.name}"
+            )
+
+    def _new_token(self, **options: Any) -> None:
+        account = self._account(options["shortcode"])
+        self._print_urls(account_new_token(account))
+
+    def _register(self, **options: Any) -> None:
+        account = self._account(options["shortcode"])
+        try:
+            urls = account_register_urls(account, version=options["version"])
+        except RegistrationError as exc:
+            raise CommandError(str(exc)) from None
+        self.stdout.write(f"Registered with Daraja ({options['version']}):")
+        self.stdout.write(f"  ValidationURL:   {urls.validation}")
+        self.stdout.write(f"  ConfirmationURL: {urls.confirmation}")
+
+    def _add_reference(self, **options: Any) -> None:
+        account = self._account(options["shortcode"])
+        reference = options["reference"].strip()
+        if not reference:
+            raise CommandError("the reference is empty")
+        try:
+            KnownReference.objects.create(
+                account=account, reference=reference, amount=_amount(options["amount"], "--amount")
+            )
+        except IntegrityError:
+            raise CommandError(f"{reference!r} is already known on {account.shortcode}") from None
+        self.stdout.write(f"Known reference {reference} added to {account.shortcode}")
