@@ -55,6 +55,7 @@ class InboundCallbackAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         "last_error_text",
         "next_attempt_at",
         "processed_at",
+        "answer",
     ]
     fields = list(readonly_fields)  # nothing else: no stored field is a form field
     actions = ["replay"]

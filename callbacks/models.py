@@ -16,6 +16,8 @@ from django.db import models
 
 class CallbackKind(models.TextChoices):
     STK = "stk", "STK Push result"
+    C2B_VALIDATION = "c2b_validation", "C2B validation request"
+    C2B_CONFIRMATION = "c2b_confirmation", "C2B confirmation"
 
 
 class CallbackState(models.TextChoices):
@@ -46,7 +48,7 @@ FINAL_STATES = frozenset(
 
 
 class InboundCallback(models.Model):
-    kind = models.CharField(max_length=10, choices=CallbackKind.choices, default=CallbackKind.STK)
+    kind = models.CharField(max_length=16, choices=CallbackKind.choices, default=CallbackKind.STK)
     received_at = models.DateTimeField(auto_now_add=True, db_index=True)
     body = models.BinaryField()
     body_size = models.PositiveIntegerField(
@@ -94,6 +96,8 @@ class InboundCallback(models.Model):
     last_error = models.TextField(blank=True, default="")
     next_attempt_at = models.DateTimeField(null=True, blank=True)
     processed_at = models.DateTimeField(null=True, blank=True)
+    # What we answered a C2B validation request (stored with the request, in one INSERT).
+    answer = models.JSONField(null=True, blank=True)
 
     class Meta:
         ordering = ["-received_at"]

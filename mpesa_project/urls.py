@@ -30,6 +30,7 @@ urlpatterns = [
     # The inbox's routes first: Daraja's callbacks and a payment's stored callbacks.
     path("payments/", include("callbacks.urls")),
     path("payments/", include("payments.urls")),
+    path("c2b/", include("callbacks.c2b_urls")),
     path("reconciliation/", include("reconciliation.urls")),
     path("webhooks/", include("webhooks.urls")),
     path("admin/", admin.site.urls),

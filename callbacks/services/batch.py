@@ -23,7 +23,7 @@ from payments.models import Payment
 from payments.outcomes import Verdict
 from payments.services import InvalidTransition, TransitionRequest
 
-from ..models import CallbackState, InboundCallback
+from ..models import CallbackKind, CallbackState, InboundCallback
 from .process import (
     TRANSIENT_ERRORS,
     PaymentLookup,
@@ -60,7 +60,7 @@ def callbacks_drain_batch(*, batch_size: int | None = None) -> DrainResult:
             .filter(state=CallbackState.RECEIVED)
             .filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))
             .order_by("id")
-            .only("id", "state", "body", "token_hash", "attempts", "verified_at")[:size]
+            .only("id", "kind", "state", "body", "token_hash", "attempts", "verified_at")[:size]
         )
         if not callbacks:
             return DrainResult(0, None)
@@ -109,6 +109,8 @@ class _Batch:
         self.payments = payments
         self.parsed: dict[int, StkCallback] = {}
         for callback in callbacks:
+            if callback.kind != CallbackKind.STK:
+                continue  # C2B confirmations are decided one by one
             try:
                 self.parsed[callback.pk] = parse_stk_callback(bytes(callback.body))
             except PayloadError:

@@ -45,6 +45,7 @@ def callback_receive(
     state: str = CallbackState.RECEIVED,
     error: str = "",
     source_flagged: bool = False,
+    answer: dict[str, str] | None = None,
 ) -> InboundCallback:
     """Store the request as received, then (after commit) wake up its processing.
 
@@ -65,6 +66,7 @@ def callback_receive(
         state=state,
         last_error=error,
         processed_at=timezone.now() if state != CallbackState.RECEIVED else None,
+        answer=answer,
     )
     if state == CallbackState.RECEIVED:
         transaction.on_commit(lambda: callback_wake(callback_id=callback.pk))
@@ -90,6 +92,8 @@ def callback_refuse(
     source_flagged: bool = False,
     flag_reason: str = "",
     from_daraja: bool = False,
+    known_token: bool = False,
+    kind: str = CallbackKind.STK,
 ) -> InboundCallback | None:
     """Record a callback refused at intake, as ``rejected``; never processed.
 
@@ -103,10 +107,11 @@ def callback_refuse(
     the source is on MPESA_CALLBACK_ALLOWED_IPS, Daraja's own addresses, which no flood comes
     from; such a callback (a genuine one whose payment we do not have, e.g. after a database
     restore: answered 200, Daraja will not send it again) is stored whole and never limited,
-    like one with a payment."""
+    like one with a payment. ``known_token``: the path's token is one we issued (a C2B
+    account's): stored whole, like a payment's."""
     from ..limits import refused_slot, refused_stored
 
-    whole = payment is not None or from_daraja
+    whole = payment is not None or from_daraja or known_token
     if not whole:
         slot = refused_slot(source_ip)
         if not slot.store:
@@ -118,13 +123,14 @@ def callback_refuse(
     limit = settings.CALLBACK_MAX_BODY_BYTES
     keep = limit if whole else settings.CALLBACK_REFUSED_BODY_PREFIX_BYTES
     parsed: StkCallback | None = None
-    if len(body) <= limit:
+    if len(body) <= limit and kind == CallbackKind.STK:
         try:
             parsed = parse_stk_callback(body)
         except PayloadError:
             parsed = None
     kept = {name: headers[name][:500] for name in _KEPT_HEADERS if name in headers}
     callback = InboundCallback.objects.create(
+        kind=kind,
         body=body[:keep],
         body_size=len(body),
         body_complete=len(body) <= keep,

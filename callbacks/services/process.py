@@ -24,13 +24,15 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from core.logging import ctx
+from daraja.c2b import parse_c2b_notification
 from daraja.parsing import PayloadError, StkCallback, parse_stk_callback
 from payments import outcomes
-from payments.models import EventKind, EventSource, Payment
+from payments.c2b import payment_receive
+from payments.models import EventKind, EventSource, MpesaAccount, Payment
 from payments.outcomes import Evidence, Verdict
 from payments.services import payment_record_event
 
-from ..models import FINAL_STATES, CallbackState, InboundCallback
+from ..models import FINAL_STATES, CallbackKind, CallbackState, InboundCallback
 from .intake import flag_checkout_target
 from .states import callback_move, callbacks_move
 from .wakeup import verify_enqueue
@@ -175,6 +177,8 @@ def _traceback(error: BaseException) -> str:
 
 def _decide(callback: InboundCallback, locked_payments: PaymentLookup | None) -> ProcessOutcome:
     """Runs under the callback row's lock, inside the caller's transaction."""
+    if callback.kind == CallbackKind.C2B_CONFIRMATION:
+        return _decide_c2b(callback)
     try:
         parsed = parse_stk_callback(bytes(callback.body))
     except PayloadError as exc:
@@ -227,6 +231,33 @@ def _decide(callback: InboundCallback, locked_payments: PaymentLookup | None) ->
         payment=payment, evidence=stk_evidence(callback, parsed), locked=True
     )
     return ProcessOutcome(VERDICT_STATES[result.verdict], result.detail)
+
+
+# What the inbox makes of what a C2B confirmation did.
+RECEIVED_STATES = {
+    Verdict.APPLIED: CallbackState.PROCESSED,
+    Verdict.DUPLICATE: CallbackState.DUPLICATE,
+    Verdict.REVIEW: CallbackState.REVIEW,
+}
+
+
+def _decide_c2b(callback: InboundCallback) -> ProcessOutcome:
+    """A C2B confirmation: its account's token, then the money, recorded once
+    (:func:`payments.c2b.payment_receive` decides)."""
+    try:
+        notification = parse_c2b_notification(bytes(callback.body))
+    except PayloadError as exc:
+        return ProcessOutcome(CallbackState.INVALID, str(exc))
+    account = (
+        MpesaAccount.objects.filter(url_token_hash=callback.token_hash).first()
+        if callback.token_hash
+        else None
+    )
+    if account is None:
+        return ProcessOutcome(CallbackState.REJECTED, "unknown C2B URL token")
+    received = payment_receive(account=account, notification=notification, callback_id=callback.pk)
+    callback.payment = received.payment
+    return ProcessOutcome(RECEIVED_STATES[received.verdict], received.detail)
 
 
 def stk_evidence(callback: InboundCallback, parsed: StkCallback) -> Evidence:

@@ -28,7 +28,9 @@ def test_a_confirmation_is_read_whole():
     assert parsed.warnings == ()
 
 
-@pytest.mark.parametrize(("raw", "expected"), [("4000.00", "4000.00"), ("10", "10"), ("1.0", "1.0")])
+@pytest.mark.parametrize(
+    ("raw", "expected"), [("4000.00", "4000.00"), ("10", "10"), ("1.0", "1.0")]
+)
 def test_amount_in_every_observed_form(raw, expected):
     assert parse_c2b_notification(c2b_body(amount=raw)).amount == Decimal(expected)
 
@@ -82,7 +84,9 @@ def test_msisdn_plain_masked_or_hashed_is_kept_as_sent(msisdn, form):
 
 
 def test_names_masked_empty_or_missing():
-    masked = parse_c2b_notification(c2b_body(first_name="NJERI", middle_name="******", last_name=""))
+    masked = parse_c2b_notification(
+        c2b_body(first_name="NJERI", middle_name="******", last_name="")
+    )
     assert masked.payer_name == "NJERI"
     only_first = parse_c2b_notification(
         c2b_body(first_name="XXXXXX", middle_name=OMIT, last_name=OMIT)

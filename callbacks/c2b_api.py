@@ -1,0 +1,142 @@
+"""Daraja's C2B URLs, one pair per M-Pesa account (``/c2b/<token>/validation/`` and
+``/c2b/<token>/confirmation/``): no API key and no CSRF; the account's token in the path is
+what ties a request to the account.
+
+- Validation: answered at once from the account's rules (``payments.c2b.c2b_validate``) with
+  ``ResultCode`` ``0`` or a ``C2B0001x`` code; the request is stored whole with the answer,
+  in one INSERT, accepted or not.
+- Confirmation: stored whole and answered ``{"ResultCode": 0, "ResultDesc": "Success"}`` at
+  once, like an STK callback; the inbox's workers record the payment
+  (``payments.c2b.payment_receive``).
+
+A request with an unknown token, an oversized body, or (``enforce``) a source outside the
+allowlist is recorded as ``rejected``, as STK callbacks are.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse
+from django.views.decorators.csrf import csrf_exempt
+
+from core.logging import ctx
+from core.net import client_ip, ip_allowed
+from daraja.c2b import parse_c2b_notification
+from daraja.parsing import PayloadError
+from payments.accounts import account_of_token
+from payments.c2b import OTHER_ERROR, ValidationAnswer, c2b_validate
+from payments.models import MpesaAccount
+
+from .api import _TOKEN, _error
+from .models import CallbackKind, CallbackState
+from .services import callback_receive, callback_refuse
+
+logger = logging.getLogger(__name__)
+
+_CONFIRMED = b'{"ResultCode": 0, "ResultDesc": "Success"}'
+
+
+def _json(body: dict[str, str]) -> HttpResponse:
+    return HttpResponse(json.dumps(body), content_type="application/json")
+
+
+def _screen(
+    request: HttpRequest, token: str, kind: str
+) -> tuple[bytes, dict[str, object], MpesaAccount | None, bool, HttpResponse | None]:
+    """Read the body and check what every C2B request must pass: the method, the size, the
+    source address. Returns the body, the fields to store it with, the account, whether the
+    source is outside the allowlist, and the response when it is refused here."""
+    common: dict[str, object] = {
+        "content_type": request.META.get("CONTENT_TYPE", ""),
+        "headers": request.headers,
+        "source_ip": client_ip(request),
+        "token": token,
+        "kind": kind,
+    }
+    if request.method != "POST":
+        response = _error(405, "method_not_allowed", "C2B notifications must be POSTed.")
+        response["Allow"] = "POST"
+        return b"", common, None, False, response
+    limit = settings.CALLBACK_MAX_BODY_BYTES
+    body = request.read(limit + 1)
+    account = account_of_token(token) if _TOKEN.match(token) else None
+    ip = str(common["source_ip"]) if common["source_ip"] else None
+    if len(body) > limit:
+        callback_refuse(
+            body=body,
+            error=f"body larger than {limit} bytes (truncated)",
+            known_token=account is not None,
+            **common,  # type: ignore[arg-type]
+        )
+        return body, common, account, False, _error(413, "payload_too_large", f"Over {limit} B.")
+    mode = settings.MPESA_CALLBACK_IP_MODE
+    from_daraja = ip_allowed(ip, settings.MPESA_CALLBACK_ALLOWED_IPS)
+    outsider = mode != "off" and not from_daraja
+    if outsider and mode == "enforce":
+        callback_refuse(
+            body=body,
+            error=f"source address {ip} is not on the callback allowlist",
+            known_token=account is not None,
+            source_flagged=True,
+            **common,  # type: ignore[arg-type]
+        )
+        logger.warning("C2B request from a non-allowlisted address refused", extra=ctx(ip=ip))
+        return body, common, account, True, _error(403, "forbidden_source", "Not allowed.")
+    if account is None:
+        callback_refuse(
+            body=body,
+            error="unknown C2B URL token" if token else "C2B URL has no token",
+            source_flagged=outsider,
+            from_daraja=from_daraja,
+            **common,  # type: ignore[arg-type]
+        )
+        logger.warning("C2B request with an unknown token refused", extra=ctx(ip=ip))
+    return body, common, account, outsider, None
+
+
+@csrf_exempt
+def c2b_validation(request: HttpRequest, token: str = "") -> HttpResponse:
+    body, common, account, outsider, refused = _screen(request, token, CallbackKind.C2B_VALIDATION)
+    if refused is not None:
+        return refused
+    if account is None:
+        return _json(ValidationAnswer(OTHER_ERROR, "unknown token").body())
+    third_party = ""
+    try:
+        notification = parse_c2b_notification(body)
+    except PayloadError as exc:
+        answer = ValidationAnswer(OTHER_ERROR, f"unreadable request: {exc}")
+    else:
+        third_party = notification.third_party_trans_id
+        answer = c2b_validate(account, notification)
+    reply = answer.body(third_party)
+    callback_receive(
+        body=body,
+        source_flagged=outsider,
+        state=CallbackState.PROCESSED if answer.accepted else CallbackState.REJECTED,
+        error="" if answer.accepted else answer.reason,
+        answer=reply,
+        **common,  # type: ignore[arg-type]
+    )
+    logger.info(
+        "C2B validation answered",
+        extra=ctx(shortcode=account.shortcode, code=answer.code, reason=answer.reason),
+    )
+    return _json(reply)
+
+
+@csrf_exempt
+def c2b_confirmation(request: HttpRequest, token: str = "") -> HttpResponse:
+    body, common, account, outsider, refused = _screen(
+        request, token, CallbackKind.C2B_CONFIRMATION
+    )
+    if refused is not None:
+        return refused
+    if account is not None:
+        callback = callback_receive(body=body, source_flagged=outsider, **common)  # type: ignore[arg-type]
+        logger.info("C2B confirmation stored", extra=ctx(callback_id=callback.pk))
+    # The same answer for an unknown token: a forger learns nothing.
+    return HttpResponse(_CONFIRMED, content_type="application/json")
