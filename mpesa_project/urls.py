@@ -50,6 +50,8 @@ urlpatterns = [
     path("metrics", metrics, name="metrics"),
     path("demo/", demo.demo_page, name="demo"),
     path("demo/pay/", demo.demo_pay, name="demo-pay"),
+    path("demo/paybill/", demo.demo_pay_paybill, name="demo-paybill"),
+    path("demo/paybill/latest/", demo.demo_paybill_latest, name="demo-paybill-latest"),
     path("demo/payments/<uuid:payment_id>/", demo.demo_payment, name="demo-payment"),
     path(
         "demo/payments/<uuid:payment_id>/webhooks/",

@@ -7,18 +7,26 @@ when ``MPESA_ENV=simulator``). It uses the same service as the API, as a built-i
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from typing import Any
 
+import httpx
 from django.conf import settings
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
+from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
 from core.models import ApiClient
+from core.money import whole_shillings
+from core.phones import normalize_phone
 from core.services import api_client_create
+from daraja.client import get_client
+from daraja.errors import DarajaError
 
+from .accounts import RegistrationError, account_create, account_register_urls
 from .api import StkPushRequestSerializer
-from .models import Payment
+from .models import Channel, MpesaAccount, Payment
 from .selectors import payment_events, payment_list
 from .serializers import PaymentEventSerializer, PaymentSerializer
 from .services import payment_initiate
@@ -85,6 +93,7 @@ def demo_page(request: HttpRequest) -> HttpResponse:
             "test_numbers": _test_numbers(),
             "mpesa_env": settings.MPESA_ENV,
             "daraja_url": settings.MPESA_BASE_URL,
+            "demo_paybill": DEMO_PAYBILL,
         },
     )
 
@@ -125,6 +134,70 @@ def demo_pay(request: HttpRequest) -> JsonResponse:
         description=values["description"],
     )
     return JsonResponse(_state(payment), status=201)
+
+
+# The paybill the demo pays (a C2B test shortcode of Daraja's sandbox, known to the simulator).
+DEMO_PAYBILL = "600984"
+
+
+def demo_account() -> MpesaAccount:
+    """The demo paybill, owned by the demo client; its C2B URLs are registered with the
+    simulator when it does not know them yet (a restarted simulator forgets them)."""
+    account = MpesaAccount.objects.filter(shortcode=DEMO_PAYBILL).first()
+    if account is None:
+        account, _ = account_create(
+            name="Demo paybill", shortcode=DEMO_PAYBILL, client=demo_client()
+        )
+    registered = get_client().http.get("/simulator/c2b").json().get("registered", {})
+    if DEMO_PAYBILL not in registered:
+        account_register_urls(account)
+    return account
+
+
+@require_POST
+def demo_pay_paybill(request: HttpRequest) -> JsonResponse:
+    """The customer pays the demo paybill from the phone (the simulator's ``c2b/v2/simulate``):
+    validation, then the confirmation, reach this system as Daraja would send them."""
+    _enabled()
+    try:
+        data = json.loads(request.body or b"{}")
+        if not isinstance(data, dict):
+            raise ValueError("send a JSON object")
+        phone = normalize_phone(data.get("phone_number", ""))
+        amount = whole_shillings(data.get("amount", ""))
+        if amount <= 0:
+            raise ValueError("amount must be positive")
+    except ValueError as exc:  # bad JSON, InvalidPhoneNumber and InvalidAmount
+        return JsonResponse(
+            {"error": {"code": "validation_error", "message": str(exc)}}, status=400
+        )
+    reference = str(data.get("account_reference") or "DEMO")[:20]
+    since = timezone.now()
+    try:
+        account = demo_account()
+        get_client().c2b_simulate(
+            shortcode=account.shortcode, amount=amount, msisdn=phone, bill_ref=reference
+        )
+    except (RegistrationError, DarajaError, httpx.HTTPError) as exc:
+        return JsonResponse({"error": {"code": "daraja_error", "message": str(exc)}}, status=502)
+    return JsonResponse({"shortcode": account.shortcode, "since": since.isoformat()}, status=202)
+
+
+@require_GET
+def demo_paybill_latest(request: HttpRequest) -> JsonResponse:
+    """The newest paybill payment of the demo client recorded after ``since``, if any yet."""
+    _enabled()
+    try:
+        since = datetime.fromisoformat(request.GET.get("since", ""))
+    except ValueError:
+        return JsonResponse({"error": {"code": "validation_error", "message": "since"}}, status=400)
+    payment = (
+        payment_list(client=demo_client())
+        .filter(channel=Channel.PAYBILL, created_at__gte=since)
+        .order_by("-created_at")
+        .first()
+    )
+    return JsonResponse(_state(payment) if payment is not None else {"payment": None})
 
 
 @require_GET

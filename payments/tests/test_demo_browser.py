@@ -72,6 +72,7 @@ def demo(settings: Any, live_server: Any) -> Iterator[str]:
     )
     settings.MPESA_BASE_URL = url
     settings.MPESA_CALLBACK_URL = f"{live_server.url}/payments/callback/"
+    settings.MPESA_C2B_URL = f"{live_server.url}/c2b/"
     settings.DEMO_ENABLED = True
     try:
         yield live_server.url
@@ -132,3 +133,32 @@ def test_a_paid_push_lights_every_step_and_shows_east_africa_time(demo, browser_
     created = api["payment"]["created_at"]
     assert created.endswith("+03:00"), created
     assert facts["created"] == f"{created[:10]} {created[11:19]} EAT"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_paying_the_paybill_shows_the_received_payment(demo, browser_page, tmp_path):
+    page = browser_page
+    page.goto(f"{demo}/demo/")
+    page.fill("#c2b-phone", "0712345678")
+    page.fill("#c2b-amount", "150")
+    page.fill("#c2b-account", "INV-42")
+    page.click("#c2b-submit")
+    page.wait_for_selector('.step[data-s="FINAL"].done', timeout=30_000)
+    page.screenshot(path=str(tmp_path / "paybill.png"), full_page=True)
+    assert page.text_content('.step[data-s="FINAL"]') == "SUCCESS"
+    facts = dict(
+        page.eval_on_selector_all(
+            "#facts tr", "rows => rows.map(r => [r.cells[0].textContent, r.cells[1].textContent])"
+        )
+    )
+    api = page.evaluate(
+        "id => fetch('/demo/payments/' + id + '/').then(r => r.json())", facts["id"]
+    )
+    payment = api["payment"]
+    assert (payment["channel"], payment["amount"], payment["bill_ref_number"]) == (
+        "paybill",
+        "150.00",
+        "INV-42",
+    )
+    assert payment["mpesa_receipt_number"]
+    assert page.text_content("#c2b-error") == ""
