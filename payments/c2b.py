@@ -34,6 +34,7 @@ from core.phones import InvalidPhoneNumber, normalize_phone
 from daraja.c2b import C2BNotification, MsisdnForm
 
 from .events import RECEIVED, emit_payment_event
+from .known_phones import phone_of_hash, phones_remember
 from .models import (
     Channel,
     EventKind,
@@ -285,6 +286,11 @@ def _create(
             phone = normalize_phone(notification.msisdn)
         except InvalidPhoneNumber:
             phone = ""
+        else:
+            phones_remember([phone])
+    elif notification.msisdn_form == MsisdnForm.HASHED:
+        # A customer we know (a number some payment showed), matched by its hash.
+        phone = phone_of_hash(notification.msisdn)
     channel = Channel.TILL if notification.channel == "till" else Channel.PAYBILL
     payment = Payment.objects.create(
         client=account.client,

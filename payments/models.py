@@ -7,6 +7,7 @@ receipt number per payment (a receipt credits one payment only).
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from typing import Any
 
@@ -127,6 +128,23 @@ class KnownReference(models.Model):
     @staticmethod
     def key_of(reference: str) -> str:
         return "".join(reference.split()).upper()
+
+
+class KnownPhone(models.Model):
+    """A payer's number we hold, by its SHA-256: Daraja sends C2B payers' numbers hashed
+    (plain SHA-256 of ``2547…``), and a hash is matched to a customer by hashing the numbers
+    we know, never reversed. Written when a payment first shows the number."""
+
+    hash = models.CharField(max_length=64, primary_key=True)
+    phone = models.CharField(max_length=12)
+    first_seen = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return self.hash[:12]
+
+    @staticmethod
+    def hash_of(phone: str) -> str:
+        return hashlib.sha256(phone.encode()).hexdigest()
 
 
 class EventSource(models.TextChoices):

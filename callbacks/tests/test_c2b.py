@@ -338,3 +338,32 @@ def test_the_command_creates_an_account_and_prints_its_urls_once(capsys, merchan
     assert hashlib.sha256(token.encode()).hexdigest() == account.url_token_hash
     for word in ("mpesa", "safaricom", "exec", "cmd", "sql", "query"):
         assert word not in urls[0].lower()
+
+
+# --- Hashed MSISDN -----------------------------------------------------------------------------
+
+
+def test_a_hashed_number_is_matched_to_a_customer_we_know_never_reversed(client, account, merchant):
+    # The customer paid by STK Push before: we hold the number, so we know its hash.
+    PaymentFactory(client=merchant, phone_number="254733111222", amount="10")
+    known = hashlib.sha256(b"254733111222").hexdigest()
+    unknown = hashlib.sha256(b"254700999888").hexdigest()
+    confirm(client, account.token, c2b_body(trans_id="UL5C2B7QXB", msisdn=known.upper()))
+    confirm(client, account.token, c2b_body(trans_id="UL5C2B7QXC", msisdn=unknown))
+    drain()
+    by_receipt = {p.mpesa_receipt_number: p for p in Payment.objects.filter(channel="paybill")}
+    assert by_receipt["UL5C2B7QXB"].phone_number == "254733111222"
+    assert by_receipt["UL5C2B7QXB"].payer_phone == known.upper()  # kept as sent
+    assert by_receipt["UL5C2B7QXC"].phone_number == ""
+    assert by_receipt["UL5C2B7QXC"].payer_phone == unknown
+
+
+def test_a_plain_number_paid_by_c2b_is_known_afterwards(client, account):
+    confirm(client, account.token, c2b_body(trans_id="UL5C2B7QXD", msisdn="254744555666"))
+    confirm(
+        client,
+        account.token,
+        c2b_body(trans_id="UL5C2B7QXE", msisdn=hashlib.sha256(b"254744555666").hexdigest()),
+    )
+    drain()
+    assert set(Payment.objects.values_list("phone_number", flat=True)) == {"254744555666"}

@@ -26,6 +26,7 @@ from daraja.errors import (
     DarajaUnreachableError,
 )
 
+from ..known_phones import phones_remember
 from ..models import EventKind, EventSource, Payment, PaymentEvent, PaymentStatus
 from .transitions import InvalidTransition, payment_record_event, payment_transition
 
@@ -60,6 +61,7 @@ def payment_create(
             transaction_type=transaction_type,
             callback_token_hash=hash_secret(token),
         )
+        phones_remember([phone_number])
         PaymentEvent.objects.create(
             payment=payment,
             kind=EventKind.CREATED,
