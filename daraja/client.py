@@ -16,7 +16,7 @@ import logging
 import threading
 import time
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -323,6 +323,46 @@ class DarajaClient:
             "BillRefNumber": None if till else bill_ref,
         }
         return _accepted(self._post_json("/mpesa/c2b/v2/simulate", payload), "C2B simulate")
+
+    def pull_register(self, *, shortcode: str, nominated_number: str, callback_url: str) -> str:
+        """Register the shortcode for Pull Transactions (once). Returns Daraja's status:
+        ``1000`` registered, ``1001`` already registered."""
+        data = self._post_json(
+            "/pulltransactions/v1/register",
+            {
+                "ShortCode": shortcode,
+                "RequestType": "Pull",
+                "NominatedNumber": nominated_number,
+                "CallBackURL": callback_url,
+            },
+        )
+        if not isinstance(data, dict):
+            raise DarajaProtocolError("Pull register answer is not a JSON object")
+        keys = {str(key).replace(" ", "").lower(): value for key, value in data.items()}
+        status = str(keys.get("responsestatus", keys.get("responsecode", ""))).strip()
+        if status in ("1000", "1001", "0"):
+            return status
+        raise DarajaProtocolError(
+            f"Pull register not accepted: {status or 'no status'} "
+            f"{keys.get('responsedescription', '')}".strip()
+        )
+
+    def pull_query(self, *, shortcode: str, start: datetime, end: datetime, offset: int) -> Any:
+        """One page of the shortcode's transactions between ``start`` and ``end`` (within the
+        last 48 hours; sent in East Africa Time), from row ``offset``: the response as sent
+        (read it with ``daraja.pull.page_transactions``)."""
+        return self._post_json(
+            "/pulltransactions/v1/query",
+            {
+                "ShortCode": shortcode,
+                "StartDate": start.astimezone(NAIROBI).strftime("%Y-%m-%d %H:%M:%S"),
+                # Whole seconds: the end rounded up, so nothing of its last second is left out.
+                "EndDate": (end + timedelta(microseconds=999_999))
+                .astimezone(NAIROBI)
+                .strftime("%Y-%m-%d %H:%M:%S"),
+                "OffSetValue": str(offset),
+            },
+        )
 
     # --- plumbing ---------------------------------------------------------------------
     def _post_json(self, path: str, payload: dict[str, Any]) -> Any:

@@ -79,6 +79,16 @@ class MpesaAccount(models.Model):
         default=False,
         help_text="Accept only account numbers listed among the account's known references.",
     )
+    # Pull Transactions, the recovery of lost confirmations (payments.pull).
+    pull_enabled = models.BooleanField(
+        default=False,
+        help_text="The Daraja app has Pull Transactions and the shortcode is registered.",
+    )
+    pulled_until = models.DateTimeField(
+        null=True, blank=True, help_text="The end of the last window pulled whole."
+    )
+    pull_failing_since = models.DateTimeField(null=True, blank=True)
+    pull_last_error = models.TextField(blank=True, default="")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -153,6 +163,7 @@ class EventSource(models.TextChoices):
     CALLBACK = "callback", "Callback"
     QUERY = "query", "STK Query"
     C2B = "c2b", "C2B confirmation"
+    PULL = "pull", "Pull Transactions"
     RECONCILIATION = "reconciliation", "Reconciliation"
     ADMIN = "admin", "Admin"
     SYSTEM = "system", "System"

@@ -1,4 +1,5 @@
-"""Celery tasks for payments: the STK Query sweeper and expiry. Thin, id-based, idempotent."""
+"""Celery tasks for payments: the STK Query sweeper and expiry, and the C2B pull. Thin,
+id-based, idempotent."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from celery import shared_task
 
 from core.logging import ctx
 
+from .pull import pull_due_accounts
 from .services import payment_query, payments_due_for_query, payments_expire
 
 logger = logging.getLogger(__name__)
@@ -31,3 +33,18 @@ def sweep_payments() -> dict[str, int]:
         query_payment.delay(str(payment_id))
     expired = payments_expire()
     return {"queried": len(due), "expired": expired}
+
+
+@shared_task(ignore_result=True)
+def pull_c2b() -> dict[str, dict[str, int | str]]:
+    """Beat: Pull Transactions for every account that has it, recording what no
+    confirmation brought (payments.pull)."""
+    return {
+        shortcode: {
+            "read": result.read,
+            "recovered": result.recorded,
+            "refused": result.refused,
+            "error": result.error,
+        }
+        for shortcode, result in pull_due_accounts().items()
+    }

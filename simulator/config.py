@@ -49,6 +49,8 @@ class SimulatorConfig:
     callback_timeout: float = 5.0
     # How long a C2B validation URL has to answer before ResponseType decides (Daraja: ~8 s).
     c2b_validation_timeout: float = 8.0
+    # Transactions per Pull Transactions page (Daraja does not document its page size).
+    pull_page_size: int = 100
     chaos_rate: float = 0.0
     # None: a random seed is drawn at start-up (and printed so the run can be repeated).
     seed: int | None = None
@@ -70,6 +72,8 @@ class SimulatorConfig:
             raise ValueError("customer_delay must not be negative")
         if self.callback_timeout <= 0:
             raise ValueError("callback_timeout must be positive")
+        if self.pull_page_size < 1:
+            raise ValueError("pull_page_size must be at least 1")
         if self.c2b_validation_timeout <= 0:
             raise ValueError("c2b_validation_timeout must be positive")
         for name in ("shortcode", "till_number"):

@@ -31,6 +31,7 @@ from .codes import DarajaError
 from .config import SimulatorConfig
 from .delivery import CallbackDelivery
 from .ids import IdFactory, daraja_timestamp, payer_name, to_eat
+from .pull import PullSimulation
 from .records import Reply, Transaction, iso_eat, redact
 from .scenarios import Plan, ScriptError, apply_chaos, parse_script, plan_for_number
 from .statement import export_csv
@@ -39,7 +40,7 @@ from .validation import PushRequest, validate_push, validate_query
 __all__ = ["Reply", "Simulator", "Transaction", "iso_eat", "redact"]
 
 
-class Simulator(CallbackDelivery, C2BSimulation):
+class Simulator(CallbackDelivery, C2BSimulation, PullSimulation):
     """One simulated Daraja: shared by all request threads, guarded by one lock."""
 
     def __init__(
@@ -54,6 +55,7 @@ class Simulator(CallbackDelivery, C2BSimulation):
         self._stop = threading.Event()
         self._sender = CallbackSender(config.callback_timeout)
         self._c2b_init()
+        self._pull_init()
         # Identifiers survive a reset: ids must stay unique for a client whose database keeps
         # the records of earlier runs.
         self.ids = IdFactory(random.Random(self.seed))

@@ -57,6 +57,8 @@ _BUSINESS_APIS: dict[str, Callable[[Simulator, str | None, str | None, bytes], R
         f"/mpesa/c2b/{version}/simulate": versioned_api(Simulator.c2b_simulate, version)
         for version in ("v1", "v2")
     },
+    "/pulltransactions/v1/register": Simulator.pull_register,
+    "/pulltransactions/v1/query": Simulator.pull_query,
 }
 
 

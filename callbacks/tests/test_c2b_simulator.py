@@ -3,6 +3,7 @@ management command, a customer paying the paybill (``c2b/v2/simulate``), validat
 and the confirmation stored and drained into a payment by this system's own HTTP server."""
 
 from collections.abc import Iterator
+from dataclasses import replace
 from decimal import Decimal
 from typing import Any
 
@@ -88,3 +89,67 @@ def test_a_refused_registration_says_what_to_do(wired, settings):
     settings.MPESA_C2B_URL = "https://shop.example/mpesa/c2b/"
     with pytest.raises(CommandError, match="'mpesa', which Daraja refuses"):
         call_command("mpesa_account", "register", "600984")
+
+
+# --- Pull Transactions: the recovery of lost confirmations -------------------------------------
+
+
+@pytest.fixture
+def small_pages(wired):
+    wired.simulator.config = replace(wired.simulator.config, pull_page_size=1)
+    return wired
+
+
+def test_a_lost_confirmation_is_recovered_by_the_next_pull(small_pages, capsys):
+    sim = small_pages.simulator
+    merchant = ApiClientFactory()
+    account, _ = account_create(name="Shop", shortcode="600984", client=merchant)
+    call_command("mpesa_account", "register", "600984")
+    call_command("mpesa_account", "pull-register", "600984", "--nominated-number", "0722000000")
+    client = get_client()
+    client.c2b_simulate(
+        shortcode="600984", amount=Decimal("100"), msisdn="254712345678", bill_ref="A-1"
+    )
+    sim.c2b_set_options({"confirmations": 0})  # Daraja's confirmations get lost from here
+    for n in (2, 3):
+        client.c2b_simulate(
+            shortcode="600984", amount=Decimal(100 * n), msisdn="254712345678", bill_ref=f"A-{n}"
+        )
+    wait_for(
+        lambda: [p["status"] for p in sim.c2b_payments_json()["payments"]] == ["completed"] * 3,
+        timeout=30,
+    )
+
+    def confirmed() -> bool:
+        connection.close()
+        return Payment.objects.count() == 1
+
+    wait_for(confirmed, timeout=30)
+    capsys.readouterr()
+    call_command("mpesa_account", "pull", "600984")
+    assert "Read 3 transaction(s): 2 recovered" in capsys.readouterr().out
+    connection.close()
+    sent = {p["trans_id"]: Decimal(p["amount"]) for p in sim.c2b_payments_json()["payments"]}
+    assert dict(Payment.objects.values_list("mpesa_receipt_number", "amount")) == sent
+    recovered = Payment.objects.exclude(bill_ref_number="A-1")
+    assert {p.bill_ref_number for p in recovered} == {"A-2", "A-3"}
+    for payment in recovered:
+        assert payment.status == PaymentStatus.SUCCESS and payment.client == merchant
+        assert payment.events.filter(source="pull", to_status="SUCCESS").exists()
+    account.refresh_from_db()
+    assert account.pull_enabled and account.pulled_until is not None
+    # Pulling again records nothing twice.
+    call_command("mpesa_account", "pull", "600984")
+    assert "0 recovered" in capsys.readouterr().out
+    assert Payment.objects.count() == 3
+
+
+def test_a_failing_pull_is_recorded_on_the_account_and_changes_nothing(wired, settings):
+    account, _ = account_create(name="Shop", shortcode="600984")
+    # Never registered for Pull with the simulator: Daraja refuses the query.
+    with pytest.raises(CommandError, match="The pull failed"):
+        call_command("mpesa_account", "pull", "600984")
+    account.refresh_from_db()
+    assert account.pull_failing_since is not None
+    assert "not registered" in account.pull_last_error
+    assert account.pulled_until is None

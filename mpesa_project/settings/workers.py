@@ -59,7 +59,13 @@ RECONCILIATION_IMPORT_SWEEP_INTERVAL = env_float(
 RECONCILIATION_IMPORT_SWEEP_AFTER = env_float(
     "RECONCILIATION_IMPORT_SWEEP_AFTER", 60.0, minimum=0.0
 )
+# C2B recovery: how often each account with Pull Transactions is pulled (s).
+C2B_PULL_INTERVAL = env_float("C2B_PULL_INTERVAL", 900.0, minimum=10.0)
 CELERY_BEAT_SCHEDULE = {
+    "payments-c2b-pull": {
+        "task": "payments.tasks.pull_c2b",
+        "schedule": C2B_PULL_INTERVAL,
+    },
     "callbacks-redrive": {
         "task": "callbacks.tasks.redrive_callbacks",
         "schedule": CALLBACK_REDRIVE_INTERVAL,

@@ -8,6 +8,9 @@ from dataclasses import replace
 from decimal import Decimal
 from typing import Any
 
+from daraja.parsing import PayloadError
+from daraja.pull import page_keys, page_transactions
+
 from ..models import StatementFormat
 from .g2 import decode_text
 from .limits import MAX_DECIMAL_EXPONENT, StatementFormatError, cut_text
@@ -85,46 +88,20 @@ def parse_pull_transactions(data: bytes) -> ParsedStatement:
 def _pull_page(
     page: dict[str, Any], number: int, pages: int, metadata: StatementMetadata
 ) -> list[Any]:
-    """One response's transactions (keys matched whatever their case or spaces)."""
+    """One response's transactions (keys matched whatever their case or spaces): the
+    structure is read by :func:`daraja.pull.page_transactions`, as the C2B recovery reads it."""
     where = f"response {number} of {pages}: " if pages > 1 else ""
-    keys = {str(key).replace(" ", "").lower(): key for key in page}
-    if "errorcode" in keys:
-        code = _json_text(page[keys["errorcode"]])
-        message = _json_text(page.get(keys.get("errormessage", ""), ""))
-        raise StatementFormatError(
-            f"{where}a Daraja error response, not transactions: {code} {message}".strip()
-        )
-    if "response" not in keys and "responsecode" not in keys:
-        raise StatementFormatError(
-            f"{where}not a Pull Transactions response: it has neither ResponseCode nor "
-            f"Response (keys: {', '.join(sorted(map(str, page)))[:120]})"
-        )
-    code = _json_text(page[keys["responsecode"]]) if "responsecode" in keys else "1000"
-    if "responserefid" in keys:
+    keys = page_keys(page)
+    if "responserefid" in keys and "errorcode" not in keys:
         metadata.labels.setdefault("ResponseRefID", []).append(
             _json_text(page[keys["responserefid"]])
         )
-    if code not in ("1000", "1001", "0"):
-        message = _json_text(page.get(keys.get("responsemessage", ""), ""))
-        raise StatementFormatError(
-            f"{where}the Pull Transactions response reports an error: {code} {message}".strip()
+    try:
+        return page_transactions(
+            page, load=lambda text: json.loads(text, parse_float=json_number, parse_int=json_number)
         )
-    if "response" not in keys:
-        if code == "1001":  # no records
-            return []
-        raise StatementFormatError(f"{where}the response has no 'Response' list")
-    response = page[keys["response"]]
-    if isinstance(response, str):  # "[[]]" sent as a string when there is nothing
-        try:
-            response = json.loads(response, parse_float=json_number, parse_int=json_number)
-        except (ValueError, RecursionError):
-            raise StatementFormatError(f"{where}'Response' is not a list of transactions") from None
-    if not isinstance(response, list):
-        raise StatementFormatError(f"{where}'Response' is not a list of transactions")
-    transactions: list[Any] = []
-    for item in response:
-        transactions.extend(item if isinstance(item, list) else [item])
-    return transactions
+    except PayloadError as exc:
+        raise StatementFormatError(f"{where}{exc}") from None
 
 
 def _pull_rows(transactions: Iterable[Any]) -> Iterator[tuple[int, list[str]]]:
