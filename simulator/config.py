@@ -110,6 +110,8 @@ class SimulatorConfig:
             "late_delay": reader.number("SIMULATOR_LATE_DELAY", 10.0),
             "duplicate_gap": reader.number("SIMULATOR_DUPLICATE_GAP", 1.0),
             "callback_timeout": reader.number("SIMULATOR_CALLBACK_TIMEOUT", 5.0),
+            "c2b_validation_timeout": reader.number("SIMULATOR_C2B_VALIDATION_TIMEOUT", 8.0),
+            "pull_page_size": reader.optional_int("SIMULATOR_PULL_PAGE_SIZE") or 100,
             "chaos_rate": reader.number("SIMULATOR_CHAOS_RATE", 0.0),
             "seed": reader.optional_int("SIMULATOR_SEED"),
             "query_pending": reader.text(("SIMULATOR_QUERY_PENDING",), "mixed"),
