@@ -15,13 +15,17 @@ import logging
 import re
 
 from django.conf import settings
+from django.db import InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
 from core.logging import ctx
 from core.net import client_ip, ip_allowed
 
+from .journal import JournalFull, journal_append, journal_drain_soon
+from .models import CallbackKind
 from .services import callback_receive, callback_refuse, token_payment
+from .services.intake import KEPT_HEADERS
 
 logger = logging.getLogger(__name__)
 
@@ -38,14 +42,56 @@ def _accepted() -> HttpResponse:
     return HttpResponse(_ACCEPTED, content_type="application/json")
 
 
+# The database cannot take the request now (down, restarting, unreachable).
+DATABASE_DOWN = (OperationalError, InterfaceError)
+
+
+def journaled(
+    request: HttpRequest, kind: str, token: str, body: bytes, error: Exception
+) -> HttpResponse | None:
+    """Keep a request the database could not take in this host's journal. None when it is
+    kept (the caller answers as usual); else the response saying it was not."""
+    if len(body) > settings.CALLBACK_MAX_BODY_BYTES:
+        return _error(413, "payload_too_large", "Body too large.")
+    try:
+        journal_append(
+            kind=kind,
+            token=token,
+            body=body,
+            content_type=request.META.get("CONTENT_TYPE", ""),
+            headers={
+                name: request.headers[name][:500]
+                for name in KEPT_HEADERS
+                if name in request.headers
+            },
+            source_ip=client_ip(request),
+        )
+    except (JournalFull, OSError) as exc:
+        logger.error(
+            "request lost: the database and the journal are both unavailable",
+            extra=ctx(kind=kind, database=type(error).__name__, journal=str(exc)[:200]),
+        )
+        return _error(500, "unavailable", "Could not store the request; send it again.")
+    return None
+
+
 @csrf_exempt
 def stk_callback(request: HttpRequest, token: str = "") -> HttpResponse:
     if request.method != "POST":
-        response = _error(405, "method_not_allowed", "Callbacks must be POSTed.")
-        response["Allow"] = "POST"
-        return response
+        refusal = _error(405, "method_not_allowed", "Callbacks must be POSTed.")
+        refusal["Allow"] = "POST"
+        return refusal
+    body = request.read(settings.CALLBACK_MAX_BODY_BYTES + 1)
+    try:
+        response = _stk_callback(request, token, body)
+    except DATABASE_DOWN as exc:
+        return journaled(request, CallbackKind.STK, token, body, exc) or _accepted()
+    journal_drain_soon()
+    return response
+
+
+def _stk_callback(request: HttpRequest, token: str, body: bytes) -> HttpResponse:
     limit = settings.CALLBACK_MAX_BODY_BYTES
-    body = request.read(limit + 1)
     ip = client_ip(request)
     well_formed = bool(_TOKEN.match(token))
     payment = token_payment(token) if well_formed else None

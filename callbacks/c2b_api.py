@@ -30,7 +30,8 @@ from payments.accounts import account_of_token
 from payments.c2b import OTHER_ERROR, ValidationAnswer, c2b_validate
 from payments.models import MpesaAccount
 
-from .api import _TOKEN, _error
+from .api import _TOKEN, DATABASE_DOWN, _error, journaled
+from .journal import journal_drain_soon
 from .models import CallbackKind, CallbackState
 from .services import callback_receive, callback_refuse
 
@@ -62,6 +63,7 @@ def _screen(
         return b"", common, None, False, response
     limit = settings.CALLBACK_MAX_BODY_BYTES
     body = request.read(limit + 1)
+    setattr(request, "_c2b_body", body)  # noqa: B010 (kept for the journal if the DB is down)
     account = account_of_token(token) if _TOKEN.match(token) else None
     ip = str(common["source_ip"]) if common["source_ip"] else None
     if len(body) > limit:
@@ -99,6 +101,42 @@ def _screen(
 
 @csrf_exempt
 def c2b_validation(request: HttpRequest, token: str = "") -> HttpResponse:
+    """With the database down, the request is kept in the journal and not answered (503):
+    M-Pesa then applies the account's ResponseType, the merchant's own choice for a
+    validation URL that cannot answer."""
+    try:
+        response = _validation(request, token)
+    except DATABASE_DOWN as exc:
+        body = _body(request)
+        refused = journaled(request, CallbackKind.C2B_VALIDATION, token, body, exc)
+        return refused or _error(503, "unavailable", "Cannot validate now.")
+    journal_drain_soon()
+    return response
+
+
+@csrf_exempt
+def c2b_confirmation(request: HttpRequest, token: str = "") -> HttpResponse:
+    """With the database down, the confirmation is kept in the journal and answered as
+    usual: Daraja does not send it again."""
+    try:
+        response = _confirmation(request, token)
+    except DATABASE_DOWN as exc:
+        body = _body(request)
+        refused = journaled(request, CallbackKind.C2B_CONFIRMATION, token, body, exc)
+        return refused or HttpResponse(_CONFIRMED, content_type="application/json")
+    journal_drain_soon()
+    return response
+
+
+def _body(request: HttpRequest) -> bytes:
+    """The body ``_screen`` read (kept on the request), or read now."""
+    body = getattr(request, "_c2b_body", None)
+    if body is None:
+        body = request.read(settings.CALLBACK_MAX_BODY_BYTES + 1)
+    return bytes(body)
+
+
+def _validation(request: HttpRequest, token: str) -> HttpResponse:
     body, common, account, outsider, refused = _screen(request, token, CallbackKind.C2B_VALIDATION)
     if refused is not None:
         return refused
@@ -128,8 +166,7 @@ def c2b_validation(request: HttpRequest, token: str = "") -> HttpResponse:
     return _json(reply)
 
 
-@csrf_exempt
-def c2b_confirmation(request: HttpRequest, token: str = "") -> HttpResponse:
+def _confirmation(request: HttpRequest, token: str) -> HttpResponse:
     body, common, account, outsider, refused = _screen(
         request, token, CallbackKind.C2B_CONFIRMATION
     )

@@ -98,6 +98,10 @@ class InboundCallback(models.Model):
     processed_at = models.DateTimeField(null=True, blank=True)
     # What we answered a C2B validation request (stored with the request, in one INSERT).
     answer = models.JSONField(null=True, blank=True)
+    # Kept in the host's journal while the database was down (callbacks.journal): the entry's
+    # id (each entry is stored once) and when the request really arrived.
+    journal_id = models.UUIDField(null=True, blank=True, editable=False)
+    journaled_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-received_at"]
@@ -112,6 +116,13 @@ class InboundCallback(models.Model):
             ),
             models.Index(fields=["dedupe_key"], name="callback_dedupe_key"),
             models.Index(fields=["checkout_request_id"], name="callback_checkout_request_id"),
+        ]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["journal_id"],
+                condition=models.Q(journal_id__isnull=False),
+                name="callback_unique_journal_entry",
+            ),
         ]
 
     def __str__(self) -> str:

@@ -11,6 +11,7 @@ from django.conf import settings
 
 from core.logging import ctx
 
+from .journal import journal_drain
 from .services import (
     TRANSIENT_ERRORS,
     RetryLater,
@@ -137,3 +138,10 @@ def redrive_callbacks() -> int:
 def purge_callback_bodies() -> int:
     """The retention policy for raw bodies (CALLBACK_BODY_RETENTION_DAYS), daily on beat."""
     return callback_bodies_purge()
+
+
+@shared_task(ignore_result=True)
+def drain_journal() -> int:
+    """Beat: move what the web processes on this host journaled while the database was down
+    into the inbox (callbacks.journal)."""
+    return journal_drain()

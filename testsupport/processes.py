@@ -318,6 +318,28 @@ def postgres_up() -> bool:
     )
 
 
+def _pg_ctl(action: str) -> None:
+    version = sorted(os.listdir("/etc/postgresql"))[0]
+    subprocess.run(
+        ["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", action, "-m", "fast"]
+        if action != "start"
+        else ["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", "start"],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+
+
+def stop_postgres() -> None:
+    """Stop the local cluster (fast shutdown: open connections are cut)."""
+    _pg_ctl("stop")
+
+
+def start_postgres() -> None:
+    _pg_ctl("start")
+    wait_for(postgres_up, timeout=60)
+
+
 def restart_postgres() -> None:
     """Restart the local cluster (fast shutdown: open connections are cut, as in a crash)."""
     version = sorted(os.listdir("/etc/postgresql"))[0]

@@ -20,7 +20,7 @@ from ..models import CallbackKind, CallbackState, InboundCallback
 from .wakeup import callback_wake
 
 # Headers worth keeping for forensics; cookies and authorization are never stored.
-_KEPT_HEADERS = (
+KEPT_HEADERS = (
     "Content-Type",
     "Content-Length",
     "User-Agent",
@@ -52,7 +52,7 @@ def callback_receive(
     One INSERT, committed on its own (no explicit transaction: BEGIN and COMMIT would double
     the round trips of the hottest path). Called inside a transaction, the wake-up waits for
     its commit as usual; in autocommit, ``on_commit`` runs it as soon as the row is stored."""
-    kept = {name: headers[name][:500] for name in _KEPT_HEADERS if name in headers}
+    kept = {name: headers[name][:500] for name in KEPT_HEADERS if name in headers}
     callback = InboundCallback.objects.create(
         kind=kind,
         body=body,
@@ -128,7 +128,7 @@ def callback_refuse(
             parsed = parse_stk_callback(body)
         except PayloadError:
             parsed = None
-    kept = {name: headers[name][:500] for name in _KEPT_HEADERS if name in headers}
+    kept = {name: headers[name][:500] for name in KEPT_HEADERS if name in headers}
     callback = InboundCallback.objects.create(
         kind=kind,
         body=body[:keep],

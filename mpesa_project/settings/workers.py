@@ -59,9 +59,18 @@ RECONCILIATION_IMPORT_SWEEP_INTERVAL = env_float(
 RECONCILIATION_IMPORT_SWEEP_AFTER = env_float(
     "RECONCILIATION_IMPORT_SWEEP_AFTER", 60.0, minimum=0.0
 )
+# The local journal of requests the database could not take (callbacks.journal): its folder
+# (on the web host's own disk), its size limit, and how often the beat drains it.
+CALLBACK_JOURNAL_DIR = env_str("CALLBACK_JOURNAL_DIR", str(VAR_DIR / "journal"))
+CALLBACK_JOURNAL_MAX_BYTES = env_int("CALLBACK_JOURNAL_MAX_BYTES", 256 * 1024 * 1024, minimum=1024)
+CALLBACK_JOURNAL_DRAIN_INTERVAL = env_float("CALLBACK_JOURNAL_DRAIN_INTERVAL", 10.0, minimum=1.0)
 # C2B recovery: how often each account with Pull Transactions is pulled (s).
 C2B_PULL_INTERVAL = env_float("C2B_PULL_INTERVAL", 900.0, minimum=10.0)
 CELERY_BEAT_SCHEDULE = {
+    "callbacks-journal-drain": {
+        "task": "callbacks.tasks.drain_journal",
+        "schedule": CALLBACK_JOURNAL_DRAIN_INTERVAL,
+    },
     "payments-c2b-pull": {
         "task": "payments.tasks.pull_c2b",
         "schedule": C2B_PULL_INTERVAL,
