@@ -12,7 +12,13 @@ worker runs: this measures intake only.
 Modes (CALLBACK_PROCESSING): ``batch`` (the project default: a drain wake-up published at most
 every CALLBACK_WAKEUP_INTERVAL per web process) and ``task`` (one Celery message per callback).
 
+``--route c2b-confirmation`` / ``c2b-validation``: the same, with C2B confirmations or
+validation requests (distinct receipts) POSTed to one M-Pesa account's URL instead of STK
+callbacks (a validation request is answered from the account's rules and stored with its
+answer; nothing is woken).
+
     .venv/bin/python -m bench.callbacks_http            # 3 runs x 2 modes, medians; see --help
+    .venv/bin/python -m bench.callbacks_http --route c2b-confirmation --modes batch
 """
 
 from __future__ import annotations
@@ -86,6 +92,13 @@ def parse_args() -> argparse.Namespace:
         help="comma-separated CALLBACK_PROCESSING modes to measure (batch, task)",
     )
     parser.add_argument("--payments", type=int, default=25000, help="PENDING payments (tokens)")
+    parser.add_argument(
+        "--route",
+        default="stk",
+        choices=("stk", "c2b-confirmation", "c2b-validation"),
+        help="what Daraja POSTs: STK callbacks (one per payment), or C2B confirmations or "
+        "validation requests (--payments distinct receipts) to one M-Pesa account's URL",
+    )
     parser.add_argument("--duration", type=float, default=15.0, help="measured seconds")
     parser.add_argument("--warmup", type=float, default=3.0, help="unmeasured seconds first")
     parser.add_argument("--connections", type=int, default=16, help="wrk connections")
@@ -139,6 +152,35 @@ def write_requests(path: Path, seeded: list[SeededPayment]) -> None:
             body = success_body(item).decode()
             assert "\t" not in body and "\n" not in body
             handle.write(f"{callback_path(item)}\t{body}\n")
+
+
+def write_c2b_requests(path: Path, route: str, count: int) -> None:
+    """An M-Pesa account (limits and a pattern to check, as a real one has) and one
+    "<path>\t<body>" line per distinct receipt, to its confirmation or validation URL."""
+    from decimal import Decimal
+
+    from payments.accounts import account_create, c2b_urls
+    from testsupport import c2b_body
+
+    _, token = account_create(
+        name="Bench shop",
+        shortcode="600984",
+        min_amount=Decimal("1"),
+        max_amount=Decimal("150000"),
+        account_pattern=r"INV-[0-9]+",
+    )
+    urls = c2b_urls(token)
+    url = urls.confirmation if route == "c2b-confirmation" else urls.validation
+    url_path = "/" + url.split("/", 3)[3]
+    with open(path, "w") as handle:
+        for n in range(count):
+            body = c2b_body(
+                trans_id=f"UL5{n:07d}",
+                amount=f"{100 + n % 900}.00",
+                bill_ref=f"INV-{n}",
+                msisdn=f"2547{n % 100_000_000:08d}",
+            ).decode()
+            handle.write(f"{url_path}\t{body}\n")
 
 
 def count_callbacks() -> int:
@@ -197,9 +239,11 @@ def prepare_database(args: argparse.Namespace, env: BenchEnv, label: str) -> Pat
     pg_recreate_database(args.dbname)
     migrate(env)
     started = time.monotonic()
-    seeded = seed_pending_payments(args.payments)
     requests_file = env.var_dir / "requests.tsv"
-    write_requests(requests_file, seeded)
+    if args.route == "stk":
+        write_requests(requests_file, seed_pending_payments(args.payments))
+    else:
+        write_c2b_requests(requests_file, args.route, args.payments)
     log(f"{label}: seeded in {time.monotonic() - started:.1f}s")
     django_close_connections()
     vacuum_analyze(args.dbname)
@@ -356,6 +400,7 @@ def main() -> None:
     facts = machine_facts()
     print_facts(facts)
     config = {
+        "route": args.route,
         "payments": args.payments,
         "duration_s": args.duration,
         "warmup_s": args.warmup,

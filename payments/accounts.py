@@ -13,6 +13,7 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.db import transaction
+from django.utils import timezone
 
 from core.models import ApiClient, hash_secret
 from daraja.client import DarajaClient, get_client
@@ -136,8 +137,14 @@ def account_register_urls(
         )
     except DarajaError as exc:
         raise RegistrationError(register_problem(exc)) from None
-    MpesaAccount.objects.filter(pk=account.pk).update(url_token_hash=hash_secret(token))
-    account.url_token_hash = hash_secret(token)
+    registered = {
+        "url_token_hash": hash_secret(token),
+        "urls_registered_at": timezone.now(),
+        "urls_registered_version": version,
+    }
+    MpesaAccount.objects.filter(pk=account.pk).update(**registered)
+    for name, value in registered.items():
+        setattr(account, name, value)
     return urls
 
 

@@ -12,7 +12,13 @@ from django.http import HttpRequest
 
 from core.models import hash_secret
 
-from .accounts import account_new_token, c2b_urls, new_url_token
+from .accounts import (
+    RegistrationError,
+    account_new_token,
+    account_register_urls,
+    c2b_urls,
+    new_url_token,
+)
 from .models import KnownReference, MpesaAccount
 
 
@@ -33,11 +39,28 @@ def _show_urls(request: HttpRequest, account: MpesaAccount, token: str) -> None:
 
 @admin.register(MpesaAccount)
 class MpesaAccountAdmin(admin.ModelAdmin):
-    list_display = ["shortcode", "name", "kind", "client", "enabled", "response_type"]
+    list_display = [
+        "shortcode",
+        "name",
+        "kind",
+        "client",
+        "enabled",
+        "response_type",
+        "urls_registered_at",
+        "pull_enabled",
+        "pull_failing_since",
+    ]
     list_filter = ["kind", "enabled"]
     search_fields = ["=shortcode", "name"]
     inlines = [KnownReferenceInline]
-    actions = ["new_urls"]
+    actions = ["register_urls", "new_urls"]
+    readonly_fields = [
+        "urls_registered_at",
+        "urls_registered_version",
+        "pulled_until",
+        "pull_failing_since",
+        "pull_last_error",
+    ]
     fields = [
         "name",
         "shortcode",
@@ -49,6 +72,12 @@ class MpesaAccountAdmin(admin.ModelAdmin):
         "min_amount",
         "max_amount",
         "require_known_reference",
+        "urls_registered_at",
+        "urls_registered_version",
+        "pull_enabled",
+        "pulled_until",
+        "pull_failing_since",
+        "pull_last_error",
     ]
 
     def save_model(
@@ -61,6 +90,21 @@ class MpesaAccountAdmin(admin.ModelAdmin):
         super().save_model(request, obj, form, change)
         if token:
             _show_urls(request, obj, token)
+
+    @admin.action(description="Register new C2B URLs with Daraja (v2)")
+    def register_urls(self, request: HttpRequest, queryset: QuerySet[MpesaAccount]) -> None:
+        for account in queryset:
+            try:
+                urls = account_register_urls(account)
+            except RegistrationError as exc:
+                messages.error(request, f"{account.shortcode}: {exc}")
+                continue
+            self.log_change(request, account, "Registered new C2B URLs with Daraja (v2)")
+            messages.success(
+                request,
+                f"{account.shortcode}: registered ValidationURL {urls.validation} "
+                f"ConfirmationURL {urls.confirmation}",
+            )
 
     @admin.action(description="New C2B URLs (the old ones stop working)")
     def new_urls(self, request: HttpRequest, queryset: QuerySet[MpesaAccount]) -> None:

@@ -79,6 +79,9 @@ class MpesaAccount(models.Model):
         default=False,
         help_text="Accept only account numbers listed among the account's known references.",
     )
+    # The last registration of the C2B URLs with Daraja (payments.accounts).
+    urls_registered_at = models.DateTimeField(null=True, blank=True)
+    urls_registered_version = models.CharField(max_length=2, blank=True, default="")
     # Pull Transactions, the recovery of lost confirmations (payments.pull).
     pull_enabled = models.BooleanField(
         default=False,
