@@ -94,8 +94,9 @@ def _success_without_evidence() -> list[Violation]:
     evidenced = PaymentEvent.objects.filter(
         kind=EventKind.TRANSITION, to_status=PaymentStatus.SUCCESS
     ).filter(
-        Q(source=EventSource.CALLBACK, callback_id__isnull=False)
-        | Q(source__in=[EventSource.QUERY, EventSource.RECONCILIATION])
+        # A callback or a C2B confirmation: the stored request behind it is linked.
+        Q(source__in=[EventSource.CALLBACK, EventSource.C2B], callback_id__isnull=False)
+        | Q(source__in=[EventSource.QUERY, EventSource.RECONCILIATION, EventSource.PULL])
     )
     missing = Payment.objects.filter(status=PaymentStatus.SUCCESS).exclude(
         pk__in=evidenced.values("payment_id")
@@ -103,7 +104,8 @@ def _success_without_evidence() -> list[Violation]:
     found = [
         Violation(
             "success_without_evidence",
-            f"payment {pk} is SUCCESS with no callback, query or statement evidence",
+            f"payment {pk} is SUCCESS with no callback, confirmation, query, pull or "
+            "statement evidence",
         )
         for pk in missing.values_list("pk", flat=True)
     ]

@@ -367,3 +367,16 @@ def test_a_plain_number_paid_by_c2b_is_known_afterwards(client, account):
     )
     drain()
     assert set(Payment.objects.values_list("phone_number", flat=True)) == {"254744555666"}
+
+
+def test_received_payments_satisfy_the_books_invariants(client, account, merchant, stk_account):
+    from core.ops import find_violations
+
+    confirm(client, account.token, c2b_body())
+    _stk_payment(merchant)
+    confirm(
+        client, stk_account.token, c2b_body(trans_id="UL5C2B7QXF", shortcode=stk_account.shortcode)
+    )
+    drain()
+    assert Payment.objects.filter(status=PaymentStatus.SUCCESS).count() == 2
+    assert [str(v) for v in find_violations(settled=True)] == []

@@ -11,6 +11,7 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.db import connection
 
+from core.ops import find_violations
 from daraja.client import get_client
 from payments.accounts import account_create
 from payments.models import Channel, Payment, PaymentStatus
@@ -142,6 +143,7 @@ def test_a_lost_confirmation_is_recovered_by_the_next_pull(small_pages, capsys):
     call_command("mpesa_account", "pull", "600984")
     assert "0 recovered" in capsys.readouterr().out
     assert Payment.objects.count() == 3
+    assert [str(v) for v in find_violations(settled=True)] == []
 
 
 def test_a_failing_pull_is_recorded_on_the_account_and_changes_nothing(wired, settings):
