@@ -8,15 +8,17 @@ never a word Daraja refuses in a registered URL ("mpesa", "safaricom", "exec", "
 from __future__ import annotations
 
 import secrets
-from dataclasses import dataclass
+import threading
+from dataclasses import dataclass, replace
 from decimal import Decimal
 
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from core.crypto import decrypt, encrypt
 from core.models import ApiClient, hash_secret
-from daraja.client import DarajaClient, get_client
+from daraja.client import DarajaClient, DarajaConfig, get_client
 from daraja.errors import DarajaError
 
 from .models import AccountKind, MpesaAccount
@@ -90,6 +92,48 @@ def account_new_token(account: MpesaAccount) -> str:
     return token
 
 
+def account_set_credentials(
+    account: MpesaAccount, *, consumer_key: str, consumer_secret: str, passkey: str = ""
+) -> None:
+    """Give the account its own Daraja app (stored encrypted; ``passkey``: its Lipa na M-Pesa
+    Online passkey, if it has one). Empty key and secret: back to the MPESA_* settings."""
+    if bool(consumer_key) != bool(consumer_secret):
+        raise ValueError("give both the consumer key and the consumer secret, or neither")
+    fields = {
+        "consumer_key_encrypted": encrypt(consumer_key) if consumer_key else "",
+        "consumer_secret_encrypted": encrypt(consumer_secret) if consumer_secret else "",
+        "passkey_encrypted": encrypt(passkey) if passkey else "",
+    }
+    MpesaAccount.objects.filter(pk=account.pk).update(**fields)
+    for name, value in fields.items():
+        setattr(account, name, value)
+
+
+_clients: dict[tuple[int, str, str], DarajaClient] = {}
+_clients_lock = threading.Lock()
+
+
+def account_client(account: MpesaAccount) -> DarajaClient:
+    """The Daraja client for calls about ``account`` (Register URL, Pull Transactions): its
+    own app's credentials when it has them, else the MPESA_* settings' client."""
+    if not account.has_credentials:
+        return get_client()
+    base = DarajaConfig.from_settings()
+    key = (account.pk, base.base_url, account.consumer_key_encrypted)
+    with _clients_lock:
+        client = _clients.get(key)
+        if client is None:
+            config = replace(
+                base,
+                consumer_key=decrypt(account.consumer_key_encrypted),
+                consumer_secret=decrypt(account.consumer_secret_encrypted),
+                shortcode=account.shortcode,
+                passkey=decrypt(account.passkey_encrypted) if account.passkey_encrypted else "",
+            )
+            client = _clients[key] = DarajaClient(config)
+        return client
+
+
 class RegistrationError(Exception):
     """The URLs were not registered; the message says why and what to do."""
 
@@ -128,7 +172,7 @@ def account_register_urls(
         if settings.MPESA_ENV == "production" and not url.startswith("https://"):
             raise RegistrationError(f"{url}: production URLs must be https")
     try:
-        (client or get_client()).c2b_register_url(
+        (client or account_client(account)).c2b_register_url(
             shortcode=account.shortcode,
             response_type=account.response_type,
             confirmation_url=urls.confirmation,

@@ -47,6 +47,7 @@ class MpesaAccountAdmin(admin.ModelAdmin):
         "enabled",
         "response_type",
         "urls_registered_at",
+        "own_app",
         "pull_enabled",
         "pull_failing_since",
     ]
@@ -90,6 +91,11 @@ class MpesaAccountAdmin(admin.ModelAdmin):
         super().save_model(request, obj, form, change)
         if token:
             _show_urls(request, obj, token)
+
+    @admin.display(boolean=True, description="own Daraja app")
+    def own_app(self, account: MpesaAccount) -> bool:
+        """Its own credentials (set with `mpesa_account credentials`; never shown)."""
+        return account.has_credentials
 
     @admin.action(description="Register new C2B URLs with Daraja (v2)")
     def register_urls(self, request: HttpRequest, queryset: QuerySet[MpesaAccount]) -> None:

@@ -6,6 +6,7 @@ class PaymentsConfig(AppConfig):
     verbose_name = "Payments"
 
     def ready(self) -> None:
+        from core.crypto import register_encrypted_field
         from core.ops import register_invariant_check, register_metrics
 
         from .invariants import payment_violations
@@ -13,3 +14,5 @@ class PaymentsConfig(AppConfig):
 
         register_invariant_check("payments", payment_violations)
         register_metrics("payments", payment_metrics)
+        for field in ("consumer_key_encrypted", "consumer_secret_encrypted", "passkey_encrypted"):
+            register_encrypted_field("payments.MpesaAccount", field)

@@ -79,6 +79,10 @@ class MpesaAccount(models.Model):
         default=False,
         help_text="Accept only account numbers listed among the account's known references.",
     )
+    # The account's own Daraja app (encrypted, core.crypto; empty: the MPESA_* settings').
+    consumer_key_encrypted = models.TextField(blank=True, default="", editable=False)
+    consumer_secret_encrypted = models.TextField(blank=True, default="", editable=False)
+    passkey_encrypted = models.TextField(blank=True, default="", editable=False)
     # The last registration of the C2B URLs with Daraja (payments.accounts).
     urls_registered_at = models.DateTimeField(null=True, blank=True)
     urls_registered_version = models.CharField(max_length=2, blank=True, default="")
@@ -104,6 +108,10 @@ class MpesaAccount(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} ({self.kind} {self.shortcode})"
+
+    @property
+    def has_credentials(self) -> bool:
+        return bool(self.consumer_key_encrypted and self.consumer_secret_encrypted)
 
 
 class KnownReference(models.Model):

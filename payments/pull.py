@@ -24,11 +24,12 @@ from django.utils import timezone
 
 from core.logging import ctx
 from daraja.c2b import BUY_GOODS, PAY_BILL, C2BNotification
-from daraja.client import DarajaClient, get_client
+from daraja.client import DarajaClient
 from daraja.errors import DarajaError
 from daraja.parsing import PayloadError
 from daraja.pull import PulledTransaction, page_transactions, parse_pulled
 
+from .accounts import account_client
 from .c2b import payment_receive
 from .models import EventSource, MpesaAccount
 from .outcomes import Verdict
@@ -76,7 +77,7 @@ def account_pull(
     """Pull the account's recent transactions and record those no confirmation brought."""
     now = now or timezone.now()
     start = max(now - PULL_REACH, (account.pulled_until or now - PULL_REACH) - PULL_OVERLAP)
-    daraja = client or get_client()
+    daraja = client or account_client(account)
     result = PullResult()
     offset = 0
     try:

@@ -20,7 +20,8 @@ class Command(BaseCommand):
         for label, field in ENCRYPTED_FIELDS:
             model = apps.get_model(label)
             with transaction.atomic():
-                for row in model.objects.select_for_update().only("pk", field):
+                rows = model.objects.select_for_update().exclude(**{field: ""}).only("pk", field)
+                for row in rows:
                     try:
                         setattr(row, field, reencrypt(getattr(row, field)))
                     except DecryptionFailed as exc:

@@ -9,6 +9,13 @@
     mpesa_account add-reference 600984 INV-1001 [--amount 2500]
     mpesa_account pull-register 600984 --nominated-number 0722000000
     mpesa_account pull 600984          # pull now: record what no confirmation brought
+    SHOP_CONSUMER_KEY=… SHOP_CONSUMER_SECRET=… [SHOP_PASSKEY=…] \
+        mpesa_account credentials 600984 --from-env SHOP   # the account's own Daraja app
+    mpesa_account credentials 600984 --clear               # back to the MPESA_* settings
+
+Credentials are read from the environment (never the command line, which shell history and
+``ps`` show) and stored encrypted (ENCRYPTION_KEYS; ``rotate_encryption_key`` re-encrypts
+them).
 
 ``create`` and ``new-token`` print the account's validation and confirmation URLs, with
 their token, once: only the token's hash is stored. Register them with Daraja.
@@ -16,6 +23,7 @@ their token, once: only the token's hash is stored. Register them with Daraja.
 
 from __future__ import annotations
 
+import os
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -24,13 +32,14 @@ from django.db import IntegrityError
 
 from core.models import ApiClient
 from core.phones import InvalidPhoneNumber, normalize_phone
-from daraja.client import get_client
 from daraja.errors import DarajaError
 from payments.accounts import (
     RegistrationError,
+    account_client,
     account_create,
     account_new_token,
     account_register_urls,
+    account_set_credentials,
     c2b_urls,
     new_url_token,
 )
@@ -77,6 +86,16 @@ class Command(BaseCommand):
         )
         pull_register.add_argument("shortcode")
         pull_register.add_argument("--nominated-number", required=True)
+        credentials = sub.add_parser("credentials", help="The account's own Daraja app")
+        credentials.add_argument("shortcode")
+        source = credentials.add_mutually_exclusive_group(required=True)
+        source.add_argument(
+            "--from-env",
+            metavar="PREFIX",
+            help="read PREFIX_CONSUMER_KEY, PREFIX_CONSUMER_SECRET and (optional) "
+            "PREFIX_PASSKEY from the environment",
+        )
+        source.add_argument("--clear", action="store_true", help="use the MPESA_* settings")
         pull = sub.add_parser("pull", help="Pull the last transactions now")
         pull.add_argument("shortcode")
         reference = sub.add_parser("add-reference", help="A known account number")
@@ -145,6 +164,28 @@ class Command(BaseCommand):
         self.stdout.write(f"  ValidationURL:   {urls.validation}")
         self.stdout.write(f"  ConfirmationURL: {urls.confirmation}")
 
+    def _credentials(self, **options: Any) -> None:
+        account = self._account(options["shortcode"])
+        if options["clear"]:
+            account_set_credentials(account, consumer_key="", consumer_secret="")
+            self.stdout.write(f"{account.shortcode} uses the MPESA_* settings' Daraja app.")
+            return
+        prefix = options["from_env"]
+        values = {
+            name: os.environ.get(f"{prefix}_{name.upper()}", "").strip()
+            for name in ("consumer_key", "consumer_secret", "passkey")
+        }
+        missing = [
+            f"{prefix}_{n.upper()}" for n in ("consumer_key", "consumer_secret") if not values[n]
+        ]
+        if missing:
+            raise CommandError(f"not set in the environment: {', '.join(missing)}")
+        account_set_credentials(account, **values)
+        with_passkey = " and passkey" if values["passkey"] else ""
+        self.stdout.write(
+            f"{account.shortcode} has its own Daraja app (key, secret{with_passkey})."
+        )
+
     def _pull_register(self, **options: Any) -> None:
         account = self._account(options["shortcode"])
         try:
@@ -152,7 +193,7 @@ class Command(BaseCommand):
         except InvalidPhoneNumber as exc:
             raise CommandError(f"--nominated-number: {exc}") from None
         try:
-            status = get_client().pull_register(
+            status = account_client(account).pull_register(
                 shortcode=account.shortcode,
                 nominated_number="0" + number[3:],
                 # Required by Daraja, unused (pulls are read by query): a C2B URL whose
