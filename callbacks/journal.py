@@ -8,7 +8,8 @@ database is back, :func:`journal_drain` moves every entry into the inbox, exactl
 entry has an id; the inbox's ``journal_id`` is unique).
 
 The file is append-only and shared by the host's web processes (``O_APPEND`` writes under an
-exclusive ``flock``). Each entry is ``MAGIC | length | CRC-32 | JSON``; a process killed in
+exclusive ``flock``, which a drain holds only to rename the file: an append never waits for
+the database). Each entry is ``MAGIC | length | CRC-32 | JSON``; a process killed in
 the middle of an append leaves a torn entry, which the reader skips, finding the next entry by
 its magic (a NUL byte never occurs in the JSON). The journal is bounded
 (``CALLBACK_JOURNAL_MAX_BYTES``): past it, a request is refused (500) rather than written
@@ -52,7 +53,8 @@ MAGIC = b"\x00JRN"
 _HEADER = struct.Struct(">4sII")  # magic, length, crc32
 JOURNAL = "callbacks.journal"
 DRAINING = "callbacks.journal.draining"
-_LOCK = "callbacks.journal.lock"
+_LOCK = "callbacks.journal.lock"  # appends, and the drain's rename
+_DRAIN_LOCK = "callbacks.journal.drain-lock"  # one drain at a time
 
 
 class JournalFull(Exception):
@@ -78,8 +80,8 @@ def _dir() -> Path:
     return path
 
 
-def _locked(path: Path) -> Any:
-    handle = open(path / _LOCK, "a+b")  # noqa: SIM115 (closed by the caller)
+def _locked(path: Path, name: str = _LOCK) -> Any:
+    handle = open(path / name, "a+b")  # noqa: SIM115 (closed by the caller)
     fcntl.flock(handle, fcntl.LOCK_EX)
     return handle
 
@@ -208,18 +210,23 @@ def journal_drain() -> int:
 
     folder = _dir()
     draining = folder / DRAINING
-    lock = _locked(folder)
+    drain_lock = _locked(folder, _DRAIN_LOCK)
     try:
         if not draining.exists():
-            current = folder / JOURNAL
-            if not current.exists() or current.stat().st_size == 0:
-                return 0
-            os.rename(current, draining)
+            # Appends wait only for the rename, never for the database.
+            append_lock = _locked(folder)
+            try:
+                current = folder / JOURNAL
+                if not current.exists() or current.stat().st_size == 0:
+                    return 0
+                os.rename(current, draining)
+            finally:
+                append_lock.close()
         entries = list(journal_read(draining))
         stored = _store(entries)
         os.remove(draining)
     finally:
-        lock.close()
+        drain_lock.close()
     logger.warning("journal drained into the inbox", extra=ctx(entries=len(entries), new=stored))
     if stored:
         transaction.on_commit(drain_enqueue)

@@ -131,3 +131,32 @@ def test_with_the_journal_unwritable_too_the_request_is_refused_not_lost_silentl
     assert response.status_code == 500
     assert json.loads(response.content)["error"]["code"] == "unavailable"
     assert not os.path.exists(blocker / "journal")
+
+
+def test_an_append_never_waits_for_a_drain_stuck_on_the_database(journal_dir, monkeypatch):
+    import threading
+    import time
+
+    first = _append(1)
+    stuck, release = threading.Event(), threading.Event()
+    stored: list[list[str]] = []
+
+    def stuck_store(entries):  # the database hangs: the drain waits inside its insert
+        stuck.set()
+        release.wait(10)
+        stored.append([entry.id for entry in entries])
+        return 0  # (nothing new to wake the workers for)
+
+    monkeypatch.setattr(journal, "_store", stuck_store)
+    drainer = threading.Thread(target=journal_drain)
+    drainer.start()
+    assert stuck.wait(10)
+    started = time.monotonic()
+    second = _append(2)  # a request arriving meanwhile
+    waited = time.monotonic() - started
+    release.set()
+    drainer.join(10)
+    assert waited < 1.0
+    assert stored == [[first]]
+    # The entry appended during the drain is in the new journal, for the next drain.
+    assert [entry.id for entry in journal_read(journal_dir / journal.JOURNAL)] == [second]
