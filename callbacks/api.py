@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Callable
 
 from django.conf import settings
 from django.db import InterfaceError, OperationalError
@@ -25,7 +26,7 @@ from core.net import client_ip, ip_allowed
 from .journal import JournalFull, journal_append, journal_drain_soon
 from .models import CallbackKind
 from .services import callback_receive, callback_refuse, token_payment
-from .services.intake import KEPT_HEADERS
+from .services.intake import kept_headers
 
 logger = logging.getLogger(__name__)
 
@@ -59,11 +60,7 @@ def journaled(
             token=token,
             body=body,
             content_type=request.META.get("CONTENT_TYPE", ""),
-            headers={
-                name: request.headers[name][:500]
-                for name in KEPT_HEADERS
-                if name in request.headers
-            },
+            headers=kept_headers(request.headers),
             source_ip=client_ip(request),
         )
     except (JournalFull, OSError) as exc:
@@ -75,19 +72,33 @@ def journaled(
     return None
 
 
-@csrf_exempt
-def stk_callback(request: HttpRequest, token: str = "") -> HttpResponse:
+def receive_or_journal(
+    request: HttpRequest,
+    token: str,
+    kind: str,
+    handle: Callable[[HttpRequest, str, bytes], HttpResponse],
+    when_journaled: Callable[[], HttpResponse],
+) -> HttpResponse:
+    """Every inbound route: POST only; the body read once (up to one byte over the limit);
+    ``handle`` stores and answers it; if the database cannot take it, it is journaled and
+    answered with ``when_journaled()``. After a request is stored, a journal left by an
+    outage is drained in the background."""
     if request.method != "POST":
-        refusal = _error(405, "method_not_allowed", "Callbacks must be POSTed.")
+        refusal = _error(405, "method_not_allowed", "Daraja's requests must be POSTed.")
         refusal["Allow"] = "POST"
         return refusal
     body = request.read(settings.CALLBACK_MAX_BODY_BYTES + 1)
     try:
-        response = _stk_callback(request, token, body)
+        response = handle(request, token, body)
     except DATABASE_DOWN as exc:
-        return journaled(request, CallbackKind.STK, token, body, exc) or _accepted()
+        return journaled(request, kind, token, body, exc) or when_journaled()
     journal_drain_soon()
     return response
+
+
+@csrf_exempt
+def stk_callback(request: HttpRequest, token: str = "") -> HttpResponse:
+    return receive_or_journal(request, token, CallbackKind.STK, _stk_callback, _accepted)
 
 
 def _stk_callback(request: HttpRequest, token: str, body: bytes) -> HttpResponse:

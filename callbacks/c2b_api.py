@@ -30,8 +30,7 @@ from payments.accounts import account_of_token
 from payments.c2b import OTHER_ERROR, ValidationAnswer, c2b_validate
 from payments.models import MpesaAccount
 
-from .api import _TOKEN, DATABASE_DOWN, _error, journaled
-from .journal import journal_drain_soon
+from .api import _TOKEN, _error, receive_or_journal
 from .models import CallbackKind, CallbackState
 from .services import callback_receive, callback_refuse
 
@@ -45,11 +44,11 @@ def _json(body: dict[str, str]) -> HttpResponse:
 
 
 def _screen(
-    request: HttpRequest, token: str, kind: str
-) -> tuple[bytes, dict[str, object], MpesaAccount | None, bool, HttpResponse | None]:
-    """Read the body and check what every C2B request must pass: the method, the size, the
-    source address. Returns the body, the fields to store it with, the account, whether the
-    source is outside the allowlist, and the response when it is refused here."""
+    request: HttpRequest, token: str, kind: str, body: bytes
+) -> tuple[dict[str, object], MpesaAccount | None, bool, HttpResponse | None]:
+    """Check what every C2B request must pass: the size, the token, the source address.
+    Returns the fields to store it with, the account, whether the source is outside the
+    allowlist, and the response when it is refused here."""
     common: dict[str, object] = {
         "content_type": request.META.get("CONTENT_TYPE", ""),
         "headers": request.headers,
@@ -57,13 +56,7 @@ def _screen(
         "token": token,
         "kind": kind,
     }
-    if request.method != "POST":
-        response = _error(405, "method_not_allowed", "C2B notifications must be POSTed.")
-        response["Allow"] = "POST"
-        return b"", common, None, False, response
     limit = settings.CALLBACK_MAX_BODY_BYTES
-    body = request.read(limit + 1)
-    setattr(request, "_c2b_body", body)  # noqa: B010 (kept for the journal if the DB is down)
     account = account_of_token(token) if _TOKEN.match(token) else None
     ip = str(common["source_ip"]) if common["source_ip"] else None
     if len(body) > limit:
@@ -73,7 +66,7 @@ def _screen(
             known_token=account is not None,
             **common,  # type: ignore[arg-type]
         )
-        return body, common, account, False, _error(413, "payload_too_large", f"Over {limit} B.")
+        return common, account, False, _error(413, "payload_too_large", f"Over {limit} B.")
     mode = settings.MPESA_CALLBACK_IP_MODE
     from_daraja = ip_allowed(ip, settings.MPESA_CALLBACK_ALLOWED_IPS)
     outsider = mode != "off" and not from_daraja
@@ -86,7 +79,7 @@ def _screen(
             **common,  # type: ignore[arg-type]
         )
         logger.warning("C2B request from a non-allowlisted address refused", extra=ctx(ip=ip))
-        return body, common, account, True, _error(403, "forbidden_source", "Not allowed.")
+        return common, account, True, _error(403, "forbidden_source", "Not allowed.")
     if account is None:
         callback_refuse(
             body=body,
@@ -96,7 +89,7 @@ def _screen(
             **common,  # type: ignore[arg-type]
         )
         logger.warning("C2B request with an unknown token refused", extra=ctx(ip=ip))
-    return body, common, account, outsider, None
+    return common, account, outsider, None
 
 
 @csrf_exempt
@@ -104,40 +97,30 @@ def c2b_validation(request: HttpRequest, token: str = "") -> HttpResponse:
     """With the database down, the request is kept in the journal and not answered (503):
     M-Pesa then applies the account's ResponseType, the merchant's own choice for a
     validation URL that cannot answer."""
-    try:
-        response = _validation(request, token)
-    except DATABASE_DOWN as exc:
-        body = _body(request)
-        refused = journaled(request, CallbackKind.C2B_VALIDATION, token, body, exc)
-        return refused or _error(503, "unavailable", "Cannot validate now.")
-    journal_drain_soon()
-    return response
+    return receive_or_journal(
+        request,
+        token,
+        CallbackKind.C2B_VALIDATION,
+        _validation,
+        lambda: _error(503, "unavailable", "Cannot validate now."),
+    )
 
 
 @csrf_exempt
 def c2b_confirmation(request: HttpRequest, token: str = "") -> HttpResponse:
     """With the database down, the confirmation is kept in the journal and answered as
     usual: Daraja does not send it again."""
-    try:
-        response = _confirmation(request, token)
-    except DATABASE_DOWN as exc:
-        body = _body(request)
-        refused = journaled(request, CallbackKind.C2B_CONFIRMATION, token, body, exc)
-        return refused or HttpResponse(_CONFIRMED, content_type="application/json")
-    journal_drain_soon()
-    return response
+    return receive_or_journal(
+        request,
+        token,
+        CallbackKind.C2B_CONFIRMATION,
+        _confirmation,
+        lambda: HttpResponse(_CONFIRMED, content_type="application/json"),
+    )
 
 
-def _body(request: HttpRequest) -> bytes:
-    """The body ``_screen`` read (kept on the request), or read now."""
-    body = getattr(request, "_c2b_body", None)
-    if body is None:
-        body = request.read(settings.CALLBACK_MAX_BODY_BYTES + 1)
-    return bytes(body)
-
-
-def _validation(request: HttpRequest, token: str) -> HttpResponse:
-    body, common, account, outsider, refused = _screen(request, token, CallbackKind.C2B_VALIDATION)
+def _validation(request: HttpRequest, token: str, body: bytes) -> HttpResponse:
+    common, account, outsider, refused = _screen(request, token, CallbackKind.C2B_VALIDATION, body)
     if refused is not None:
         return refused
     if account is None:
@@ -166,9 +149,9 @@ def _validation(request: HttpRequest, token: str) -> HttpResponse:
     return _json(reply)
 
 
-def _confirmation(request: HttpRequest, token: str) -> HttpResponse:
-    body, common, account, outsider, refused = _screen(
-        request, token, CallbackKind.C2B_CONFIRMATION
+def _confirmation(request: HttpRequest, token: str, body: bytes) -> HttpResponse:
+    common, account, outsider, refused = _screen(
+        request, token, CallbackKind.C2B_CONFIRMATION, body
     )
     if refused is not None:
         return refused

@@ -31,6 +31,11 @@ KEPT_HEADERS = (
 )
 
 
+def kept_headers(headers: Mapping[str, str]) -> dict[str, str]:
+    """The headers worth keeping, each cut to 500 characters."""
+    return {name: headers[name][:500] for name in KEPT_HEADERS if name in headers}
+
+
 # --- Receive --------------------------------------------------------------------------------
 
 
@@ -52,12 +57,11 @@ def callback_receive(
     One INSERT, committed on its own (no explicit transaction: BEGIN and COMMIT would double
     the round trips of the hottest path). Called inside a transaction, the wake-up waits for
     its commit as usual; in autocommit, ``on_commit`` runs it as soon as the row is stored."""
-    kept = {name: headers[name][:500] for name in KEPT_HEADERS if name in headers}
     callback = InboundCallback.objects.create(
         kind=kind,
         body=body,
         content_type=content_type[:200],
-        headers=kept,
+        headers=kept_headers(headers),
         source_ip=source_ip,
         source_flagged=source_flagged,
         token_hash=hash_secret(token) if token else "",
@@ -128,14 +132,13 @@ def callback_refuse(
             parsed = parse_stk_callback(body)
         except PayloadError:
             parsed = None
-    kept = {name: headers[name][:500] for name in KEPT_HEADERS if name in headers}
     callback = InboundCallback.objects.create(
         kind=kind,
         body=body[:keep],
         body_size=len(body),
         body_complete=len(body) <= keep,
         content_type=content_type[:200],
-        headers=kept,
+        headers=kept_headers(headers),
         source_ip=source_ip,
         source_flagged=source_flagged,
         token_hash=hash_secret(token) if token else "",
