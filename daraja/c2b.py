@@ -21,7 +21,7 @@ from typing import Any
 
 from core.money import CENT, InvalidAmount, to_decimal
 
-from .parsing import MAX_AMOUNT, PayloadError, loads, parse_mpesa_datetime
+from .parsing import MAX_AMOUNT, PayloadError, loads, parse_mpesa_datetime, storable_text
 
 # Receipts are 10 uppercase alphanumerics today; older or other products may differ, so any
 # short run of letters and digits is taken, and nothing else.
@@ -120,13 +120,7 @@ def _text(data: dict[str, Any], name: str, *, required: bool = False, limit: int
         raise PayloadError(f"{name} is empty")
     if len(text) > limit:
         raise PayloadError(f"{name} is longer than {limit} characters")
-    if "\x00" in text:
-        raise PayloadError(f"{name} contains a NUL character")
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        raise PayloadError(f"{name} is not valid Unicode text") from None
-    return text
+    return storable_text(text, name)
 
 
 def _amount(value: Any, name: str) -> Decimal:

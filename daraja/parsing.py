@@ -112,11 +112,11 @@ def _result_code(value: Any) -> str:
             raise PayloadError(f"ResultCode {value} is not an integer")
         return str(int(value))
     if isinstance(value, str) and value.strip() and len(value) <= 32:
-        return _storable(value.strip(), "ResultCode")
+        return storable_text(value.strip(), "ResultCode")
     raise PayloadError("ResultCode is missing or not a number/string")
 
 
-def _storable(text: str, name: str) -> str:
+def storable_text(text: str, name: str) -> str:
     """Text every database can hold: no NUL (PostgreSQL refuses it) and no lone surrogates
     (not encodable as UTF-8). Daraja never sends either; a body that does is not a callback."""
     if "\x00" in text:
@@ -143,7 +143,7 @@ def _identifier(container: dict[str, Any], name: str, *, required: bool) -> str:
     text = str(value).strip()
     if len(text) > MAX_ID_LENGTH:
         raise PayloadError(f"{name} is longer than {MAX_ID_LENGTH} characters")
-    return _storable(text, name)
+    return storable_text(text, name)
 
 
 def parse_mpesa_datetime(value: Any) -> datetime:
@@ -209,7 +209,7 @@ def parse_stk_callback(body: bytes | str | dict[str, Any]) -> StkCallback:
     result_desc = stk.get("ResultDesc")
     if result_desc is not None and not isinstance(result_desc, str):
         raise PayloadError("ResultDesc must be a string")
-    result_desc = _storable((result_desc or "")[:500], "ResultDesc")
+    result_desc = storable_text((result_desc or "")[:500], "ResultDesc")
 
     if not is_success_code(result_code):
         return StkCallback(merchant_request_id, checkout_request_id, result_code, result_desc)
@@ -233,7 +233,7 @@ def parse_stk_callback(body: bytes | str | dict[str, Any]) -> StkCallback:
     has_receipt, receipt = items.get("MpesaReceiptNumber", (False, None))
     if not has_receipt or not isinstance(receipt, str) or not receipt.strip():
         raise PayloadError("success callback without MpesaReceiptNumber")
-    receipt = _storable(receipt.strip(), "MpesaReceiptNumber")
+    receipt = storable_text(receipt.strip(), "MpesaReceiptNumber")
     if len(receipt) > 32:
         raise PayloadError("MpesaReceiptNumber is longer than 32 characters")
 
@@ -253,7 +253,7 @@ def parse_stk_callback(body: bytes | str | dict[str, Any]) -> StkCallback:
         if isinstance(raw_phone, int) and not 0 <= raw_phone < 10**20:
             warnings.append("PhoneNumber is not a phone number")
         else:
-            phone_number = _storable(str(raw_phone)[:64], "PhoneNumber")
+            phone_number = storable_text(str(raw_phone)[:64], "PhoneNumber")
 
     balance = None
     has_balance, raw_balance = items.get("Balance", (False, None))
@@ -286,7 +286,7 @@ def parse_stk_query_response(data: Any) -> StkQueryResult:
         raise PayloadError("STK Query answer has no ResultCode")
     code = _result_code(data["ResultCode"])
     raw_desc = data.get("ResultDesc")
-    desc = _storable(raw_desc[:500], "ResultDesc") if isinstance(raw_desc, str) else ""
+    desc = storable_text(raw_desc[:500], "ResultDesc") if isinstance(raw_desc, str) else ""
     merchant = _identifier(data, "MerchantRequestID", required=False)
     checkout = _identifier(data, "CheckoutRequestID", required=False)
     if result_is_pending(code):
