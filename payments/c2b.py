@@ -244,8 +244,9 @@ def _stk_payment_for(account: MpesaAccount, notification: C2BNotification) -> Pa
     """The one STK Push this confirmation can be the double notification of: pushed to this
     shortcode (STK payments go to MPESA_SHORTCODE, or MPESA_TILL_NUMBER), waiting for its
     result (or FAILED only because we stopped waiting), for the same amount and account
-    reference, and whose phone the MSISDN agrees with. None when there is none, or more than
-    one."""
+    reference (exactly: the confirmation of a push carries the push's AccountReference, and the
+    equality is served by the account reference's index), and whose phone the MSISDN agrees
+    with. None when there is none, or more than one."""
     stk_shortcodes = {settings.MPESA_SHORTCODE, settings.MPESA_TILL_NUMBER} - {""}
     if account.shortcode not in stk_shortcodes or not notification.bill_ref_number:
         return None
@@ -255,7 +256,7 @@ def _stk_payment_for(account: MpesaAccount, notification: C2BNotification) -> Pa
         .filter(
             channel=Channel.STK,
             amount=notification.amount,
-            account_reference__iexact=notification.bill_ref_number,
+            account_reference=notification.bill_ref_number,
             mpesa_receipt_number__isnull=True,
             created_at__gte=since,
         )
