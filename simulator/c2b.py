@@ -91,6 +91,14 @@ class C2BPayment:
         }
 
 
+def request_shortcode(data: dict[str, Any]) -> str:
+    """The request's ``ShortCode`` (a number or a string of digits), else Daraja's error."""
+    shortcode = str(data.get("ShortCode", "")).strip()
+    if not shortcode.isdigit():
+        raise codes.invalid_field("ShortCode")
+    return shortcode
+
+
 def url_problem(url: Any) -> str:
     if not isinstance(url, str) or not url.startswith(("http://", "https://")):
         return "must be an http(s) URL"
@@ -136,9 +144,7 @@ class C2BSimulation:
     ) -> Reply:
         self._authenticate(authorization)
         data = self._json_object(content_type, body)
-        shortcode = str(data.get("ShortCode", "")).strip()
-        if not shortcode.isdigit():
-            raise codes.invalid_field("ShortCode")
+        shortcode = request_shortcode(data)
         if data.get("ResponseType") not in ("Completed", "Cancelled"):
             raise codes.invalid_field("ResponseType")
         for name in ("ConfirmationURL", "ValidationURL"):
@@ -166,9 +172,7 @@ class C2BSimulation:
     ) -> Reply:
         self._authenticate(authorization)
         data = self._json_object(content_type, body)
-        shortcode = str(data.get("ShortCode", "")).strip()
-        if not shortcode.isdigit():
-            raise codes.invalid_field("ShortCode")
+        shortcode = request_shortcode(data)
         command = data.get("CommandID")
         if command not in COMMANDS:
             raise codes.invalid_field("CommandID")

@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from . import codes
+from .c2b import request_shortcode
 from .ids import EAT, IdFactory, payer_name
 from .records import Reply
 
@@ -50,9 +51,7 @@ class PullSimulation:
     ) -> Reply:
         self._authenticate(authorization)
         data = self._json_object(content_type, body)
-        shortcode = str(data.get("ShortCode", "")).strip()
-        if not shortcode.isdigit():
-            raise codes.invalid_field("ShortCode")
+        shortcode = request_shortcode(data)
         if data.get("RequestType") != "Pull":
             raise codes.invalid_field("RequestType")
         if not str(data.get("CallBackURL", "")).startswith(("http://", "https://")):
@@ -75,9 +74,7 @@ class PullSimulation:
     def pull_query(self, authorization: str | None, content_type: str | None, body: bytes) -> Reply:
         self._authenticate(authorization)
         data = self._json_object(content_type, body)
-        shortcode = str(data.get("ShortCode", "")).strip()
-        if not shortcode.isdigit():
-            raise codes.invalid_field("ShortCode")
+        shortcode = request_shortcode(data)
         start = _query_time(data.get("StartDate"), "StartDate")
         end = _query_time(data.get("EndDate"), "EndDate")
         now = datetime.now(UTC)
