@@ -57,7 +57,7 @@ class PaymentCallbackViewSet(viewsets.GenericViewSet):
     def get_queryset(self) -> QuerySet[Payment]:
         if getattr(self, "swagger_fake_view", False):  # schema generation: no client
             return Payment.objects.none()
-        return payment_list(client=request_client(self.request))
+        return payment_list(client=request_client(self.request), key=request_key(self.request))
 
     @extend_schema(
         responses={

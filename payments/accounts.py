@@ -13,15 +13,16 @@ from dataclasses import dataclass, replace
 from decimal import Decimal
 
 from django.conf import settings
-from django.db import transaction
+from django.db import IntegrityError, transaction
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from core.crypto import decrypt, encrypt
 from core.models import ApiClient, hash_secret
-from daraja.client import DarajaClient, DarajaConfig, get_client
+from daraja.client import PAYBILL, TILL, DarajaClient, DarajaConfig, get_client
 from daraja.errors import DarajaError
 
-from .models import AccountKind, MpesaAccount
+from .models import AccountKind, MpesaAccount, Payment
 
 # Daraja refuses a registered URL that contains any of these, in any case.
 FORBIDDEN_URL_WORDS = ("m-pesa", "mpesa", "safaricom", "exe", "exec", "cmd", "sql", "query")
@@ -62,12 +63,16 @@ def account_create(
     max_amount: Decimal | None = None,
     account_pattern: str = "",
     require_known_reference: bool = False,
+    till_number: str = "",
 ) -> tuple[MpesaAccount, str]:
-    """A new account; returns it with its URL token (shown once: only its hash is kept)."""
-    if not (shortcode.isascii() and shortcode.isdigit() and 5 <= len(shortcode) <= 8):
+    """A new account; returns it with its URL token (shown once: only its hash is kept).
+    ``till_number``: a till's number when its shortcode is the store number."""
+    if not _is_shortcode(shortcode):
         raise ValueError(f"shortcode {shortcode!r} must be 5 to 8 digits")
     if kind not in AccountKind.values:
         raise ValueError(f"kind {kind!r} must be one of {AccountKind.values}")
+    if till_number and (kind != AccountKind.TILL or not _is_shortcode(till_number)):
+        raise ValueError(f"till number {till_number!r} must be 5 to 8 digits, on a till")
     token = new_url_token()
     account = MpesaAccount.objects.create(
         name=name,
@@ -79,8 +84,13 @@ def account_create(
         max_amount=max_amount,
         account_pattern=account_pattern,
         require_known_reference=require_known_reference,
+        till_number=till_number,
     )
     return account, token
+
+
+def _is_shortcode(value: str) -> bool:
+    return value.isascii() and value.isdigit() and 5 <= len(value) <= 8
 
 
 def account_new_token(account: MpesaAccount) -> str:
@@ -109,29 +119,153 @@ def account_set_credentials(
         setattr(account, name, value)
 
 
-_clients: dict[tuple[int, str, str], DarajaClient] = {}
+_clients: dict[DarajaConfig, DarajaClient] = {}
 _clients_lock = threading.Lock()
 
 
-def account_client(account: MpesaAccount) -> DarajaClient:
-    """The Daraja client for calls about ``account`` (Register URL, Pull Transactions): its
-    own app's credentials when it has them, else the MPESA_* settings' client."""
-    if not account.has_credentials:
-        return get_client()
+def account_config(account: MpesaAccount) -> DarajaConfig:
+    """What a Daraja call for ``account`` uses: its shortcode, kind and till number; its own
+    app's key and secret, else the MPESA_* settings'; its own passkey, else the settings'
+    when it is the settings' shortcode (a passkey belongs to one shortcode), else none."""
     base = DarajaConfig.from_settings()
-    key = (account.pk, base.base_url, account.consumer_key_encrypted)
+    own_app = account.has_credentials
+    if account.passkey_encrypted:
+        passkey = decrypt(account.passkey_encrypted)
+    else:
+        passkey = base.passkey if account.shortcode == settings.MPESA_SHORTCODE else ""
+    return replace(
+        base,
+        consumer_key=decrypt(account.consumer_key_encrypted) if own_app else base.consumer_key,
+        consumer_secret=(
+            decrypt(account.consumer_secret_encrypted) if own_app else base.consumer_secret
+        ),
+        shortcode=account.shortcode,
+        passkey=passkey,
+        transaction_type=TILL if account.kind == AccountKind.TILL else PAYBILL,
+        party_b=account.party_b,
+    )
+
+
+def account_client(account: MpesaAccount) -> DarajaClient:
+    """The Daraja client for calls about ``account`` (STK Push and Query, Register URL, Pull
+    Transactions), one per configuration and process; the settings' own client when the
+    account adds nothing to the MPESA_* settings."""
+    config = account_config(account)
+    if config == DarajaConfig.from_settings():
+        return get_client()
     with _clients_lock:
-        client = _clients.get(key)
+        client = _clients.get(config)
         if client is None:
-            config = replace(
-                base,
-                consumer_key=decrypt(account.consumer_key_encrypted),
-                consumer_secret=decrypt(account.consumer_secret_encrypted),
-                shortcode=account.shortcode,
-                passkey=decrypt(account.passkey_encrypted) if account.passkey_encrypted else "",
-            )
-            client = _clients[key] = DarajaClient(config)
+            client = _clients[config] = DarajaClient(config)
         return client
+
+
+def payment_client(payment: Payment) -> DarajaClient:
+    """The client for STK Query about ``payment``: its account's (a payment made before
+    accounts existed has none: the settings')."""
+    return account_client(payment.account) if payment.account is not None else get_client()
+
+
+def default_account() -> MpesaAccount:
+    """The account of the MPESA_* settings (``MPESA_SHORTCODE``), where an STK Push goes when
+    it names no shortcode. Made on first use, so an install from before accounts keeps working
+    unchanged; from then on it is an account like the others (its record says its kind)."""
+    shortcode = settings.MPESA_SHORTCODE
+    account = MpesaAccount.objects.filter(shortcode=shortcode).first()
+    if account is not None:
+        return account
+    till = settings.MPESA_TRANSACTION_TYPE == "till"
+    try:
+        with transaction.atomic():
+            return MpesaAccount.objects.create(
+                name=f"Default ({shortcode})",
+                shortcode=shortcode,
+                kind=AccountKind.TILL if till else AccountKind.PAYBILL,
+                till_number=settings.MPESA_TILL_NUMBER if till else "",
+                url_token_hash=hash_secret(new_url_token()),
+            )
+    except IntegrityError:  # another process made it first
+        return MpesaAccount.objects.get(shortcode=shortcode)
+
+
+class AccountRefused(Exception):
+    """The API key may not push from this account, or the account cannot push; the message
+    says why, to the merchant."""
+
+
+def key_accounts(key: ApiClient) -> list[MpesaAccount] | None:
+    """The accounts an API key is limited to; None when it is not limited."""
+    limited = list(MpesaAccount.objects.filter(limited_keys=key).order_by("shortcode"))
+    return limited or None
+
+
+def key_account_list(key: ApiClient) -> QuerySet[MpesaAccount]:
+    """The accounts an API key works on: the ones it is limited to, else its client's."""
+    limited = key_accounts(key)
+    if limited is not None:
+        return MpesaAccount.objects.filter(pk__in=[account.pk for account in limited])
+    return MpesaAccount.objects.filter(client=key.owner)
+
+
+def account_for_push(*, key: ApiClient, shortcode: str | None) -> MpesaAccount:
+    """The account an STK Push by ``key`` goes out from: the one ``shortcode`` names (the
+    key's client's own, one no client owns, or the default account), else the default
+    account. A key limited to accounts uses only those; without a shortcode, its one
+    account, or the default account when it is among them."""
+    limited = key_accounts(key)
+    if shortcode:
+        if shortcode == settings.MPESA_SHORTCODE:
+            account: MpesaAccount | None = default_account()
+        else:
+            account = (
+                MpesaAccount.objects.filter(shortcode=shortcode)
+                .filter(Q(client=key.owner) | Q(client__isnull=True))
+                .first()
+            )
+        if account is None or (limited is not None and account not in limited):
+            raise AccountRefused(f"This API key has no M-Pesa account with shortcode {shortcode}.")
+    elif limited is None:
+        account = default_account()
+    elif len(limited) == 1:
+        account = limited[0]
+    else:
+        default = [a for a in limited if a.shortcode == settings.MPESA_SHORTCODE]
+        if not default:
+            names = ", ".join(a.shortcode for a in limited)
+            raise AccountRefused(
+                f"This API key is limited to the accounts {names}: name one in 'shortcode'."
+            )
+        account = default[0]
+    if not account.enabled:
+        raise AccountRefused(f"The M-Pesa account {account.shortcode} is disabled.")
+    if not account_config(account).passkey:
+        raise AccountRefused(
+            f"The M-Pesa account {account.shortcode} has no Lipa na M-Pesa Online passkey, "
+            "so it cannot send STK Pushes; an operator sets one with "
+            f"'manage.py mpesa_account credentials {account.shortcode} --from-env PREFIX'."
+        )
+    return account
+
+
+def key_limit(*, key: ApiClient, shortcodes: list[str]) -> list[MpesaAccount]:
+    """Limit ``key`` to the accounts ``shortcodes`` name (of its client, or of none); an
+    empty list lifts the limit. Returns the accounts it is now limited to."""
+    accounts = []
+    for shortcode in shortcodes:
+        account = (
+            MpesaAccount.objects.filter(shortcode=shortcode)
+            .filter(Q(client=key.owner) | Q(client__isnull=True))
+            .first()
+        )
+        if account is None:
+            raise ValueError(f"no account {shortcode} of this key's client (or of no client)")
+        accounts.append(account)
+    with transaction.atomic():
+        for account in MpesaAccount.objects.filter(limited_keys=key):
+            account.limited_keys.remove(key)
+        for account in accounts:
+            account.limited_keys.add(key)
+    return accounts
 
 
 class RegistrationError(Exception):

@@ -26,8 +26,9 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from core.api import errors
-from core.auth import HasPaymentsScope, request_client
+from core.auth import HasPaymentsScope, request_key
 
+from .accounts import key_account_list
 from .models import KnownReference, MpesaAccount
 
 MAX_AMOUNT = Decimal("9999999999.99")
@@ -40,6 +41,7 @@ class MpesaAccountSerializer(serializers.ModelSerializer):
             "shortcode",
             "name",
             "kind",
+            "till_number",
             "enabled",
             "response_type",
             "account_pattern",
@@ -96,7 +98,7 @@ METHOD = "A method the path does not take"
 
 def _account(view: Any) -> MpesaAccount:
     return get_object_or_404(
-        MpesaAccount, client=request_client(view.request), shortcode=view.kwargs["shortcode"]
+        key_account_list(request_key(view.request)), shortcode=view.kwargs["shortcode"]
     )
 
 
@@ -114,9 +116,7 @@ class AccountListView(generics.ListAPIView):
     def get_queryset(self) -> QuerySet[MpesaAccount]:
         if getattr(self, "swagger_fake_view", False):
             return MpesaAccount.objects.none()
-        return MpesaAccount.objects.filter(client=request_client(self.request)).order_by(
-            "shortcode"
-        )
+        return key_account_list(request_key(self.request)).order_by("shortcode")
 
 
 @extend_schema_view(

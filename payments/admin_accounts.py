@@ -62,11 +62,14 @@ class MpesaAccountAdmin(admin.ModelAdmin):
         "pull_failing_since",
         "pull_last_error",
     ]
+    filter_horizontal = ["limited_keys"]
     fields = [
         "name",
         "shortcode",
         "kind",
+        "till_number",
         "client",
+        "limited_keys",
         "enabled",
         "response_type",
         "account_pattern",

@@ -26,7 +26,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from core.api import ApiError, errors
-from core.auth import HasPaymentsScope, request_client
+from core.auth import HasPaymentsScope, request_client, request_key
 from core.logging import ctx
 from core.models import IdempotencyKey
 from core.parsers import KeysetPagination
@@ -40,6 +40,7 @@ from core.services import (
     request_fingerprint,
 )
 
+from .accounts import AccountRefused, account_for_push
 from .models import Channel, Payment, PaymentStatus
 from .selectors import payment_events, payment_list
 from .serializers import AmountField, PaymentEventSerializer, PaymentSerializer
@@ -85,6 +86,14 @@ class StkPushRequestSerializer(serializers.Serializer):
     amount = AmountField(help_text='Whole shillings, e.g. 100 or "100".')
     account_reference = _text_field(12, "account_reference")
     description = _text_field(13, "description")
+    shortcode = serializers.RegexField(
+        r"^[0-9]{5,8}$",
+        required=False,
+        error_messages={"invalid": "shortcode must be 5 to 8 digits."},
+        help_text="The paybill or till (its shortcode) to push from: one of the merchant's "
+        "accounts (GET /payments/accounts/). Default: the system's default account "
+        "(MPESA_SHORTCODE), or the one account an API key is limited to.",
+    )
 
     def to_internal_value(self, data: Any) -> dict[str, Any]:
         """Unknown fields are named together with the known fields at fault, in one 400."""
@@ -188,6 +197,15 @@ class StkPushView(APIView):
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
         client = request_client(request)
+        try:
+            account = account_for_push(key=request_key(request), shortcode=data.get("shortcode"))
+        except AccountRefused as exc:
+            raise ApiError(
+                code="account_refused",
+                message=str(exc),
+                http_status=400,
+                fields={"shortcode": str(exc)},
+            ) from None
 
         key = request.headers.get("Idempotency-Key")
         record = None
@@ -227,6 +245,7 @@ class StkPushView(APIView):
                 amount=data["amount"],
                 account_reference=data["account_reference"],
                 description=data["description"],
+                account=account,
                 on_created=None if record is None else _attach_to(record),
             )
         except Exception:
@@ -359,12 +378,12 @@ class PaymentViewSet(viewsets.ReadOnlyModelViewSet):
     def get_queryset(self) -> QuerySet[Payment]:
         if getattr(self, "swagger_fake_view", False):  # schema generation: no client
             return Payment.objects.none()
-        return payment_list(client=request_client(self.request))
+        return payment_list(client=request_client(self.request), key=request_key(self.request))
 
     def get_cursor_queryset(self) -> QuerySet[Payment]:
-        """The payments a cursor may name: the client's own, whatever the filters (a payment
-        that left the filter, e.g. changed status, still marks the place)."""
-        return payment_list(client=self.request.user)  # type: ignore[arg-type]
+        """The payments a cursor may name: the ones the key sees, whatever the filters (a
+        payment that left the filter, e.g. changed status, still marks the place)."""
+        return self.get_queryset()
 
     @extend_schema(
         responses={

@@ -241,18 +241,21 @@ def _noted(payment: Payment, source: str) -> bool:
 
 
 def _stk_payment_for(account: MpesaAccount, notification: C2BNotification) -> Payment | None:
-    """The one STK Push this confirmation can be the double notification of: pushed to this
-    shortcode (STK payments go to MPESA_SHORTCODE, or MPESA_TILL_NUMBER), waiting for its
+    """The one STK Push this confirmation can be the double notification of: pushed from this
+    account (a push made before accounts existed: to the MPESA_* shortcode), waiting for its
     result (or FAILED only because we stopped waiting), for the same amount and account
     reference (exactly: the confirmation of a push carries the push's AccountReference, and the
     equality is served by the account reference's index), and whose phone the MSISDN agrees
     with. None when there is none, or more than one."""
-    stk_shortcodes = {settings.MPESA_SHORTCODE, settings.MPESA_TILL_NUMBER} - {""}
-    if account.shortcode not in stk_shortcodes or not notification.bill_ref_number:
+    if not notification.bill_ref_number:
         return None
+    pushed_here = Q(account=account)
+    if account.shortcode in {settings.MPESA_SHORTCODE, settings.MPESA_TILL_NUMBER} - {""}:
+        pushed_here |= Q(account__isnull=True)
     since = timezone.now() - STK_MATCH_WINDOW
     candidates = list(
         Payment.objects.select_for_update()
+        .filter(pushed_here)
         .filter(
             channel=Channel.STK,
             amount=notification.amount,

@@ -11,6 +11,7 @@ import hashlib
 import uuid
 from typing import Any
 
+from django.core.validators import RegexValidator
 from django.db import models
 from django.db.models import Q
 
@@ -62,6 +63,25 @@ class MpesaAccount(models.Model):
         related_name="mpesa_accounts",
     )
     enabled = models.BooleanField(default=True)
+    # A till (Buy Goods): the till number customers pay, an STK Push's PartyB; the shortcode
+    # is then the store (head office) number the till went live with. Empty: the shortcode.
+    till_number = models.CharField(
+        max_length=16,
+        blank=True,
+        default="",
+        validators=[RegexValidator(r"^[0-9]{5,8}$", "A till number is 5 to 8 digits.")],
+        help_text="A till's number (what customers pay, an STK Push's PartyB) when the "
+        "shortcode is its store number. Empty: the shortcode.",
+    )
+    # API keys limited to accounts: a key listed on any account works only on the accounts it
+    # is listed on (its STK Pushes, its payments, their references). A key listed on none
+    # works on all of its client's accounts.
+    limited_keys = models.ManyToManyField(
+        "core.ApiClient",
+        blank=True,
+        related_name="limited_to_accounts",
+        help_text="API keys that may use this account and no account they are not listed on.",
+    )
     url_token_hash = models.CharField(max_length=64, unique=True, editable=False)
     response_type = models.CharField(
         max_length=10, choices=ResponseType.choices, default=ResponseType.COMPLETED
@@ -112,6 +132,13 @@ class MpesaAccount(models.Model):
     @property
     def has_credentials(self) -> bool:
         return bool(self.consumer_key_encrypted and self.consumer_secret_encrypted)
+
+    @property
+    def party_b(self) -> str:
+        """Who an STK Push pays: the till number of a till, else the shortcode."""
+        if self.kind == AccountKind.TILL and self.till_number:
+            return self.till_number
+        return self.shortcode
 
 
 class KnownReference(models.Model):
@@ -199,7 +226,7 @@ class Payment(models.Model):
         db_index=False,
     )
     channel = models.CharField(max_length=10, choices=Channel.choices, default=Channel.STK)
-    # The paybill or till a C2B payment came in on (STK payments: the configured shortcode).
+    # The paybill or till the money went to (an STK Push: the account it was pushed from).
     account = models.ForeignKey(
         MpesaAccount,
         on_delete=models.PROTECT,

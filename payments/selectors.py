@@ -10,6 +10,7 @@ from django.db.models import Q, QuerySet
 from core.models import ApiClient
 from core.phones import InvalidPhoneNumber, normalize_phone
 
+from .accounts import key_accounts
 from .models import Payment, PaymentEvent
 
 # What a search term looks like decides where it is looked up: each shape has an index
@@ -24,9 +25,14 @@ _RECEIPT_PREFIX = re.compile(r"[A-Za-z][A-Za-z0-9]{2,9}")
 _PHONE_PREFIX = re.compile(r"(?:0([17][0-9]{2,8})|\+?254([17][0-9]{0,8}))")
 
 
-def payment_list(*, client: ApiClient) -> QuerySet[Payment]:
-    """Payments of one API client only: a client never sees another's payments."""
-    return Payment.objects.filter(client=client).order_by("-created_at", "-id")
+def payment_list(*, client: ApiClient, key: ApiClient | None = None) -> QuerySet[Payment]:
+    """Payments of one API client only: a client never sees another's payments. ``key``: the
+    API key asking; one limited to accounts sees only the payments on those accounts."""
+    payments = Payment.objects.filter(client=client).order_by("-created_at", "-id")
+    limited = key_accounts(key) if key is not None else None
+    if limited is not None:
+        payments = payments.filter(account__in=limited)
+    return payments
 
 
 def payment_search(queryset: QuerySet[Payment], term: str) -> QuerySet[Payment]:

@@ -9,9 +9,9 @@ from django.db import transaction
 from django.utils import timezone
 
 from core.logging import ctx
-from daraja.client import get_client
 from daraja.errors import DarajaError
 from payments import outcomes
+from payments.accounts import payment_client
 from payments.models import EventSource, Payment
 from payments.outcomes import Evidence, needs_verification
 from payments.services import payment_flag
@@ -33,13 +33,13 @@ def callback_verify(*, callback_id: int) -> str:
     """Confirm a success callback with STK Query (outside any transaction), then credit it,
     or, when the query contradicts it, refuse it as a security event and record the query's
     outcome on the payment."""
-    callback = InboundCallback.objects.select_related("payment").get(pk=callback_id)
+    callback = InboundCallback.objects.select_related("payment__account").get(pk=callback_id)
     payment = callback.payment
     if callback.state != CallbackState.VERIFYING or payment is None:
         return "skipped"
     assert payment.checkout_request_id is not None
     try:
-        answer = get_client().stk_query(checkout_request_id=payment.checkout_request_id)
+        answer = payment_client(payment).stk_query(checkout_request_id=payment.checkout_request_id)
     except DarajaError as exc:  # both "pending" errors and outages: try again later
         raise VerifyLater(str(exc)) from None
     if answer.pending:

@@ -17,7 +17,6 @@ from django.utils import timezone
 from core.db import in_transaction
 from core.logging import ctx
 from core.models import ApiClient, hash_secret
-from daraja.client import PAYBILL, TILL, get_client
 from daraja.errors import (
     DarajaError,
     DarajaProtocolError,
@@ -26,8 +25,9 @@ from daraja.errors import (
     DarajaUnreachableError,
 )
 
+from ..accounts import account_client, default_account
 from ..known_phones import phones_remember
-from ..models import EventKind, EventSource, Payment, PaymentEvent, PaymentStatus
+from ..models import EventKind, EventSource, MpesaAccount, Payment, PaymentEvent, PaymentStatus
 from .transitions import InvalidTransition, payment_record_event, payment_transition
 
 logger = logging.getLogger(__name__)
@@ -44,16 +44,20 @@ def payment_create(
     amount: Decimal,
     account_reference: str,
     description: str,
+    account: MpesaAccount | None = None,
     on_created: Callable[[Payment], None] | None = None,
 ) -> tuple[Payment, str]:
     """Save the payment INITIATED with its first event and commit. Returns it with the
-    callback token (only its hash is stored). ``on_created`` runs in the same transaction
-    (the API records the payment on its Idempotency-Key there)."""
+    callback token (only its hash is stored). ``account``: the paybill or till it is pushed
+    from (default: the MPESA_* settings' account). ``on_created`` runs in the same
+    transaction (the API records the payment on its Idempotency-Key there)."""
     token = secrets.token_urlsafe(32)
-    transaction_type = TILL if settings.MPESA_TRANSACTION_TYPE == "till" else PAYBILL
+    account = account or default_account()
+    transaction_type = account_client(account).config.transaction_type
     with transaction.atomic():
         payment = Payment.objects.create(
             client=client,
+            account=account,
             amount=amount,
             phone_number=phone_number,
             account_reference=account_reference,
@@ -68,7 +72,11 @@ def payment_create(
             to_status=PaymentStatus.INITIATED,
             source=EventSource.API,
             actor=client.name if client else "",
-            evidence={"amount": str(amount), "account_reference": account_reference},
+            evidence={
+                "amount": str(amount),
+                "account_reference": account_reference,
+                "shortcode": account.shortcode,
+            },
         )
         if on_created is not None:
             on_created(payment)
@@ -82,11 +90,14 @@ def payment_initiate(
     amount: Decimal,
     account_reference: str,
     description: str,
+    account: MpesaAccount | None = None,
     on_created: Callable[[Payment], None] | None = None,
 ) -> Payment:
     """The STK flow: commit INITIATED, call Daraja outside any transaction, then record
     PENDING (accepted), FAILED (refused) or leave INITIATED when the outcome is unknown.
-    ``on_created`` runs in the transaction that creates the payment."""
+    ``account``: the paybill or till to push from, with its own Daraja app and passkey when
+    it has them (default: the MPESA_* settings' account). ``on_created`` runs in the
+    transaction that creates the payment."""
     if in_transaction():
         raise RuntimeError("payment_initiate must not run inside a transaction")
     payment, token = payment_create(
@@ -95,10 +106,12 @@ def payment_initiate(
         amount=amount,
         account_reference=account_reference,
         description=description,
+        account=account,
         on_created=on_created,
     )
+    assert payment.account is not None
     try:
-        accepted = get_client().stk_push(
+        accepted = account_client(payment.account).stk_push(
             phone_number=phone_number,
             amount=amount,
             account_reference=account_reference,

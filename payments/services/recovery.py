@@ -17,10 +17,10 @@ from django.db.models import Q
 from django.utils import timezone
 
 from core.logging import ctx
-from daraja.client import get_client
 from daraja.errors import DarajaError, DarajaPendingError
 
 from .. import outcomes
+from ..accounts import payment_client
 from ..models import EventSource, Payment, PaymentStatus
 from .transitions import InvalidTransition, payment_transition
 
@@ -61,11 +61,11 @@ def payment_query(*, payment_id: Any) -> QueryOutcome:
     )
     if not claimed:
         return QueryOutcome("skipped", "not PENDING or a query is already in flight")
-    payment = Payment.objects.get(pk=payment_id)
+    payment = Payment.objects.select_related("account").get(pk=payment_id)
     attempt = payment.query_attempts + 1
     assert payment.checkout_request_id is not None
     try:
-        answer = get_client().stk_query(checkout_request_id=payment.checkout_request_id)
+        answer = payment_client(payment).stk_query(checkout_request_id=payment.checkout_request_id)
     except DarajaPendingError as exc:
         return _query_later(payment, attempt, f"pending: {exc}")
     except DarajaError as exc:

@@ -1,8 +1,8 @@
 """`python manage.py mpesa_account …`: the paybills and tills this system receives C2B money on.
 
     mpesa_account create --name "Shop" --shortcode 600984 [--kind till] [--client PREFIX]
-                         [--min 10] [--max 150000] [--pattern '[A-Z]{3}-[0-9]+']
-                         [--require-known-reference]
+                         [--till-number 5123456] [--min 10] [--max 150000]
+                         [--pattern '[A-Z]{3}-[0-9]+'] [--require-known-reference]
     mpesa_account list
     mpesa_account new-token 600984     # new C2B URLs (the old ones stop working)
     mpesa_account register 600984 [--version v1]   # new C2B URLs, registered with Daraja
@@ -12,6 +12,8 @@
     SHOP_CONSUMER_KEY=… SHOP_CONSUMER_SECRET=… [SHOP_PASSKEY=…] \
         mpesa_account credentials 600984 --from-env SHOP   # the account's own Daraja app
     mpesa_account credentials 600984 --clear               # back to the MPESA_* settings
+    mpesa_account limit-key PREFIX 600984 [600985 ...]   # the API key works on these only
+    mpesa_account limit-key PREFIX --clear                # on all of its client's accounts
 
 Credentials are read from the environment (never the command line, which shell history and
 ``ps`` show) and stored encrypted (ENCRYPTION_KEYS; ``rotate_encryption_key`` re-encrypts
@@ -41,6 +43,7 @@ from payments.accounts import (
     account_register_urls,
     account_set_credentials,
     c2b_urls,
+    key_limit,
     new_url_token,
 )
 from payments.models import AccountKind, KnownReference, MpesaAccount
@@ -71,6 +74,11 @@ class Command(BaseCommand):
         create.add_argument(
             "--client", metavar="PREFIX", help="The API key prefix of the merchant it pays"
         )
+        create.add_argument(
+            "--till-number",
+            default="",
+            help="A till's number (STK Push's PartyB) when --shortcode is its store number",
+        )
         create.add_argument("--min", dest="min_amount")
         create.add_argument("--max", dest="max_amount")
         create.add_argument("--pattern", default="", help="Regex the account number must match")
@@ -98,6 +106,10 @@ class Command(BaseCommand):
         source.add_argument("--clear", action="store_true", help="use the MPESA_* settings")
         pull = sub.add_parser("pull", help="Pull the last transactions now")
         pull.add_argument("shortcode")
+        limit = sub.add_parser("limit-key", help="Limit an API key to some accounts")
+        limit.add_argument("key", metavar="PREFIX", help="The API key's prefix")
+        limit.add_argument("shortcodes", nargs="*", metavar="SHORTCODE")
+        limit.add_argument("--clear", action="store_true", help="lift the limit")
         reference = sub.add_parser("add-reference", help="A known account number")
         reference.add_argument("shortcode")
         reference.add_argument("reference")
@@ -134,6 +146,7 @@ class Command(BaseCommand):
                 max_amount=_amount(options["max_amount"], "--max"),
                 account_pattern=options["pattern"],
                 require_known_reference=options["require_known_reference"],
+                till_number=options["till_number"],
             )
         except ValueError as exc:
             raise CommandError(str(exc)) from None
@@ -141,6 +154,22 @@ class Command(BaseCommand):
             raise CommandError(f"An account with shortcode {options['shortcode']} exists") from None
         self.stdout.write(f"Account: {account}")
         self._print_urls(token)
+
+    def _limit_key(self, **options: Any) -> None:
+        key = ApiClient.objects.filter(key_prefix=options["key"]).first()
+        if key is None:
+            raise CommandError(f"No API key with prefix {options['key']!r}")
+        if bool(options["shortcodes"]) == options["clear"]:
+            raise CommandError("Name the accounts (shortcodes), or give --clear")
+        try:
+            accounts = key_limit(key=key, shortcodes=options["shortcodes"])
+        except ValueError as exc:
+            raise CommandError(str(exc)) from None
+        if accounts:
+            names = ", ".join(account.shortcode for account in accounts)
+            self.stdout.write(f"The key {key} works on the accounts {names} only.")
+        else:
+            self.stdout.write(f"The key {key} works on any of its client's accounts.")
 
     def _list(self, **options: Any) -> None:
         for account in MpesaAccount.objects.select_related("client"):
