@@ -288,3 +288,13 @@ def test_a_confirmation_credits_the_push_from_its_own_account(api_key):
     assert payment.status == PaymentStatus.SUCCESS and payment.channel == Channel.STK
     assert payment.mpesa_receipt_number == "UKR9ACCOUNT"
     assert Payment.objects.count() == 1
+
+
+def test_a_second_keys_cursor_names_its_clients_payments(api_key):
+    """A second key (create_api_key --for) pages through its client's payments by cursor."""
+    first = PaymentFactory(client=api_key.client)
+    second = PaymentFactory(client=api_key.client)
+    other = _as_key(api_client_create(name="second", acts_for=api_key.client).key)
+    response = other.get(f"/payments/?starting_after={second.pk}")
+    assert response.status_code == 200, response.content
+    assert [p["id"] for p in response.json()["results"]] == [str(first.pk)]
