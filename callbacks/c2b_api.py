@@ -57,7 +57,10 @@ def _screen(
         "kind": kind,
     }
     limit = settings.CALLBACK_MAX_BODY_BYTES
-    account = account_of_token(token) if _TOKEN.match(token) else None
+    # A confirmation is stored whatever the account's state: a few seconds' old view of the
+    # account will do. Validation reads the account's rules as they are now.
+    cached = kind == CallbackKind.C2B_CONFIRMATION
+    account = account_of_token(token, cached=cached) if _TOKEN.match(token) else None
     ip = str(common["source_ip"]) if common["source_ip"] else None
     if len(body) > limit:
         callback_refuse(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import secrets
 import threading
+import time
 from dataclasses import dataclass, replace
 from decimal import Decimal
 
@@ -99,6 +100,7 @@ def account_new_token(account: MpesaAccount) -> str:
     with transaction.atomic():
         MpesaAccount.objects.filter(pk=account.pk).update(url_token_hash=hash_secret(token))
         account.url_token_hash = hash_secret(token)
+    _forget_tokens()
     return token
 
 
@@ -321,12 +323,37 @@ def account_register_urls(
         "urls_registered_version": version,
     }
     MpesaAccount.objects.filter(pk=account.pk).update(**registered)
+    _forget_tokens()
     for name, value in registered.items():
         setattr(account, name, value)
     return urls
 
 
-def account_of_token(token: str) -> MpesaAccount | None:
+# Accounts found by URL token, for confirmations (``cached=True``): the token's hash -> (until,
+# account). A confirmation is stored whatever the account's state, so a few seconds' old view
+# of it is enough, and it saves a query on the hottest C2B path.
+TOKEN_CACHE_SECONDS = 5.0
+_token_accounts: dict[str, tuple[float, MpesaAccount]] = {}
+
+
+def account_of_token(token: str, *, cached: bool = False) -> MpesaAccount | None:
+    """The account whose C2B URLs carry ``token``. ``cached``: it may be up to
+    TOKEN_CACHE_SECONDS old in this process (an unknown token is always looked up)."""
     if not token:
         return None
-    return MpesaAccount.objects.filter(url_token_hash=hash_secret(token)).first()
+    digest = hash_secret(token)
+    if cached:
+        hit = _token_accounts.get(digest)
+        if hit is not None and hit[0] > time.monotonic():
+            return hit[1]
+    account = MpesaAccount.objects.filter(url_token_hash=digest).first()
+    if cached and account is not None:
+        if len(_token_accounts) >= 1000:
+            _token_accounts.clear()
+        _token_accounts[digest] = (time.monotonic() + TOKEN_CACHE_SECONDS, account)
+    return account
+
+
+def _forget_tokens() -> None:
+    """A token changed: this process stops using what it found by the old one at once."""
+    _token_accounts.clear()

