@@ -1,4 +1,9 @@
-"""Structured, masked logs: key=value lines carrying the request id; phone numbers masked.
+"""Structured, masked logs: key=value lines (or JSON, LOG_FORMAT=json) carrying the request id
+and, in a Celery task, the task id; phone numbers masked.
+
+A task runs with the request id of the request (or task) that sent it: the id travels in the
+message's headers (mpesa_project.celery), so one request's lines can be followed into the
+worker. A task sent by beat has none: its lines carry ``request_id=-`` and its task id.
 
 Secrets (passkey, consumer secret, tokens, API keys, callback tokens) are never passed to a
 logger by the code; this filter is the second line of defence for phone numbers, which do
@@ -16,6 +21,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
+task_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("task_id", default="-")
 
 # Every log line (the application's, Celery's, gunicorn's, `make run`'s) is timed in East
 # Africa Time, the zone the API and the admin show, with its offset written out.
@@ -50,8 +56,9 @@ def _mask_phone(match: re.Match[str]) -> str:
     return f"254{digits[:1]}****{digits[-4:]}"
 
 
-# The per-payment callback token is a credential: never let a URL carry it into a log line.
-_CALLBACK_PATH = re.compile(r"(/callback/)[A-Za-z0-9_\-]{8,}")
+# The per-payment callback token and an account's C2B URL token are credentials: never let a
+# URL carry one into a log line.
+_CALLBACK_PATH = re.compile(r"(/callback/|/c2b/)[A-Za-z0-9_\-]{8,}")
 # Bearer credentials (API keys, Daraja tokens) if a header is ever logged.
 _BEARER = re.compile(r"(?i)(bearer\s+|basic\s+)[A-Za-z0-9._~+/=\-]+")
 _API_KEY = re.compile(r"mpk_[0-9a-f]{8}_[A-Za-z0-9_\-]+")
@@ -79,6 +86,8 @@ class ContextFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         if not hasattr(record, "request_id"):
             record.request_id = request_id_var.get()
+        if not hasattr(record, "task_id"):
+            record.task_id = task_id_var.get()
         return True
 
 
@@ -91,8 +100,11 @@ class KeyValueFormatter(logging.Formatter):
             record.levelname.lower(),
             record.name,
             f"request_id={_render(getattr(record, 'request_id', '-'))}",
-            f"msg={json.dumps(record.getMessage())}",
         ]
+        task_id = getattr(record, "task_id", "-")
+        if task_id != "-":
+            parts.append(f"task_id={_render(task_id)}")
+        parts.append(f"msg={json.dumps(record.getMessage())}")
         for key, value in sorted(record.__dict__.items()):
             if key.startswith("ctx_"):
                 parts.append(f"{key[4:]}={_render(value)}")
@@ -103,6 +115,28 @@ class KeyValueFormatter(logging.Formatter):
             trace = mask_text(self.formatException(record.exc_info))
             line += "".join(f"\n  {part}" for part in trace.splitlines())
         return line
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line (LOG_FORMAT=json), for log pipelines: ``time``, ``level``,
+    ``logger``, ``request_id``, ``task_id``, ``msg``, the line's fields, and ``exc`` (the
+    masked traceback). JSON escapes quotes and newlines, so no value can forge a line."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "time": log_time(record.created),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "request_id": getattr(record, "request_id", "-"),
+            "task_id": getattr(record, "task_id", "-"),
+            "msg": record.getMessage(),
+        }
+        for key, value in sorted(record.__dict__.items()):
+            if key.startswith("ctx_") and key[4:] not in entry:
+                entry[key[4:]] = value if isinstance(value, (int, float, bool)) else str(value)
+        if record.exc_info:
+            entry["exc"] = mask_text(self.formatException(record.exc_info))
+        return json.dumps(entry, ensure_ascii=False)
 
 
 # Values written bare; anything else (spaces, quotes, =, newlines, control or non-ASCII

@@ -112,3 +112,14 @@ class IdempotencyKey(models.Model):
 
     def __str__(self) -> str:
         return f"{self.key} ({self.state})"
+
+
+class Heartbeat(models.Model):
+    """The last sign of life of a background process kind (``beat``, ``worker``), for
+    ``/health/ready`` (core.health)."""
+
+    name = models.CharField(max_length=32, primary_key=True)
+    at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"{self.name} at {self.at.isoformat()}"

@@ -20,3 +20,14 @@ def purge_idempotency_keys() -> int:
     if purged:
         logger.info("idempotency keys purged", extra=ctx(count=purged))
     return purged
+
+
+@shared_task(ignore_result=True, expires=60)
+def heartbeat() -> None:
+    """Beat, every HEARTBEAT_INTERVAL: a worker took this task, so workers are alive
+    (``/health/ready``). ``expires``: one left waiting while no worker ran is dropped, not
+    counted later as a sign of life."""
+    from .health import WORKER
+    from .health import heartbeat as record
+
+    record(WORKER)

@@ -37,6 +37,42 @@ def _settings_or_exit(**_: Any) -> None:
     settings_or_exit()
 
 
+REQUEST_ID_HEADER = "mpesa_request_id"
+
+
+@signals.before_task_publish.connect
+def _send_the_request_id(headers: dict[str, Any] | None = None, **_: Any) -> None:
+    """A task sent while handling a request (or another task) carries its request id."""
+    from core.logging import request_id_var
+
+    if headers is not None and REQUEST_ID_HEADER not in headers:
+        headers[REQUEST_ID_HEADER] = request_id_var.get()
+
+
+@signals.task_prerun.connect
+def _log_context_in(task_id: str | None = None, task: Task | None = None, **_: Any) -> None:
+    """The task's log lines carry its id and the request id it was sent with."""
+    from core.logging import request_id_var, task_id_var
+
+    if task is None or getattr(task.request, "is_eager", False):
+        return  # run in the caller: its lines keep the caller's ids
+    request_id = getattr(task.request, REQUEST_ID_HEADER, None) or "-"
+    task.request._log_tokens = (  # type: ignore[attr-defined]
+        request_id_var.set(str(request_id)),
+        task_id_var.set(task_id or "-"),
+    )
+
+
+@signals.task_postrun.connect
+def _log_context_out(task: Task | None = None, **_: Any) -> None:
+    from core.logging import request_id_var, task_id_var
+
+    tokens = getattr(task.request, "_log_tokens", None) if task is not None else None
+    if tokens:
+        request_id_var.reset(tokens[0])
+        task_id_var.reset(tokens[1])
+
+
 @signals.task_prerun.connect
 @signals.task_postrun.connect
 def _connections_as_for_a_request(task: Task | None = None, **_: Any) -> None:

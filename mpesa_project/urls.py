@@ -7,8 +7,10 @@ from django.http import HttpRequest, JsonResponse
 from django.urls import include, path
 from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from health_check.views import HealthCheckView
 from rest_framework.permissions import AllowAny
 
+from core.health import READY_CHECKS, live
 from core.ops import metrics
 from payments import demo
 from webhooks import demo as webhooks_demo
@@ -47,6 +49,8 @@ urlpatterns = [
         name="swagger-ui",
     ),
     path("health/", health, name="health"),
+    path("health/live", live, name="health-live"),
+    path("health/ready", HealthCheckView.as_view(checks=READY_CHECKS), name="health-ready"),
     path("metrics", metrics, name="metrics"),
     path("demo/", demo.demo_page, name="demo"),
     path("demo/pay/", demo.demo_pay, name="demo-pay"),

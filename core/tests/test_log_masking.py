@@ -126,6 +126,17 @@ def test_runserver_request_lines_lose_the_callback_token_and_phone_numbers():
     assert TOKEN not in written and "0712345678" not in written
 
 
+def test_request_lines_lose_a_c2b_url_token():
+    written = _emitted(
+        "django.server",
+        '"%s" %s %s',
+        f"POST /c2b/{TOKEN}/confirmation/ HTTP/1.1",
+        "200",
+        "44",
+    )
+    assert "/c2b/<token>/confirmation/" in written and TOKEN not in written
+
+
 def test_gunicorn_access_lines_mask_every_form_of_a_phone_number(tmp_path):
     """Through the MaskingLogger gunicorn.conf.py installs, as a production access log."""
     import datetime

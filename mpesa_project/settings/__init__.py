@@ -15,9 +15,25 @@ the others):
 - ``webhooks``: outbound webhook delivery
 """
 
+# --- Error reporting (optional) --------------------------------------------------------------
+# Sentry, with the Django and Celery integrations, when SENTRY_DSN is set; every event masked
+# as the logs are (core.sentry). The DSN is a credential: it is never logged.
+from ..env import env_float as _env_float
+from ..env import env_str as _env_str
 from .base import *  # noqa: F403
 from .mpesa import *  # noqa: F403
 from .reconciliation import *  # noqa: F403
 from .security import *  # noqa: F403
 from .webhooks import *  # noqa: F403
 from .workers import *  # noqa: F403
+
+SENTRY_DSN = _env_str("SENTRY_DSN", "")
+SENTRY_TRACES_SAMPLE_RATE = _env_float("SENTRY_TRACES_SAMPLE_RATE", 0.0, minimum=0.0, maximum=1.0)
+if SENTRY_DSN:
+    from core.sentry import sentry_init
+
+    sentry_init(
+        dsn=SENTRY_DSN,
+        environment=MPESA_ENV,  # noqa: F405
+        traces_sample_rate=SENTRY_TRACES_SAMPLE_RATE,
+    )

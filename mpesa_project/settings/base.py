@@ -53,6 +53,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "axes",
+    "health_check",
     "core",
     "events",
     "payments",
@@ -217,6 +218,8 @@ SPECTACULAR_SETTINGS = {
 
 # --- Logging -------------------------------------------------------------------------------
 LOG_LEVEL = env_choice("LOG_LEVEL", "info", ("debug", "info", "warning", "error")).upper()
+# key=value lines for people (the default), or one JSON object per line for a log pipeline.
+LOG_FORMAT = env_choice("LOG_FORMAT", "keyvalue", ("keyvalue", "json"))
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
@@ -226,11 +229,12 @@ LOGGING = {
     },
     "formatters": {
         "kv": {"()": "core.logging.KeyValueFormatter"},
+        "json": {"()": "core.logging.JsonFormatter"},
     },
     "handlers": {
         "console": {
             "class": "logging.StreamHandler",
-            "formatter": "kv",
+            "formatter": "json" if LOG_FORMAT == "json" else "kv",
             "filters": ["context", "mask"],
         },
     },

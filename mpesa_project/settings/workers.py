@@ -66,7 +66,18 @@ CALLBACK_JOURNAL_MAX_BYTES = env_int("CALLBACK_JOURNAL_MAX_BYTES", 256 * 1024 * 
 CALLBACK_JOURNAL_DRAIN_INTERVAL = env_float("CALLBACK_JOURNAL_DRAIN_INTERVAL", 10.0, minimum=1.0)
 # C2B recovery: how often each account with Pull Transactions is pulled (s).
 C2B_PULL_INTERVAL = env_float("C2B_PULL_INTERVAL", 900.0, minimum=10.0)
+# Health (core.health): beat's scheduler records a heartbeat, and sends a heartbeat task for
+# the workers, every HEARTBEAT_INTERVAL s; /health/ready fails when either is older than its
+# limit. A worker's limit allows for a queue that is busy for a while.
+HEARTBEAT_INTERVAL = env_float("HEARTBEAT_INTERVAL", 10.0, minimum=1.0)
+HEALTH_BEAT_MAX_AGE = env_float("HEALTH_BEAT_MAX_AGE", 60.0, minimum=2.0)
+HEALTH_WORKER_MAX_AGE = env_float("HEALTH_WORKER_MAX_AGE", 120.0, minimum=2.0)
+CELERY_BEAT_SCHEDULER = "core.beat.HeartbeatScheduler"
 CELERY_BEAT_SCHEDULE = {
+    "core-heartbeat": {
+        "task": "core.tasks.heartbeat",
+        "schedule": HEARTBEAT_INTERVAL,
+    },
     "callbacks-journal-drain": {
         "task": "callbacks.tasks.drain_journal",
         "schedule": CALLBACK_JOURNAL_DRAIN_INTERVAL,
