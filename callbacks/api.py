@@ -21,6 +21,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
 from core.logging import ctx
+from core.metrics import CALLBACKS_RECEIVED, count
 from core.net import client_ip, ip_allowed
 
 from .journal import JournalFull, journal_append, journal_drain_soon
@@ -64,11 +65,13 @@ def journaled(
             source_ip=client_ip(request),
         )
     except (JournalFull, OSError) as exc:
+        count(CALLBACKS_RECEIVED, route=kind, outcome="lost")
         logger.error(
             "request lost: the database and the journal are both unavailable",
             extra=ctx(kind=kind, database=type(error).__name__, journal=str(exc)[:200]),
         )
         return _error(500, "unavailable", "Could not store the request; send it again.")
+    count(CALLBACKS_RECEIVED, route=kind, outcome="journaled")
     return None
 
 

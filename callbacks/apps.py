@@ -6,10 +6,11 @@ class CallbacksConfig(AppConfig):
     verbose_name = "Callbacks"
 
     def ready(self) -> None:
-        from core.ops import register_invariant_check, register_metrics
+        from core.metrics import register_gauges
+        from core.ops import register_invariant_check
 
         from .invariants import callbacks_left_behind
-        from .metrics import callback_metrics
+        from .metrics import callback_gauges
 
         register_invariant_check("callbacks", callbacks_left_behind)
-        register_metrics("callbacks", callback_metrics)
+        register_gauges("callbacks", callback_gauges)

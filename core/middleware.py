@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 import uuid
 from collections.abc import Callable
 
@@ -11,8 +12,33 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.urls import reverse
 
 from .logging import request_id_var
+from .metrics import HTTP_REQUESTS, observe
 
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+
+
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
+class MetricsMiddleware:
+    """Every request's duration, by URL pattern (never the URL itself: it may carry a
+    token), method and status code (core.metrics)."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        started = time.perf_counter()
+        response = self.get_response(request)
+        match = getattr(request, "resolver_match", None)
+        observe(
+            HTTP_REQUESTS,
+            time.perf_counter() - started,
+            route=(match.route or match.view_name or "-") if match is not None else "unmatched",
+            method=request.method if request.method in _METHODS else "other",
+            status=str(response.status_code),
+        )
+        return response
 
 
 class RequestIdMiddleware:

@@ -26,6 +26,7 @@ from django.core.cache import BaseCache, cache
 
 from core.degraded import degraded
 from core.logging import ctx
+from core.metrics import DARAJA_REQUESTS, observe
 from core.phones import mask_phone
 
 from .errors import (
@@ -382,19 +383,32 @@ class DarajaClient:
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        started = time.perf_counter()
+        outcome = "error"
         try:
-            return self.http.request(method, path, **kwargs)
+            response = self.http.request(method, path, **kwargs)
+            outcome = str(response.status_code)
+            return response
         except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+            outcome = "unreachable"
             # Raised before a byte of the request left: Daraja cannot have acted on it.
             raise DarajaUnreachableError(
                 f"could not connect to Daraja at {self.config.base_url} ({type(exc).__name__})"
             ) from None
         except httpx.TimeoutException as exc:
+            outcome = "timeout"
             raise DarajaTransportError(
                 f"Daraja did not answer in time ({type(exc).__name__})"
             ) from None
         except httpx.HTTPError as exc:
             raise DarajaTransportError(f"could not reach Daraja ({type(exc).__name__})") from None
+        finally:
+            observe(
+                DARAJA_REQUESTS,
+                time.perf_counter() - started,
+                endpoint=path.split("?", 1)[0],
+                outcome=outcome,
+            )
 
     @staticmethod
     def _json(response: httpx.Response) -> Any:

@@ -288,6 +288,12 @@ class Payment(models.Model):
         # get plain indexes).
         indexes = [
             models.Index(fields=["status", "created_at"], name="payment_status_created"),
+            # The few flagged payments, for the review list and /metrics.
+            models.Index(
+                fields=["created_at"],
+                name="payment_needs_review",
+                condition=Q(needs_review=True),
+            ),
             models.Index(fields=["client", "created_at", "id"], name="payment_client_created"),
             models.Index(
                 fields=["client", "status", "created_at", "id"],

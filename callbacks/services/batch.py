@@ -16,6 +16,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from core.logging import ctx
+from core.metrics import CALLBACK_PROCESSING_DELAY, observe
 from daraja.parsing import PayloadError, StkCallback, parse_stk_callback
 from payments import outcomes
 from payments import services as payment_services
@@ -60,7 +61,16 @@ def callbacks_drain_batch(*, batch_size: int | None = None) -> DrainResult:
             .filter(state=CallbackState.RECEIVED)
             .filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))
             .order_by("id")
-            .only("id", "kind", "state", "body", "token_hash", "attempts", "verified_at")[:size]
+            .only(
+                "id",
+                "kind",
+                "state",
+                "body",
+                "token_hash",
+                "attempts",
+                "verified_at",
+                "received_at",
+            )[:size]
         )
         if not callbacks:
             return DrainResult(0, None)
@@ -196,6 +206,26 @@ class _Batch:
             callback.attempts += 1
             callback.processed_at = now
             callback.payment = request.payment
+        delays = [(now - callback.received_at).total_seconds() for callback, _ in pending]
+        kinds = [callback.kind for callback, _ in pending]
+        transaction.on_commit(lambda: _observe_processed(kinds, delays))
+
+
+_DRAIN_FIELDS = (
+    "id",
+    "kind",
+    "state",
+    "body",
+    "token_hash",
+    "attempts",
+    "verified_at",
+    "received_at",
+)
+
+
+def _observe_processed(kinds: list[str], delays: list[float]) -> None:
+    for kind, delay in zip(kinds, delays, strict=True):
+        observe(CALLBACK_PROCESSING_DELAY, delay, kind=kind, state=CallbackState.PROCESSED)
 
 
 _PROCESSED_FIELDS = (

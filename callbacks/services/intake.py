@@ -11,6 +11,7 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
+from core.metrics import CALLBACKS_RECEIVED, count
 from core.models import hash_secret
 from daraja.parsing import PayloadError, StkCallback, parse_stk_callback
 from payments.models import EventKind, EventSource, Payment
@@ -74,6 +75,8 @@ def callback_receive(
     )
     if state == CallbackState.RECEIVED:
         transaction.on_commit(lambda: callback_wake(callback_id=callback.pk))
+    outcome = "stored" if state != CallbackState.REJECTED else "refused"
+    count(CALLBACKS_RECEIVED, route=kind, outcome=outcome)
     return callback
 
 
@@ -117,6 +120,7 @@ def callback_refuse(
     account's): stored whole, like a payment's."""
     from ..limits import refused_slot, refused_stored
 
+    count(CALLBACKS_RECEIVED, route=kind, outcome="refused")
     whole = payment is not None or from_daraja or known_token
     if not whole:
         slot = refused_slot(source_ip)

@@ -10,11 +10,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from django.db import transaction
 from django.db.models import QuerySet
+from django.utils import timezone
 
 from core.db import update_rows
+from core.metrics import CALLBACK_PROCESSING_DELAY, observe
 
-from ..models import CallbackState, InboundCallback
+from ..models import FINAL_STATES, CallbackState, InboundCallback
 
 _DECIDED = frozenset(
     {
@@ -75,6 +78,13 @@ def callback_move(callback: InboundCallback, *, to_state: str, **fields: Any) ->
     callback.state = to_state
     for name, value in fields.items():
         setattr(callback, name, value)
+    received_at = callback.__dict__.get("received_at")
+    if to_state in FINAL_STATES and received_at is not None:
+        delay = (timezone.now() - received_at).total_seconds()
+        kind = callback.__dict__.get("kind", "")
+        transaction.on_commit(
+            lambda: observe(CALLBACK_PROCESSING_DELAY, delay, kind=kind, state=to_state)
+        )
 
 
 def callbacks_move(

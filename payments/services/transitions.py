@@ -18,6 +18,7 @@ from django.utils import timezone
 
 from core.db import update_rows
 from core.logging import ctx
+from core.metrics import PAYMENT_OUTCOMES, code_label, count
 from daraja.errors import known_final_failure
 
 from ..events import emit_needs_review, emit_transitions
@@ -238,6 +239,13 @@ def _log_transition(
     if callback_id is not None:
         extra["callback_id"] = callback_id
     logger.info("payment status changed", extra=ctx(source=source, **extra))
+    if to_status in (PaymentStatus.SUCCESS, PaymentStatus.FAILED):
+        labels = {
+            "channel": payment.channel,
+            "status": to_status,
+            "result_code": code_label(payment.result_code),
+        }
+        transaction.on_commit(lambda: count(PAYMENT_OUTCOMES, **labels))
 
 
 def payment_record_event(

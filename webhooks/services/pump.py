@@ -37,6 +37,7 @@ from django.utils import timezone
 
 from core.db import insert_rows, update_rows
 from core.logging import ctx
+from core.metrics import WEBHOOK_LAG, observe
 from events.models import Event
 
 from ..models import Attempt, Delivery, DeliveryState, Endpoint
@@ -182,6 +183,7 @@ class _Claimed:
     endpoint_id: Any
     event_id: str
     attempts: int
+    event_at: datetime
 
 
 def _claim(limit: int, busy: set[Any]) -> list[_Claimed]:
@@ -194,7 +196,7 @@ def _claim(limit: int, busy: set[Any]) -> list[_Claimed]:
             .exclude(endpoint_id__in=busy)
             .order_by("next_attempt_at", "id")
             .select_for_update(skip_locked=True, of=("self",))
-            .values_list("id", "endpoint_id", "event_id", "attempts")[:limit]
+            .values_list("id", "endpoint_id", "event_id", "attempts", "event__created_at")[:limit]
         )
         if rows:
             Delivery.objects.filter(id__in=[row[0] for row in rows]).update(
@@ -291,11 +293,13 @@ def _record(done: list[tuple[_Claimed, AttemptResult]], result: PumpResult) -> N
     rows: list[list[Any]] = []
     healthy: set[Any] = set()
     failing: set[Any] = set()
+    lags: list[float] = []
     for item, outcome in done:
         attempts = item.attempts + 1
         if outcome.delivered:
             state, due, delivered_at = DeliveryState.DELIVERED, now, now
             healthy.add(item.endpoint_id)
+            lags.append((now - item.event_at).total_seconds())
         else:
             failing.add(item.endpoint_id)
             delay = retry_delay(attempts)
@@ -360,6 +364,8 @@ def _record(done: list[tuple[_Claimed, AttemptResult]], result: PumpResult) -> N
                 failing_since=now
             )
             _disable_long_failing(failing, now)
+    for lag in lags:
+        observe(WEBHOOK_LAG, lag)
     result.attempted += len(done)
     result.delivered += sum(outcome.delivered for _, outcome in done)
     failed = [outcome for _, outcome in done if not outcome.delivered]

@@ -238,3 +238,28 @@ def test_a_host_that_turns_private_after_it_was_saved_is_refused_when_sending(
     assert len(errors) == 1
     (error,) = errors
     assert error.startswith("refused:") and "10.1.2.3" in error, error
+
+
+def test_a_delivery_is_timed_from_its_event_in_the_metrics(receiver, merchant, client, settings):
+    """mpesa_webhook_delivery_lag_seconds: one observation per delivered event, measured from
+    the event's creation (here made 30 s old)."""
+    import re
+
+    settings.METRICS_TOKEN = "t"
+
+    def lag() -> tuple[float, float]:
+        text = client.get("/metrics", HTTP_AUTHORIZATION="Bearer t", secure=True).content.decode()
+        count = re.search(r"^mpesa_webhook_delivery_lag_seconds_count (\S+)$", text, re.M)
+        over = re.search(
+            r'^mpesa_webhook_delivery_lag_seconds_bucket\{le="10.0"\} (\S+)$', text, re.M
+        )
+        return (float(count.group(1)) if count else 0.0, float(over.group(1)) if over else 0.0)
+
+    endpoint_create(client=merchant, url=receiver.url)
+    PaymentFactory(client=merchant, success=True, receipt="UKR1LAG001")
+    Event.objects.update(created_at=timezone.now() - timedelta(seconds=30))
+    (count_before, fast_before) = lag()
+    assert webhooks_pump(seconds=2).delivered == 2
+    count_after, fast_after = lag()
+    assert count_after == count_before + 2
+    assert fast_after == fast_before  # both took more than 10 s: counted above that bucket
