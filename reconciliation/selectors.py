@@ -15,6 +15,7 @@ from typing import Any
 from django.db.models import Case, Count, F, OuterRef, QuerySet, Subquery, Sum, When
 from django.db.models.functions import Coalesce
 
+from core.exports import safe_text
 from core.models import ApiClient
 from payments.models import Payment
 
@@ -130,14 +131,13 @@ TEXT_COLUMNS = (
     "resolution_reason",
     "reason",
 )
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
 def _as_text(row: dict[str, Any]) -> dict[str, Any]:
     for column in TEXT_COLUMNS:
         value = row.get(column)
-        if isinstance(value, str) and value.lstrip(" ").startswith(_FORMULA_START):
-            row[column] = "'" + value
+        if isinstance(value, str):
+            row[column] = safe_text(value)
     return row
 
 

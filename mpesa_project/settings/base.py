@@ -221,6 +221,10 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {"PaymentStatusEnum": "payments.models.PaymentStatus"},
 }
 
+# An XLSX export is built whole before it is sent: at most this many rows (CSV is streamed,
+# whatever its size). Excel itself stops at 1,048,575.
+EXPORT_XLSX_MAX_ROWS = env_int("EXPORT_XLSX_MAX_ROWS", 100_000, minimum=1)
+
 # --- Logging -------------------------------------------------------------------------------
 LOG_LEVEL = env_choice("LOG_LEVEL", "info", ("debug", "info", "warning", "error")).upper()
 # key=value lines for people (the default), or one JSON object per line for a log pipeline.

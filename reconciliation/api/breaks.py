@@ -82,25 +82,7 @@ class BreakViewSet(viewsets.ReadOnlyModelViewSet):
         query = break_scope(client=request_client(self.request)).order_by("id")
         if self.action != "list":
             return query
-        params = self.request.query_params
-        kind, state, run = params.get("kind"), params.get("status"), params.get("run")
-        if kind is not None:
-            if kind not in BREAK_KINDS:
-                raise serializers.ValidationError({"kind": f"Not one of {BREAK_KINDS}."})
-            query = query.filter(kind=kind)
-        if state is not None:
-            if state not in BreakStatus.values:
-                raise serializers.ValidationError({"status": f"Not one of {BreakStatus.values}."})
-            query = query.filter(status=state)
-        if run is not None:
-            digits = run[1:] if run.startswith("-") else run
-            if not (digits.isascii() and digits.isdigit()):
-                raise serializers.ValidationError({"run": "A run id (an integer)."})
-            # An integer no run can have (beyond bigint, or too long for int()) matches
-            # nothing, like any other.
-            run_id = int(run) if len(digits) <= 19 else 2**63
-            query = query.filter(run_id=run_id) if abs(run_id) < 2**63 else query.none()
-        return query
+        return break_filter(query, self.request.query_params)
 
     @extend_schema(
         responses={
@@ -215,3 +197,26 @@ class BreakViewSet(viewsets.ReadOnlyModelViewSet):
         except BreakResolutionError as exc:
             raise resolution_error(exc) from None
         return Response(BreakSerializer(self.get_queryset().get(pk=brk.pk)).data)
+
+
+def break_filter(query: QuerySet[Break], params: Any) -> QuerySet[Break]:
+    """The list's filters (``kind``, ``status``, ``run``), each checked: a bad value is a
+    400 naming it."""
+    kind, state, run = params.get("kind"), params.get("status"), params.get("run")
+    if kind is not None:
+        if kind not in BREAK_KINDS:
+            raise serializers.ValidationError({"kind": f"Not one of {BREAK_KINDS}."})
+        query = query.filter(kind=kind)
+    if state is not None:
+        if state not in BreakStatus.values:
+            raise serializers.ValidationError({"status": f"Not one of {BreakStatus.values}."})
+        query = query.filter(status=state)
+    if run is not None:
+        digits = run[1:] if run.startswith("-") else run
+        if not (digits.isascii() and digits.isdigit()):
+            raise serializers.ValidationError({"run": "A run id (an integer)."})
+        # An integer no run can have (beyond bigint, or too long for int()) matches
+        # nothing, like any other.
+        run_id = int(run) if len(digits) <= 19 else 2**63
+        query = query.filter(run_id=run_id) if abs(run_id) < 2**63 else query.none()
+    return query

@@ -565,3 +565,40 @@ def test_auto_resolve_false_is_kept_on_the_run(api):
     )
 
     assert run["auto_resolve"] is False
+
+
+def test_the_breaks_export_as_csv_and_xlsx_with_the_lists_filters(api):
+    from openpyxl import load_workbook
+
+    rows = [
+        pay_row("TK5XA1BC2E", 5, "05-11-2025 10:01:00", party="=cmd|' /C calc'!A0"),
+        pay_row("TK5XA1BC2F", 7, "05-11-2025 10:02:00"),
+    ]
+    run_id = imported(api, statement(*rows))["id"]
+    response = api.get("/reconciliation/breaks/export.csv", {"run": run_id})
+    assert response.status_code == 200 and response["Content-Type"] == "text/csv"
+    text = b"".join(response.streaming_content).decode("utf-8").lstrip("\ufeff")
+    exported = {row["Statement receipt"]: row for row in csv.DictReader(io.StringIO(text))}
+    assert set(exported) == {"TK5XA1BC2E", "TK5XA1BC2F"}
+    first = exported["TK5XA1BC2E"]
+    assert first["Kind"] == "unknown_payment" and first["Status"] == "open"
+    assert first["Statement amount (KES)"] == "5.00"
+    assert first["Statement time (EAT)"] == "2025-11-05 10:01:00"
+    assert first["Statement other party"].startswith("'=cmd")
+    assert first["Reconciliation run"] == str(run_id)
+
+    xlsx = api.get("/reconciliation/breaks/export.xlsx", {"run": run_id})
+    sheet = load_workbook(io.BytesIO(b"".join(xlsx.streaming_content))).active
+    headings = [cell.value for cell in sheet[1]]
+    amounts = sorted(
+        dict(zip(headings, [c.value for c in row], strict=True))["Statement amount (KES)"]
+        for row in sheet.iter_rows(min_row=2)
+    )
+    assert amounts == [5, 7]
+    assert api.get("/reconciliation/breaks/export.csv", {"status": "closed"}).status_code == 400
+    other = APIClient()
+    other.credentials(
+        HTTP_AUTHORIZATION=f"Bearer {api_client_create(name='o', scopes=['reconciliation']).key}"
+    )
+    text = b"".join(other.get("/reconciliation/breaks/export.csv").streaming_content).decode()
+    assert len(list(csv.DictReader(io.StringIO(text.lstrip("\ufeff"))))) == 0
