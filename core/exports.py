@@ -24,7 +24,14 @@ from operator import itemgetter
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from django.http import FileResponse, StreamingHttpResponse
+from django.contrib import admin, messages
+from django.http import FileResponse, HttpRequest, HttpResponseBase, StreamingHttpResponse
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework.request import Request
+from rest_framework.views import APIView
+
+from .api import ApiError, errors
 
 EAT = ZoneInfo("Africa/Nairobi")
 # Rows fetched from the database at a time (a server-side cursor on PostgreSQL).
@@ -198,3 +205,85 @@ def xlsx_response(
     )
     response["Cache-Control"] = "no-store"
     return response
+
+
+@dataclass(frozen=True)
+class Export:
+    """One kind of export: its columns, how a queryset becomes its rows, and its names."""
+
+    name: str  # the file's name before its time stamp: "payments"
+    title: str  # the XLSX sheet's title
+    columns: Sequence[Column]
+    rows: Callable[[Any], Iterable[Sequence[Any]]]
+
+    def response(self, queryset: Any, file_format: str) -> HttpResponseBase:
+        """The file of ``queryset``'s rows; TooManyRows for an XLSX over the limit."""
+        stamp = datetime.now(EAT).strftime("%Y%m%d-%H%M%S")
+        filename = f"{self.name}-{stamp}.{file_format}"
+        if file_format == "xlsx":
+            xlsx_check_size(queryset)
+            return xlsx_response(self.columns, self.rows(queryset), filename, self.title)
+        return csv_response(self.columns, self.rows(queryset), filename)
+
+
+class ExportView(APIView):
+    """``GET …/export.csv`` or ``.xlsx``: subclasses give ``export`` and the rows' queryset
+    (the list's, with its filters checked); see :func:`export_views`."""
+
+    export: Export
+    file_format = "csv"
+
+    def export_queryset(self, request: Request) -> Any:
+        raise NotImplementedError
+
+    def get(self, request: Request) -> HttpResponseBase:
+        try:
+            return self.export.response(self.export_queryset(request), self.file_format)
+        except TooManyRows as exc:
+            raise ApiError(code="too_many_rows", message=str(exc), http_status=400) from None
+
+
+_XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+
+
+def export_views(
+    base: type[ExportView], *, operation_id: str, what: str
+) -> tuple[type[ExportView], type[ExportView]]:
+    """The CSV and the XLSX view of ``base``, each with its own operation in the schema."""
+    failures = errors(
+        e400="A filter's value is not valid, or an XLSX export over EXPORT_XLSX_MAX_ROWS rows "
+        "(too_many_rows)"
+    )
+    views = []
+    for file_format, media_type, how in (("csv", "text/csv", ", streamed"), ("xlsx", _XLSX, "")):
+
+        @extend_schema(
+            operation_id=f"{operation_id}_{file_format}",
+            summary=f"{what} as {file_format.upper()}{how}",
+            responses={(200, media_type): OpenApiResponse(OpenApiTypes.BINARY), **failures},
+        )
+        def get(self: ExportView, request: Request) -> HttpResponseBase:
+            return ExportView.get(self, request)
+
+        name = f"{base.__name__}{file_format.capitalize()}"
+        views.append(type(name, (base,), {"file_format": file_format, "get": get}))
+    return views[0], views[1]
+
+
+class ExportActions:
+    """Admin actions "export_csv" and "export_xlsx" of the selected rows (with "select all":
+    the whole filtered list); the ModelAdmin gives ``export`` and lists the actions."""
+
+    export: Export
+
+    @admin.action(description="Export the selected rows as CSV (for accountants)")
+    def export_csv(self, request: HttpRequest, queryset: Any) -> HttpResponseBase:
+        return self.export.response(queryset, "csv")
+
+    @admin.action(description="Export the selected rows as XLSX (for accountants)")
+    def export_xlsx(self, request: HttpRequest, queryset: Any) -> HttpResponseBase | None:
+        try:
+            return self.export.response(queryset, "xlsx")
+        except TooManyRows as exc:
+            messages.error(request, str(exc))
+            return None

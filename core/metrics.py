@@ -156,6 +156,23 @@ def bounded_count(queryset: Any, limit: int = 10_000) -> int:
     return int(queryset.order_by()[: limit + 1].count())
 
 
+def waiting_gauges(
+    *, queryset: Any, since: str, count: tuple[str, str], age: tuple[str, str]
+) -> Iterable[GaugeMetricFamily]:
+    """Two gauges of a queue: how many rows wait (bounded_count) and how long the oldest has
+    waited since its ``since`` field (0: none), read through the field's index. ``count`` and
+    ``age``: each gauge's name and help."""
+    from django.utils import timezone
+
+    waiting = GaugeMetricFamily(*count)
+    waiting.add_metric([], bounded_count(queryset))
+    yield waiting
+    oldest = queryset.order_by(since).values_list(since, flat=True).first()
+    late = GaugeMetricFamily(*age)
+    late.add_metric([], (timezone.now() - oldest).total_seconds() if oldest else 0.0)
+    yield late
+
+
 def exposition() -> bytes:
     """The text a scrape gets: every process's counters and histograms on this host (or this
     process's alone, without a multiprocess folder), then the scrape-time gauges."""

@@ -9,9 +9,9 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.contrib import admin, messages
+from django.contrib import admin
 from django.db.models import Max, Min, Q, QuerySet, Sum
-from django.http import HttpRequest, HttpResponse, HttpResponseBase
+from django.http import HttpRequest, HttpResponse
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html
@@ -25,11 +25,11 @@ from core.admin_display import (
     plain,
     status_badge,
 )
-from core.exports import TooManyRows
+from core.exports import ExportActions
 from core.pagination import EstimatedCountPaginator
 from daraja.client import PAYBILL, TILL
 
-from .exports import payments_export
+from .exports import PAYMENTS
 from .models import Payment, PaymentEvent, PaymentStatus
 from .selectors import payment_search
 from .services import payment_clear_review
@@ -150,7 +150,7 @@ def register_payment_section(
 
 
 @admin.register(Payment)
-class PaymentAdmin(QuickCheckboxMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
+class PaymentAdmin(ExportActions, QuickCheckboxMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = [
         "short_id",
         "status_label",
@@ -247,6 +247,7 @@ class PaymentAdmin(QuickCheckboxMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
     # page renders in about half the time (rendering, not SQL, is most of a list page).
     list_per_page = 50
     actions = ["clear_review", "export_csv", "export_xlsx"]
+    export = PAYMENTS
     change_list_template = "admin/payments/payment/change_list.html"
     totals_max_rows = 100_000
 
@@ -340,19 +341,6 @@ class PaymentAdmin(QuickCheckboxMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
                 self.log_change(request, payment, "Cleared the review flag")
                 count += 1
         self.message_user(request, f"Cleared the review flag on {count} payment(s).")
-
-    @admin.action(description="Export the selected payments as CSV (for accountants)")
-    def export_csv(self, request: HttpRequest, queryset: Any) -> HttpResponseBase:
-        """With "select all" the whole filtered list, streamed: any number of payments."""
-        return payments_export(queryset, "csv")
-
-    @admin.action(description="Export the selected payments as XLSX (for accountants)")
-    def export_xlsx(self, request: HttpRequest, queryset: Any) -> HttpResponseBase | None:
-        try:
-            return payments_export(queryset, "xlsx")
-        except TooManyRows as exc:
-            self.message_user(request, str(exc), level=messages.ERROR)
-            return None
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Payment]:
         queryset = super().get_queryset(request)

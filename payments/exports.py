@@ -8,25 +8,11 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 from django.db.models import QuerySet
-from django.http import HttpResponseBase
-from django.utils import timezone
-from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework.request import Request
 from rest_framework.serializers import ValidationError
-from rest_framework.views import APIView
 
-from core.api import ApiError, errors
 from core.auth import HasPaymentsScope, request_client, request_key
-from core.exports import (
-    CHUNK_ROWS,
-    EAT,
-    Column,
-    TooManyRows,
-    csv_response,
-    xlsx_check_size,
-    xlsx_response,
-)
+from core.exports import CHUNK_ROWS, Column, Export, ExportView, export_views
 
 from .models import Payment
 from .selectors import payment_list
@@ -78,62 +64,29 @@ def payment_rows(queryset: QuerySet[Payment]) -> Iterator[Sequence[Any]]:
     yield from ordered.iterator(chunk_size=CHUNK_ROWS)
 
 
-def payments_export(queryset: QuerySet[Payment], file_format: str) -> HttpResponseBase:
-    stamp = timezone.now().astimezone(EAT).strftime("%Y%m%d-%H%M%S")
-    filename = f"payments-{stamp}.{file_format}"
-    if file_format == "xlsx":
-        xlsx_check_size(queryset)
-        return xlsx_response(COLUMNS, payment_rows(queryset), filename, "Payments")
-    return csv_response(COLUMNS, payment_rows(queryset), filename)
+PAYMENTS = Export(name="payments", title="Payments", columns=COLUMNS, rows=payment_rows)
 
 
-class PaymentExportView(APIView):
+class PaymentExportView(ExportView):
     """``GET /payments/export.csv`` and ``/payments/export.xlsx``: the payments the list
     would show with the same filters (``status``, ``channel``, ``created_after``...), all of
     them, oldest first."""
 
     permission_classes = [HasPaymentsScope]
-    file_format = "csv"
+    export = PAYMENTS
 
-    def get(self, request: Request) -> HttpResponseBase:
+    def export_queryset(self, request: Request) -> QuerySet[Payment]:
         from .api import PaymentFilter
 
         queryset = payment_list(client=request_client(request), key=request_key(request))
         filterset = PaymentFilter(request.query_params, queryset=queryset, request=request)
         if not filterset.is_valid():
             raise ValidationError(filterset.errors)
-        try:
-            return payments_export(filterset.qs, self.file_format)
-        except TooManyRows as exc:
-            raise ApiError(code="too_many_rows", message=str(exc), http_status=400) from None
+        return filterset.qs
 
 
-_XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
-_ERRORS = errors(
-    e400="A filter's value is not valid, or an XLSX export over EXPORT_XLSX_MAX_ROWS rows "
-    "(too_many_rows)"
+PaymentExportCsv, PaymentExportXlsx = export_views(
+    PaymentExportView,
+    operation_id="payments_export",
+    what="The payments (with the list's filters)",
 )
-
-
-class PaymentExportCsv(PaymentExportView):
-    file_format = "csv"
-
-    @extend_schema(
-        operation_id="payments_export_csv",
-        summary="The payments (with the list's filters) as CSV, streamed",
-        responses={(200, "text/csv"): OpenApiResponse(OpenApiTypes.BINARY), **_ERRORS},
-    )
-    def get(self, request: Request) -> HttpResponseBase:
-        return super().get(request)
-
-
-class PaymentExportXlsx(PaymentExportView):
-    file_format = "xlsx"
-
-    @extend_schema(
-        operation_id="payments_export_xlsx",
-        summary="The payments (with the list's filters) as XLSX",
-        responses={(200, _XLSX): OpenApiResponse(OpenApiTypes.BINARY), **_ERRORS},
-    )
-    def get(self, request: Request) -> HttpResponseBase:
-        return super().get(request)

@@ -8,24 +8,10 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 from django.db.models import QuerySet
-from django.http import HttpResponseBase
-from django.utils import timezone
-from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework.request import Request
-from rest_framework.views import APIView
 
-from core.api import ApiError, errors
 from core.auth import HasReconciliationScope, request_client
-from core.exports import (
-    CHUNK_ROWS,
-    EAT,
-    Column,
-    TooManyRows,
-    csv_response,
-    xlsx_check_size,
-    xlsx_response,
-)
+from core.exports import CHUNK_ROWS, Column, Export, ExportView, export_views
 
 from .models import Break
 from .selectors import break_scope
@@ -77,58 +63,24 @@ def break_rows(queryset: QuerySet[Break]) -> Iterator[Sequence[Any]]:
     yield from ordered.iterator(chunk_size=CHUNK_ROWS)
 
 
-def breaks_export(queryset: QuerySet[Break], file_format: str) -> HttpResponseBase:
-    stamp = timezone.now().astimezone(EAT).strftime("%Y%m%d-%H%M%S")
-    filename = f"reconciliation-breaks-{stamp}.{file_format}"
-    if file_format == "xlsx":
-        xlsx_check_size(queryset)
-        return xlsx_response(COLUMNS, break_rows(queryset), filename, "Breaks")
-    return csv_response(COLUMNS, break_rows(queryset), filename)
+BREAKS = Export(name="reconciliation-breaks", title="Breaks", columns=COLUMNS, rows=break_rows)
 
 
-class BreakExportView(APIView):
+class BreakExportView(ExportView):
     """``GET /reconciliation/breaks/export.csv`` and ``.xlsx``: the breaks the list would
     show with the same filters (``kind``, ``status``, ``run``), all of them."""
 
     permission_classes = [HasReconciliationScope]
-    file_format = "csv"
+    export = BREAKS
 
-    def get(self, request: Request) -> HttpResponseBase:
+    def export_queryset(self, request: Request) -> QuerySet[Break]:
         from .api.breaks import break_filter
 
-        query = break_filter(break_scope(client=request_client(request)), request.query_params)
-        try:
-            return breaks_export(query, self.file_format)
-        except TooManyRows as exc:
-            raise ApiError(code="too_many_rows", message=str(exc), http_status=400) from None
+        return break_filter(break_scope(client=request_client(request)), request.query_params)
 
 
-_XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
-_ERRORS = errors(
-    e400="A filter's value is not valid, or an XLSX export over EXPORT_XLSX_MAX_ROWS rows "
-    "(too_many_rows)"
+BreakExportCsv, BreakExportXlsx = export_views(
+    BreakExportView,
+    operation_id="reconciliation_breaks_export",
+    what="The reconciliation breaks (with the list's filters)",
 )
-
-
-class BreakExportCsv(BreakExportView):
-    file_format = "csv"
-
-    @extend_schema(
-        operation_id="reconciliation_breaks_export_csv",
-        summary="The reconciliation breaks (with the list's filters) as CSV, streamed",
-        responses={(200, "text/csv"): OpenApiResponse(OpenApiTypes.BINARY), **_ERRORS},
-    )
-    def get(self, request: Request) -> HttpResponseBase:
-        return super().get(request)
-
-
-class BreakExportXlsx(BreakExportView):
-    file_format = "xlsx"
-
-    @extend_schema(
-        operation_id="reconciliation_breaks_export_xlsx",
-        summary="The reconciliation breaks (with the list's filters) as XLSX",
-        responses={(200, _XLSX): OpenApiResponse(OpenApiTypes.BINARY), **_ERRORS},
-    )
-    def get(self, request: Request) -> HttpResponseBase:
-        return super().get(request)

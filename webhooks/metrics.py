@@ -8,24 +8,23 @@ from collections.abc import Iterable
 from django.utils import timezone
 from prometheus_client.core import GaugeMetricFamily
 
-from core.metrics import bounded_count
+from core.metrics import waiting_gauges
 
 from .models import Delivery, DeliveryState
 
 
 def webhook_gauges() -> Iterable[GaugeMetricFamily]:
-    now = timezone.now()
-    due = Delivery.objects.filter(state=DeliveryState.PENDING, next_attempt_at__lte=now)
-    backlog = GaugeMetricFamily(
-        "mpesa_webhook_deliveries_due",
-        "Webhook deliveries due now and not sent yet (counted up to 10,001).",
+    return waiting_gauges(
+        queryset=Delivery.objects.filter(
+            state=DeliveryState.PENDING, next_attempt_at__lte=timezone.now()
+        ),
+        since="next_attempt_at",
+        count=(
+            "mpesa_webhook_deliveries_due",
+            "Webhook deliveries due now and not sent yet (counted up to 10,001).",
+        ),
+        age=(
+            "mpesa_webhook_oldest_due_seconds",
+            "How long the most overdue webhook delivery has been due (0: none).",
+        ),
     )
-    backlog.add_metric([], bounded_count(due))
-    yield backlog
-    oldest = due.order_by("next_attempt_at").values_list("next_attempt_at", flat=True).first()
-    late = GaugeMetricFamily(
-        "mpesa_webhook_oldest_due_seconds",
-        "How long the most overdue webhook delivery has been due (0: none).",
-    )
-    late.add_metric([], (now - oldest).total_seconds() if oldest else 0.0)
-    yield late

@@ -10,7 +10,7 @@ from typing import Any
 from django.contrib import admin, messages
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.db.models import QuerySet
-from django.http import HttpRequest, HttpResponse, HttpResponseBase, HttpResponseRedirect
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
@@ -26,7 +26,7 @@ from core.admin_display import (
     plain,
     when,
 )
-from core.exports import TooManyRows
+from core.exports import ExportActions
 from core.pagination import EstimatedCountPaginator
 from payments.models import Payment
 
@@ -36,7 +36,7 @@ from ..credit import (
     statement_credit_event,
     user_actor_key,
 )
-from ..exports import breaks_export
+from ..exports import BREAKS
 from ..models import (
     ApprovalStatus,
     Break,
@@ -69,7 +69,7 @@ class BreakEventInline(ReadOnlyAdminMixin, admin.TabularInline):
 
 
 @admin.register(Break)
-class BreakAdmin(QuickCheckboxMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
+class BreakAdmin(ExportActions, QuickCheckboxMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = [
         "id",
         "run_col",
@@ -144,6 +144,7 @@ class BreakAdmin(QuickCheckboxMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
     ]
     inlines = [BreakEventInline]
     actions = ["accept_selected", "credit_selected", "export_csv", "export_xlsx"]
+    export = BREAKS
     show_full_result_count = False
     # Newest run first, a run's breaks in order: read through the break_run_desc_id index
     # (break_status_run_desc_id when filtered by status). The
@@ -450,18 +451,6 @@ class BreakAdmin(QuickCheckboxMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
             "media": self.media,
         }
         return TemplateResponse(request, "admin/reconciliation/break/reason.html", context)
-
-    @admin.action(description="Export the selected breaks as CSV (for accountants)")
-    def export_csv(self, request: HttpRequest, queryset: Any) -> HttpResponseBase:
-        return breaks_export(queryset, "csv")
-
-    @admin.action(description="Export the selected breaks as XLSX (for accountants)")
-    def export_xlsx(self, request: HttpRequest, queryset: Any) -> HttpResponseBase | None:
-        try:
-            return breaks_export(queryset, "xlsx")
-        except TooManyRows as exc:
-            self.message_user(request, str(exc), level=messages.ERROR)
-            return None
 
     @admin.action(description="Accept the selected breaks, with a reason…", permissions=["resolve"])
     def accept_selected(self, request: HttpRequest, queryset: QuerySet[Break]) -> Any:
