@@ -16,7 +16,8 @@ adds them up. What is counted where it happens:
 
 Gauges that describe the database (inbox backlog, the oldest waiting callback, heartbeat
 ages, payments flagged for review) are read at scrape time by bounded, indexed queries
-(:func:`scrape_gauges`): a scrape never counts a whole table.
+(:func:`register_gauges`): a scrape never counts a whole table. With the database down, a
+scrape still answers with everything counted, without those gauges.
 """
 
 from __future__ import annotations
@@ -103,7 +104,7 @@ def observe(metric: Histogram, value: float, /, **labels: str) -> None:
 
 
 # A label made of outside data (a result code) stays within a small set of values.
-_CODE = re.compile(r"[A-Za-z0-9_.-]{1,16}")
+_CODE = re.compile(r"[A-Za-z0-9_.-]{1,32}")
 
 
 def code_label(code: str) -> str:
@@ -121,9 +122,14 @@ def register_gauges(name: str, source: Callable[[], Iterable[Any]]) -> None:
 
 class _ScrapeGauges(Collector):
     def collect(self) -> Iterable[Any]:
-        yield from _core_gauges()
-        for source in _gauge_sources.values():
-            yield from source()
+        # The core's last: its degraded counter then includes this scrape's own failures.
+        for source in (*_gauge_sources.values(), _core_gauges):
+            try:
+                families = list(source())
+            except Exception as exc:  # the database is down: the counters still answer
+                degraded("metrics", exc, "scrape-time gauges not read")
+                continue
+            yield from families
 
 
 def _core_gauges() -> Iterable[Any]:

@@ -109,3 +109,20 @@ def test_a_scrape_runs_only_bounded_queries(scrape):
     assert selects
     unbounded = [sql for sql in selects if "LIMIT" not in sql.upper()]
     assert unbounded == []
+
+
+def test_a_scrape_answers_with_what_was_counted_while_the_database_is_down(scrape, monkeypatch):
+    from django.db import OperationalError
+
+    from core import metrics
+
+    def database_down():
+        raise OperationalError("connection refused")
+
+    monkeypatch.setitem(metrics._gauge_sources, "callbacks", database_down)
+    scrape()  # a request is counted, whatever the database
+    text = scrape()
+    assert "mpesa_inbox_backlog" not in text
+    assert "mpesa_payments_needs_review" in text  # the other apps' gauges are still read
+    assert "mpesa_http_request_duration_seconds_count" in text
+    assert 'mpesa_degraded_total{what="metrics"}' in text
