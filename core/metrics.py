@@ -10,6 +10,7 @@ adds them up. What is counted where it happens:
 * ``mpesa_callback_processing_delay_seconds{kind,state}``: from receipt to a final state;
 * ``mpesa_daraja_request_duration_seconds{endpoint,outcome}``: each call to Daraja, by path
   and HTTP status (or ``timeout``, ``unreachable``, ``error``);
+* ``mpesa_daraja_errors_total{endpoint,error_code}``: Daraja's error answers by its code;
 * ``mpesa_payment_outcomes_total{channel,status,result_code}``: payments reaching SUCCESS or
   FAILED, with M-Pesa's result code;
 * ``mpesa_webhook_delivery_lag_seconds``: from an event to its successful delivery.
@@ -73,6 +74,12 @@ DARAJA_REQUESTS = Histogram(
     "Calls to Daraja, by path and outcome (HTTP status, timeout, unreachable, error).",
     ["endpoint", "outcome"],
     buckets=_FAST,
+)
+DARAJA_ERRORS = Counter(
+    "mpesa_daraja_errors",
+    "Daraja's error answers, by path and Daraja's errorCode (none: an error without Daraja's "
+    "envelope). STK Query's 500.001.1001 means the payment is still being processed.",
+    ["endpoint", "error_code"],
 )
 PAYMENT_OUTCOMES = Counter(
     "mpesa_payment_outcomes",

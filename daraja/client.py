@@ -26,7 +26,7 @@ from django.core.cache import BaseCache, cache
 
 from core.degraded import degraded
 from core.logging import ctx
-from core.metrics import DARAJA_REQUESTS, observe
+from core.metrics import DARAJA_ERRORS, DARAJA_REQUESTS, code_label, count, observe
 from core.phones import mask_phone
 
 from .errors import (
@@ -424,6 +424,12 @@ class DarajaClient:
             data = loads(response.content)
         except PayloadError:
             data = None
+        code = str(data.get("errorCode", "")) if isinstance(data, dict) else ""
+        try:
+            endpoint = response.request.url.path
+        except RuntimeError:  # a response built without its request
+            endpoint = "-"
+        count(DARAJA_ERRORS, endpoint=endpoint, error_code=code_label(code))
         if isinstance(data, dict) and "errorCode" in data:
             return error_from_envelope(
                 http_status=response.status_code,

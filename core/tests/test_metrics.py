@@ -126,3 +126,22 @@ def test_a_scrape_answers_with_what_was_counted_while_the_database_is_down(scrap
     assert "mpesa_payments_needs_review" in text  # the other apps' gauges are still read
     assert "mpesa_http_request_duration_seconds_count" in text
     assert 'mpesa_degraded_total{what="metrics"}' in text
+
+
+def test_daraja_errors_are_counted_by_their_code(api, daraja, scrape):
+    sample = (
+        'mpesa_daraja_errors_total{endpoint="/mpesa/stkpush/v1/processrequest",'
+        'error_code="400.002.02"}'
+    )
+    before = value(scrape(), sample)
+    daraja.post("/mpesa/stkpush/v1/processrequest").respond(
+        400,
+        json={"requestId": "1", "errorCode": "400.002.02", "errorMessage": "Bad Request"},
+    )
+    response = api.post(
+        "/payments/stk-push/",
+        {"phone_number": "0712345678", "amount": 10, "account_reference": "A", "description": "B"},
+        format="json",
+    )
+    assert response.json()["status"] == "FAILED"
+    assert value(scrape(), sample) == before + 1
