@@ -44,6 +44,19 @@ class DrainResult:
     retry_in: float | None  # the soonest "try again" among callbacks not decidable yet
 
 
+# What a drain reads of each callback (its body for the parse, received_at for the metrics).
+_DRAIN_FIELDS = (
+    "id",
+    "kind",
+    "state",
+    "body",
+    "token_hash",
+    "attempts",
+    "verified_at",
+    "received_at",
+)
+
+
 def callbacks_drain_batch(*, batch_size: int | None = None) -> DrainResult:
     """Claim up to ``batch_size`` stored callbacks with SELECT ... FOR UPDATE SKIP LOCKED and
     process them in one transaction. Several workers can drain at once: each claims rows the
@@ -61,16 +74,7 @@ def callbacks_drain_batch(*, batch_size: int | None = None) -> DrainResult:
             .filter(state=CallbackState.RECEIVED)
             .filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))
             .order_by("id")
-            .only(
-                "id",
-                "kind",
-                "state",
-                "body",
-                "token_hash",
-                "attempts",
-                "verified_at",
-                "received_at",
-            )[:size]
+            .only(*_DRAIN_FIELDS)[:size]
         )
         if not callbacks:
             return DrainResult(0, None)
@@ -209,18 +213,6 @@ class _Batch:
         delays = [(now - callback.received_at).total_seconds() for callback, _ in pending]
         kinds = [callback.kind for callback, _ in pending]
         transaction.on_commit(lambda: _observe_processed(kinds, delays))
-
-
-_DRAIN_FIELDS = (
-    "id",
-    "kind",
-    "state",
-    "body",
-    "token_hash",
-    "attempts",
-    "verified_at",
-    "received_at",
-)
 
 
 def _observe_processed(kinds: list[str], delays: list[float]) -> None:
