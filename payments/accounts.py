@@ -125,6 +125,11 @@ _clients: dict[DarajaConfig, DarajaClient] = {}
 _clients_lock = threading.Lock()
 
 
+def account_transaction_type(account: MpesaAccount) -> str:
+    """What an STK Push from ``account`` asks for: Buy Goods for a till, else Pay Bill."""
+    return TILL if account.kind == AccountKind.TILL else PAYBILL
+
+
 def account_config(account: MpesaAccount) -> DarajaConfig:
     """What a Daraja call for ``account`` uses: its shortcode, kind and till number; its own
     app's key and secret, else the MPESA_* settings'; its own passkey, else the settings'
@@ -143,7 +148,7 @@ def account_config(account: MpesaAccount) -> DarajaConfig:
         ),
         shortcode=account.shortcode,
         passkey=passkey,
-        transaction_type=TILL if account.kind == AccountKind.TILL else PAYBILL,
+        transaction_type=account_transaction_type(account),
         party_b=account.party_b,
     )
 
@@ -153,7 +158,7 @@ def account_client(account: MpesaAccount) -> DarajaClient:
     Transactions), one per configuration and process; the settings' own client when the
     account adds nothing to the MPESA_* settings."""
     config = account_config(account)
-    if config == DarajaConfig.from_settings():
+    if config == get_client().config:
         return get_client()
     with _clients_lock:
         client = _clients.get(config)

@@ -25,7 +25,7 @@ from daraja.errors import (
     DarajaUnreachableError,
 )
 
-from ..accounts import account_client, default_account
+from ..accounts import account_client, account_transaction_type, default_account
 from ..known_phones import phones_remember
 from ..models import EventKind, EventSource, MpesaAccount, Payment, PaymentEvent, PaymentStatus
 from .transitions import InvalidTransition, payment_record_event, payment_transition
@@ -53,7 +53,7 @@ def payment_create(
     transaction (the API records the payment on its Idempotency-Key there)."""
     token = secrets.token_urlsafe(32)
     account = account or default_account()
-    transaction_type = account_client(account).config.transaction_type
+    transaction_type = account_transaction_type(account)
     with transaction.atomic():
         payment = Payment.objects.create(
             client=client,
